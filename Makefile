@@ -1,0 +1,49 @@
+# The project's commands. `make demo` runs the pipeline on embedded defaults; `make test`
+# runs every test. Both set up what they need first (virtualenv, jars), idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_JARS := .jars/.fetched
+PYTEST_ARGS ?=
+
+.PHONY: help setup up down status test demo lock clean-data
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP_PY) $(STAMP_JARS) ## Create .venv and fetch the jars (no-op when done).
+
+$(STAMP_PY): requirements.txt requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==25.3" "setuptools==80.9.0" wheel
+	$(PY) -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMP_JARS): jvm/pom.xml jvm/spark/pom.xml jvm/kafka/pom.xml
+	mvn -B -q -f jvm/pom.xml package
+	@touch $@
+
+up: setup ## Start Kafka, MLflow and Airflow (each a no-op when it runs already).
+	$(PY) -m volpipe.services up
+
+down: ## Stop every service the project started.
+	@test -x $(PY) && $(PY) -m volpipe.services down || true
+
+status: setup ## Say which services run and where.
+	$(PY) -m volpipe.services status
+
+test: setup ## Run every test (unit, Spark, DAGs, integration with real services).
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup ## Bring the services up and show that each answers.
+	$(PY) -m volpipe.demo
+
+lock: setup ## Re-pin every transitive package into requirements.lock.
+	{ echo "# Every package of the project virtualenv, pinned (pip freeze). Regenerate with \`make lock\`."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^volpipe'; } > requirements.lock
+
+clean-data: down ## Delete all runtime data under data/ (keeps data/README.md).
+	find data -mindepth 1 -not -name README.md -delete

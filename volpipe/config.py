@@ -1,0 +1,293 @@
+"""Every setting of the pipeline, read once from environment variables.
+
+Inputs: the process environment (names and defaults in ``SETTINGS`` below, documented in
+``docs/configuration.md`` and listed in ``.env.example``). Output: a frozen ``Settings``.
+
+Only entrypoints call ``Settings.from_env()``; everything else receives the object. Nothing
+happens at import time. A missing or malformed value raises ``ConfigError`` naming the
+variable, so a bad deployment fails at start, not an hour into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from volpipe.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items:
+        raise ValueError("must list at least one comma-separated value")
+    return items
+
+
+def _name(raw: str) -> str:
+    if not raw or any(ch.isspace() for ch in raw):
+        raise ValueError("must be a non-empty name without spaces")
+    return raw
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parsed = urlparse(raw)
+        if parsed.scheme not in schemes or not parsed.netloc:
+            raise ValueError(f"must be a {'/'.join(schemes)} URL")
+        return raw
+
+    return parse
+
+
+def _host_ports(raw: str) -> str:
+    for item in _csv(raw):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError("must be comma-separated host:port pairs")
+        _port(port)
+    return raw
+
+
+def _spark_master(raw: str) -> str:
+    if not raw.startswith(("local", "spark://", "yarn", "k8s://")):
+        raise ValueError("must be local[N], spark://host:port, yarn or k8s://...")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    if not raw:
+        raise ValueError("must be a path")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path)
+
+
+def _optional_path(raw: str) -> Path | None:
+    return _path(raw) if raw else None
+
+
+def setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
+    """Declares one setting: its variable, its default as the text a user would write."""
+    return dataclasses.field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The pipeline's configuration. Build with ``from_env``; pass it down, never re-read."""
+
+    # Storage layout. Relative paths are resolved against the project root.
+    data_dir: Path = setting("PIPELINE_DATA_DIR", "data", _path, "Root of all runtime data.")
+    raw_dir: Path | None = setting(
+        "RAW_DIR", "", _optional_path, "Daily NDJSON of raw exchange messages (default DATA_DIR/raw)."
+    )
+    quarantine_dir: Path | None = setting(
+        "QUARANTINE_DIR", "", _optional_path, "Rejected messages with reasons (default DATA_DIR/quarantine)."
+    )
+    delta_dir: Path | None = setting(
+        "DELTA_DIR", "", _optional_path, "Root of the Delta tables (default DATA_DIR/delta)."
+    )
+    checkpoint_dir: Path | None = setting(
+        "CHECKPOINT_DIR", "", _optional_path, "Structured Streaming checkpoints (default DATA_DIR/checkpoints)."
+    )
+
+    # Kafka.
+    kafka_bootstrap_servers: str = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", _host_ports, "Kafka brokers, host:port[,host:port]."
+    )
+    kafka_input_topic: str = setting("KAFKA_INPUT_TOPIC", "ticks.raw", _name, "Raw exchange messages.")
+    kafka_output_topic: str = setting("KAFKA_OUTPUT_TOPIC", "ticks.features", _name, "Feature rows as JSON.")
+    kafka_deadletter_topic: str = setting(
+        "KAFKA_DEADLETTER_TOPIC", "ticks.deadletter", _name, "Rejected messages with their reason."
+    )
+    kafka_topic_partitions: int = setting(
+        "KAFKA_TOPIC_PARTITIONS", "2", _positive_int, "Partitions of the topics the project creates."
+    )
+    kafka_controller_port: int = setting(
+        "KAFKA_CONTROLLER_PORT", "9093", _port, "KRaft controller port of the embedded broker."
+    )
+
+    # Exchange and ingestor.
+    coinbase_ws_url: str = setting(
+        "COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com", _url("ws", "wss"), "Market-data WebSocket."
+    )
+    product_ids: tuple[str, ...] = setting("PRODUCT_IDS", "BTC-USD", _csv, "Products to subscribe to.")
+    stale_feed_seconds: float = setting(
+        "STALE_FEED_SECONDS", "20", _positive_float, "Silence (heartbeats included) that means a dead feed."
+    )
+    reconnect_initial_seconds: float = setting(
+        "RECONNECT_INITIAL_SECONDS", "0.5", _positive_float, "First reconnect backoff."
+    )
+    reconnect_max_seconds: float = setting(
+        "RECONNECT_MAX_SECONDS", "30", _positive_float, "Backoff cap."
+    )
+    reconnect_max_attempts: int = setting(
+        "RECONNECT_MAX_ATTEMPTS", "0", int, "Consecutive failed attempts before giving up; 0 = never."
+    )
+    producer_buffer_messages: int = setting(
+        "PRODUCER_BUFFER_MESSAGES", "1000000", _positive_int, "Messages the Kafka producer holds while the broker is down."
+    )
+    shutdown_flush_seconds: float = setting(
+        "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries."
+    )
+    metrics_port: int = setting("METRICS_PORT", "9108", int, "Ingestor Prometheus port; 0 = off.")
+    metrics_log_seconds: float = setting(
+        "METRICS_LOG_SECONDS", "30", _positive_float, "Interval of the one-line metrics summary."
+    )
+
+    # Features and the streaming job.
+    feature_window_size: int = setting(
+        "FEATURE_WINDOW_SIZE", "60", _positive_int, "W: returns in the rolling window (ticks)."
+    )
+    spark_master: str = setting("SPARK_MASTER", "local[2]", _spark_master, "Spark master URL.")
+    spark_shuffle_partitions: int = setting(
+        "SPARK_SHUFFLE_PARTITIONS", "2", _positive_int,
+        "Shuffle partitions; frozen into a stateful query's checkpoint.",
+    )
+    spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "2g", _name, "Driver heap (local mode runs here).")
+    spark_jars_dir: Path = setting("SPARK_JARS_DIR", ".jars/spark", _path, "Jars fetched by `make setup`.")
+    stream_trigger_seconds: float = setting(
+        "STREAM_TRIGGER_SECONDS", "0", _non_negative_float, "Micro-batch interval; 0 = as fast as possible."
+    )
+    stream_max_offsets_per_trigger: int = setting(
+        "STREAM_MAX_OFFSETS_PER_TRIGGER", "200000", _positive_int, "Kafka records per micro-batch at most."
+    )
+
+    # MLflow.
+    mlflow_tracking_uri: str = setting(
+        "MLFLOW_TRACKING_URI", "http://localhost:5001", _url("http", "https"), "MLflow tracking server."
+    )
+    mlflow_backend_store_uri: str = setting(
+        "MLFLOW_BACKEND_STORE_URI", "", str, "Server's backend store (default sqlite:///DATA_DIR/mlflow/mlflow.db)."
+    )
+
+    # Airflow (the embedded `airflow standalone`).
+    airflow_port: int = setting("AIRFLOW_PORT", "8080", _port, "Airflow API server and UI port.")
+    airflow_parallelism: int = setting(
+        "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Reads every setting from ``environ`` (default ``os.environ``).
+
+        Args:
+            environ: Variables to read; missing ones take their documented default.
+            **overrides: Already-parsed values that win over the environment (CLI flags).
+
+        Returns:
+            The frozen settings, with derived paths filled in.
+
+        Raises:
+            ConfigError: A variable is malformed; the message names it and its value.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name in overrides and overrides[field.name] is not None:
+                values[field.name] = overrides[field.name]
+                continue
+            meta = field.metadata
+            raw = environ.get(meta["env"], meta["default"]).strip()
+            try:
+                values[field.name] = meta["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{meta['env']}={raw!r} is invalid: {exc}") from None
+        unknown = set(overrides) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        settings = cls(**values)
+        settings._check()
+        return settings._with_derived_paths()
+
+    def _check(self) -> None:
+        if self.reconnect_initial_seconds > self.reconnect_max_seconds:
+            raise ConfigError(
+                f"RECONNECT_INITIAL_SECONDS={self.reconnect_initial_seconds} exceeds "
+                f"RECONNECT_MAX_SECONDS={self.reconnect_max_seconds}"
+            )
+        if self.reconnect_max_attempts < 0:
+            raise ConfigError(f"RECONNECT_MAX_ATTEMPTS={self.reconnect_max_attempts} must be >= 0")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"METRICS_PORT={self.metrics_port} must be a port or 0")
+        if len({self.kafka_input_topic, self.kafka_output_topic, self.kafka_deadletter_topic}) != 3:
+            raise ConfigError("KAFKA_INPUT_TOPIC, KAFKA_OUTPUT_TOPIC and KAFKA_DEADLETTER_TOPIC must differ")
+
+    def _with_derived_paths(self) -> Settings:
+        data = self.data_dir
+        return dataclasses.replace(
+            self,
+            raw_dir=self.raw_dir or data / "raw",
+            quarantine_dir=self.quarantine_dir or data / "quarantine",
+            delta_dir=self.delta_dir or data / "delta",
+            checkpoint_dir=self.checkpoint_dir or data / "checkpoints",
+            mlflow_backend_store_uri=self.mlflow_backend_store_uri
+            or f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+        )
+
+    # Names of every table and folder the pipeline writes, in one place.
+    def delta_table(self, name: str) -> Path:
+        """Path of the Delta table ``name`` (ticks, features, quarantine, features_replay, ...)."""
+        return self.delta_dir / name  # type: ignore[operator]
+
+    def checkpoint(self, query: str) -> Path:
+        """Checkpoint folder of the streaming query ``query``."""
+        return self.checkpoint_dir / query  # type: ignore[operator]
+
+    @property
+    def service_dir(self) -> Path:
+        """Pid files, logs and data of the embedded services (Kafka, MLflow, Airflow)."""
+        return self.data_dir / "services"
+
+    @property
+    def kafka_listener(self) -> tuple[str, int]:
+        """Host and port the embedded broker listens on: the first bootstrap server."""
+        host, _, port = self.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+        return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+    @property
+    def mlflow_port(self) -> int:
+        """Port of the embedded MLflow server: the one in MLFLOW_TRACKING_URI."""
+        return urlparse(self.mlflow_tracking_uri).port or 5001
+
+
+def env_names() -> dict[str, str]:
+    """Every variable the pipeline reads, with its default (for .env.example and tests)."""
+    return {f.metadata["env"]: f.metadata["default"] for f in dataclasses.fields(Settings)}
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows, for docs and ``--help`` epilogs."""
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,31 @@
+"""The pipeline's failure modes, one class each, so callers catch what they can handle."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """Raised when a setting is missing or malformed; the message names the variable."""
+
+
+class SchemaError(PipelineError):
+    """Raised when a record does not have the shape the pipeline expects."""
+
+
+class ReplayMismatch(PipelineError):
+    """Raised when replayed features differ from the stream's for the same input."""
+
+
+class ExhaustedRetries(PipelineError):
+    """Raised when reconnecting gave up after the configured number of attempts."""
+
+
+class ServiceError(PipelineError):
+    """Raised when an embedded service (Kafka, MLflow, Airflow) fails to start or stop."""
+
+
+class SetupError(PipelineError):
+    """Raised when something `make setup` provides (jars, virtualenv) is missing."""

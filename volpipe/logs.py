@@ -1,0 +1,18 @@
+"""Logging set-up for entrypoints (libraries only call ``logging.getLogger(__name__)``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+
+def configure_logging(level: str | None = None) -> None:
+    """UTC timestamps, one line per event, level from the argument or LOG_LEVEL (INFO)."""
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or os.environ.get("LOG_LEVEL", "INFO")).upper())

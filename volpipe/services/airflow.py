@@ -1,0 +1,83 @@
+"""The embedded Airflow: `airflow standalone` with AIRFLOW_HOME inside the project.
+
+Inputs: ``Settings`` (AIRFLOW_PORT, AIRFLOW_PARALLELISM). Output: api-server (UI and REST
+API), scheduler, dag-processor and triggerer in one process group, reading DAGs from
+``dags/``, with a ``spark_default`` connection to ``local[*]`` (without it the Spark
+provider silently submits to YARN).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+from volpipe.config import PROJECT_ROOT, Settings
+from volpipe.services.process import ManagedProcess
+
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.data_dir / "airflow"
+
+
+def password_file(settings: Settings) -> Path:
+    """Where SimpleAuthManager keeps the generated admin password."""
+    return airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment every Airflow process (and so every task) runs with."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "AIRFLOW_HOME": str(airflow_home(settings)),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow_parallelism),
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
+        # spark-submit and the project's entrypoints come from the project virtualenv.
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PIPELINE_DATA_DIR": str(settings.data_dir),
+    }
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=3) as response:
+            body = json.load(response)
+    except (OSError, ValueError):
+        return False
+    return body.get("metadatabase", {}).get("status") == "healthy" and (
+        body.get("scheduler", {}).get("status") == "healthy"
+    )
+
+
+def standalone(settings: Settings) -> ManagedProcess:
+    """`airflow standalone` as a managed process (not started)."""
+    port = settings.airflow_port
+    return ManagedProcess(
+        name="airflow",
+        argv=[str(Path(sys.executable).with_name("airflow")), "standalone"],
+        run_dir=airflow_home(settings),
+        env=airflow_env(settings),
+        ready=lambda: _healthy(port),
+        start_timeout=300,
+        stop_timeout=60,
+    )
+
+
+def start(settings: Settings) -> bool:
+    """Starts Airflow unless it runs (the first start migrates its sqlite DB). True if started."""
+    airflow_home(settings).mkdir(parents=True, exist_ok=True)
+    return standalone(settings).start()
+
+
+def stop(settings: Settings) -> bool:
+    """Stops every Airflow component. True when it was running."""
+    return standalone(settings).stop()

@@ -1,0 +1,178 @@
+"""The embedded single-node KRaft Kafka broker, run from the jars `make setup` fetched.
+
+Inputs: ``Settings`` (listener from KAFKA_BOOTSTRAP_SERVERS, KAFKA_CONTROLLER_PORT, topic
+names and partitions). Outputs: a broker process whose config, data and log live under
+``DATA_DIR/kafka``, and the pipeline's topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from pathlib import Path
+
+from volpipe.config import PROJECT_ROOT, Settings
+from volpipe.errors import ServiceError, SetupError
+from volpipe.services.process import ManagedProcess, port_open
+
+log = logging.getLogger(__name__)
+
+KAFKA_JARS = PROJECT_ROOT / ".jars" / "kafka"
+
+_LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d{{ISO8601}}{{UTC}}] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def _home(settings: Settings) -> Path:
+    return settings.data_dir / "kafka"
+
+
+def server_properties(settings: Settings) -> str:
+    """The broker's server.properties: one node that is both broker and KRaft controller."""
+    host, port = settings.kafka_listener
+    controller = settings.kafka_controller_port
+    home = _home(settings)
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={host}:{controller}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={home / 'data'}",
+            f"num.partitions={settings.kafka_topic_partitions}",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            # Topics are created by the project with its partition count, never by accident.
+            "auto.create.topics.enable=false",
+            "",
+        ]
+    )
+
+
+def broker(settings: Settings) -> ManagedProcess:
+    """The broker as a managed process (not started)."""
+    if not any(KAFKA_JARS.glob("kafka_*.jar")):
+        raise SetupError(f"no Kafka broker jars in {KAFKA_JARS}: run `make setup`")
+    home = _home(settings)
+    host, port = settings.kafka_listener
+    return ManagedProcess(
+        name="kafka",
+        argv=[
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={home / 'logs'}",
+            "-cp",
+            f"{KAFKA_JARS}/*",
+            "kafka.Kafka",
+            str(home / "server.properties"),
+        ],
+        run_dir=home,
+        ready=lambda: port_open(host, port) and _metadata_ready(settings),
+        start_timeout=90,
+        stop_timeout=45,
+    )
+
+
+def start(settings: Settings) -> bool:
+    """Formats storage on first start, starts the broker, creates the topics.
+
+    Returns:
+        True when the broker was started, False when it was already running.
+    """
+    home = _home(settings)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "server.properties").write_text(server_properties(settings))
+    (home / "log4j2.properties").write_text(_LOG4J2.format(log_dir=home / "logs"))
+    process = broker(settings)
+    if process.pid() is None and not (home / "data" / "meta.properties").exists():
+        _format_storage(home)
+    started = process.start()
+    create_topics(settings)
+    return started
+
+
+def stop(settings: Settings) -> bool:
+    """Stops the broker cleanly (controlled shutdown keeps its data). True if it ran."""
+    return broker(settings).stop()
+
+
+def _format_storage(home: Path) -> None:
+    import subprocess
+
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    argv = [
+        "java",
+        f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+        "-cp",
+        f"{KAFKA_JARS}/*",
+        "kafka.tools.StorageTool",
+        "format",
+        "--standalone",
+        "-t",
+        cluster_id,
+        "-c",
+        str(home / "server.properties"),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ServiceError(f"kafka storage format failed: {result.stdout}{result.stderr}")
+    log.info("service=kafka formatted storage cluster_id=%s", cluster_id)
+
+
+def _metadata_ready(settings: Settings) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    try:
+        admin.list_topics(timeout=2)
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        return False
+    return True
+
+
+def create_topics(settings: Settings) -> list[str]:
+    """Creates the pipeline's topics that do not exist yet. Returns the names created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_deadletter_topic]
+    missing = [name for name in wanted if name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=settings.kafka_topic_partitions, replication_factor=1) for name in missing]
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the topic named
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise ServiceError(f"could not create topic {name}: {exc}") from exc
+        log.info("service=kafka topic=%s partitions=%s created", name, settings.kafka_topic_partitions)
+    return missing

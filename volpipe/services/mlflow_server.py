@@ -1,0 +1,60 @@
+"""The embedded MLflow tracking server: sqlite backend, artifacts under DATA_DIR/mlflow.
+
+Inputs: ``Settings`` (port from MLFLOW_TRACKING_URI, MLFLOW_BACKEND_STORE_URI). Output: a
+server on 127.0.0.1 that serves the UI and proxies artifact uploads (``mlflow-artifacts:``),
+so clients need no access to the artifact folder.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from pathlib import Path
+
+from volpipe.config import Settings
+from volpipe.services.process import ManagedProcess
+
+
+def _home(settings: Settings) -> Path:
+    return settings.data_dir / "mlflow"
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def server(settings: Settings) -> ManagedProcess:
+    """The MLflow server as a managed process (not started)."""
+    home = _home(settings)
+    port = settings.mlflow_port
+    return ManagedProcess(
+        name="mlflow",
+        argv=[
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri", settings.mlflow_backend_store_uri,
+            "--artifacts-destination", str(home / "artifacts"),
+            "--serve-artifacts",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--workers", "1",
+        ],
+        run_dir=home,
+        ready=lambda: _healthy(port),
+        start_timeout=120,
+    )
+
+
+def start(settings: Settings) -> bool:
+    """Starts the server unless it runs. True when this call started it."""
+    _home(settings).mkdir(parents=True, exist_ok=True)
+    return server(settings).start()
+
+
+def stop(settings: Settings) -> bool:
+    """Stops the server. True when it was running."""
+    return server(settings).stop()

@@ -1,0 +1,184 @@
+"""Start, watch and stop one long-running service process, tracked by a pid file.
+
+The embedded Kafka broker, MLflow server and Airflow all run this way: detached in their
+own process group (so a stop reaches their children), output in a log file, and a pid
+file beside it, so `up` is a no-op when the service already runs and `down` works from
+another shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from volpipe.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now (for tests and side-by-side runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ManagedProcess:
+    """One service: how to run it, where its pid and log go, how to tell it is ready."""
+
+    name: str
+    argv: Sequence[str]
+    run_dir: Path
+    ready: Callable[[], bool]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    start_timeout: float = 120.0
+    stop_timeout: float = 30.0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid of the running service, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        if _is_zombie(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def start(self) -> bool:
+        """Starts the service unless it runs already, then waits until it is ready.
+
+        Returns:
+            True when this call started it, False when it was already running.
+
+        Raises:
+            ServiceError: It exited or did not become ready within ``start_timeout``;
+                the message quotes the end of its log.
+        """
+        if self.pid() is not None:
+            log.info("service=%s already running pid=%s", self.name, self.pid())
+            self.wait_ready()
+            return False
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(
+                list(self.argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        log.info("service=%s started pid=%s log=%s", self.name, proc.pid, self.log_file)
+        self.wait_ready(proc)
+        return True
+
+    def wait_ready(self, proc: subprocess.Popen | None = None) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        delay = 0.1
+        while time.monotonic() < deadline:
+            if self.ready():
+                log.info("service=%s ready", self.name)
+                return
+            exited = proc.poll() if proc is not None else (None if self.pid() else -1)
+            if exited is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(f"{self.name} exited with {exited} while starting:\n{self.tail_log()}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+        raise ServiceError(
+            f"{self.name} not ready after {self.start_timeout:.0f}s (log {self.log_file}):\n{self.tail_log()}"
+        )
+
+    def stop(self) -> bool:
+        """Stops the service and its children: SIGTERM, then SIGKILL after ``stop_timeout``.
+
+        Returns:
+            True when it was running.
+        """
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            log.warning("service=%s did not stop in %.0fs, killing pid=%s", self.name, self.stop_timeout, pid)
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        else:
+            # The leader is gone; children that ignored SIGTERM must not linger.
+            _signal_group(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        log.info("service=%s stopped", self.name)
+        return True
+
+    def tail_log(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        except ChildProcessError:
+            pass
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not _is_zombie(pid)

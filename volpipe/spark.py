@@ -1,0 +1,109 @@
+"""The one place a SparkSession is configured: jars, Delta, RocksDB state, UTC, partitions.
+
+Inputs: ``Settings`` (SPARK_MASTER, SPARK_SHUFFLE_PARTITIONS, SPARK_DRIVER_MEMORY,
+SPARK_JARS_DIR). Output: a session, or for ``spark-submit`` the same configuration as
+command-line arguments::
+
+    spark-submit $(python -m volpipe.spark submit-args) spark_jobs/features_stream.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from volpipe.config import Settings
+from volpipe.errors import SetupError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
+    """Every Spark setting the pipeline relies on.
+
+    Args:
+        settings: The pipeline settings.
+        ui: Serve the Spark UI (off in tests and batch jobs; on for the long-running stream).
+
+    Returns:
+        Spark configuration keys and values.
+
+    Raises:
+        SetupError: The jars are missing (``make setup`` fetches them).
+    """
+    jars = sorted(settings.spark_jars_dir.glob("*.jar"))
+    if not any(jar.name.startswith("delta-spark") for jar in jars):
+        raise SetupError(f"no Delta/Kafka jars in {settings.spark_jars_dir}: run `make setup`")
+    utc = "-Duser.timezone=UTC"
+    return {
+        "spark.master": settings.spark_master,
+        "spark.jars": ",".join(str(jar) for jar in jars),
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.driver.extraJavaOptions": utc,
+        "spark.executor.extraJavaOptions": utc,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # transformWithStateInPandas requires RocksDB; it is also the right store for long runs.
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Frozen into a stateful query's checkpoint; 200 costs tens of seconds per micro-batch here.
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Python workers run in the interpreter that launched the job (the project virtualenv).
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.ui.enabled": str(ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
+    }
+
+
+def build_spark_session(
+    settings: Settings,
+    app_name: str,
+    *,
+    ui: bool = False,
+    extra_conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Builds (or returns the running) SparkSession with the pipeline's configuration.
+
+    Args:
+        settings: The pipeline settings.
+        app_name: Name shown in the Spark UI and logs.
+        ui: Serve the Spark UI.
+        extra_conf: Settings that win over the defaults (tests, benchmarks).
+
+    Returns:
+        The session.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in {**spark_conf(settings, ui=ui), **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m volpipe.spark",
+        description="Print the project's Spark configuration as spark-submit or spark-sql arguments.",
+    )
+    parser.add_argument("what", choices=["submit-args"], help="`--conf k=v` arguments for spark-submit/spark-sql")
+    parser.add_argument("--ui", action="store_true", help="enable the Spark UI")
+    args = parser.parse_args(argv)
+    conf = spark_conf(Settings.from_env(), ui=args.ui)
+    # Unquoted on purpose: the output is meant for $(...) word splitting in a shell.
+    print(" ".join(f"--conf {key}={value}" for key, value in conf.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
