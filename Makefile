@@ -8,6 +8,10 @@ STAMP_PY := $(VENV)/.installed
 STAMP_JARS := .jars/.fetched
 PYTEST_ARGS ?=
 
+# Settings for every target: the environment, or a .env file beside this Makefile.
+-include .env
+export
+
 .PHONY: help setup up down status test demo lock clean-data
 
 help: ## List the targets.

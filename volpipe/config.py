@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def _host_ports(raw: str) -> str:
 
 
 def _spark_master(raw: str) -> str:
-    if not raw.startswith(("local", "spark://", "yarn", "k8s://")):
+    local = re.fullmatch(r"local(\[(\d+|\*)(,\d+)?\])?", raw)
+    if not (local or raw == "yarn" or raw.startswith(("spark://", "k8s://"))):
         raise ValueError("must be local[N], spark://host:port, yarn or k8s://...")
     return raw
 
@@ -291,3 +293,32 @@ def env_names() -> dict[str, str]:
 def describe() -> list[tuple[str, str, str]]:
     """(variable, default, description) rows, for docs and ``--help`` epilogs."""
     return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m volpipe.config",
+        description="Show the effective settings, or render .env.example / the docs table from the declarations.",
+    )
+    parser.add_argument("what", choices=["show", "env-example", "markdown"], nargs="?", default="show")
+    args = parser.parse_args(argv)
+    if args.what == "show":
+        settings = Settings.from_env()
+        for field in dataclasses.fields(Settings):
+            print(f"{field.metadata['env']}={getattr(settings, field.name)}")
+    elif args.what == "env-example":
+        print("# Every setting of the pipeline with its default (python -m volpipe.config env-example).")
+        print("# Copy to .env and uncomment what you change; `make` targets read the environment.")
+        for name, default, doc in describe():
+            print(f"\n# {doc}\n# {name}={default}")
+    else:
+        print("| variable | default | meaning |\n|---|---|---|")
+        for name, default, doc in describe():
+            print(f"| `{name}` | `{default}` | {doc} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

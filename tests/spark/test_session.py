@@ -1,0 +1,58 @@
+"""The project's SparkSession: Delta tables and the Kafka connector work from the built jars."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Producer
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+
+def test_session_is_configured_for_the_pipeline(spark):
+    conf = spark.sparkContext.getConf()
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert "RocksDBStateStoreProvider" in spark.conf.get("spark.sql.streaming.stateStore.providerClass")
+    assert conf.get("spark.ui.enabled") == "false"
+
+
+def test_delta_table_write_read_and_history(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    path = str(tmp_path / "ticks")
+    first = spark.createDataFrame([("BTC-USD", 1, 100.5), ("ETH-USD", 2, 3000.25)], "product_id string, ingest_seq long, midprice double")
+    first.write.format("delta").save(path)
+    spark.createDataFrame([("BTC-USD", 3, 100.75)], first.schema).write.format("delta").mode("append").save(path)
+
+    rows = spark.read.format("delta").load(path).orderBy("ingest_seq").collect()
+    assert [(r.product_id, r.ingest_seq, r.midprice) for r in rows] == [
+        ("BTC-USD", 1, 100.5),
+        ("ETH-USD", 2, 3000.25),
+        ("BTC-USD", 3, 100.75),
+    ]
+    history = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
+    assert [h.version for h in history] == [0, 1]
+    assert [h.operation for h in history] == ["WRITE", "WRITE"]
+    # Time travel reads the first version back.
+    assert spark.read.format("delta").option("versionAsOf", 0).load(path).count() == 2
+
+
+def test_kafka_topic_is_read_through_the_connector(spark, kafka_broker):
+    settings = kafka_broker
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    sent = {f"value-{i}".encode() for i in range(50)}
+    for value in sent:
+        producer.produce(settings.kafka_output_topic, key=b"BTC-USD", value=value)
+    assert producer.flush(30) == 0
+
+    frame = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", settings.kafka_output_topic)
+        .option("startingOffsets", "earliest")
+        .option("endingOffsets", "latest")
+        .load()
+    )
+    rows = frame.select("key", "value", "partition", "offset").collect()
+    assert {bytes(r.value) for r in rows} == sent
+    assert {bytes(r.key) for r in rows} == {b"BTC-USD"}

@@ -1,0 +1,95 @@
+"""Configuration: defaults from the seed, overrides, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from volpipe.config import PROJECT_ROOT, Settings, env_names
+from volpipe.errors import ConfigError
+
+
+def test_defaults_match_the_seed_configuration_table():
+    settings = Settings.from_env({})
+    assert settings.kafka_bootstrap_servers == "localhost:9092"
+    assert settings.kafka_input_topic == "ticks.raw"
+    assert settings.kafka_output_topic == "ticks.features"
+    assert settings.feature_window_size == 60
+    assert settings.mlflow_tracking_uri == "http://localhost:5001"
+    assert settings.mlflow_port == 5001
+    assert settings.product_ids == ("BTC-USD",)
+    assert settings.stale_feed_seconds == 20
+
+
+def test_paths_derive_from_the_data_dir(tmp_path: Path):
+    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(tmp_path)})
+    assert settings.raw_dir == tmp_path / "raw"
+    assert settings.quarantine_dir == tmp_path / "quarantine"
+    assert settings.delta_table("features") == tmp_path / "delta" / "features"
+    assert settings.checkpoint("features") == tmp_path / "checkpoints" / "features"
+    assert settings.mlflow_backend_store_uri == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+
+
+def test_relative_paths_resolve_against_the_project_root():
+    settings = Settings.from_env({"PIPELINE_DATA_DIR": "somewhere", "RAW_DIR": "elsewhere/raw"})
+    assert settings.data_dir == PROJECT_ROOT / "somewhere"
+    assert settings.raw_dir == PROJECT_ROOT / "elsewhere" / "raw"
+
+
+def test_environment_values_are_parsed():
+    settings = Settings.from_env(
+        {"PRODUCT_IDS": " BTC-USD, ETH-USD ,", "FEATURE_WINDOW_SIZE": "30", "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2"}
+    )
+    assert settings.product_ids == ("BTC-USD", "ETH-USD")
+    assert settings.feature_window_size == 30
+    assert settings.kafka_listener == ("a", 1)
+
+
+def test_overrides_win_over_the_environment():
+    settings = Settings.from_env({"FEATURE_WINDOW_SIZE": "30"}, feature_window_size=90)
+    assert settings.feature_window_size == 90
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FEATURE_WINDOW_SIZE", "sixty", "FEATURE_WINDOW_SIZE='sixty' is invalid"),
+        ("FEATURE_WINDOW_SIZE", "0", "must be a positive integer"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "host:port"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "localhost:99999", "TCP port"),
+        ("MLFLOW_TRACKING_URI", "localhost:5001", "MLFLOW_TRACKING_URI"),
+        ("COINBASE_WS_URL", "https://example.com", "ws/wss URL"),
+        ("STALE_FEED_SECONDS", "-1", "STALE_FEED_SECONDS"),
+        ("PRODUCT_IDS", " , ", "PRODUCT_IDS"),
+        ("SPARK_MASTER", "local-ish", "SPARK_MASTER"),
+        ("KAFKA_OUTPUT_TOPIC", "ticks.raw", "must differ"),
+    ],
+)
+def test_a_bad_value_fails_naming_the_variable(name: str, value: str, message: str):
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value) or "must differ" in str(caught.value)
+
+
+def test_unknown_override_is_rejected():
+    with pytest.raises(ConfigError, match="unknown settings: window"):
+        Settings.from_env({}, window=3)
+
+
+def test_env_example_lists_every_variable_with_its_default():
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    listed = {}
+    for line in example.splitlines():
+        line = line.strip().lstrip("# ")
+        if "=" in line and line.split("=", 1)[0].isupper():
+            key, value = line.split("=", 1)
+            listed[key] = value
+    assert listed == env_names()
+
+
+def test_configuration_doc_names_every_variable():
+    doc = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    missing = [name for name in env_names() if f"`{name}`" not in doc]
+    assert not missing, f"docs/configuration.md does not document {missing}"
