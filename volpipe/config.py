@@ -161,6 +161,10 @@ class Settings:
     producer_buffer_messages: int = setting(
         "PRODUCER_BUFFER_MESSAGES", "1000000", _positive_int, "Messages the Kafka producer holds while the broker is down."
     )
+    producer_message_timeout_seconds: float = setting(
+        "PRODUCER_MESSAGE_TIMEOUT_SECONDS", "600", _positive_float,
+        "How long the producer retries a message (broker down) before counting it failed.",
+    )
     shutdown_flush_seconds: float = setting(
         "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries."
     )
