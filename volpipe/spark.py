@@ -10,6 +10,7 @@ command-line arguments::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -83,6 +84,9 @@ def build_spark_session(
     """
     from pyspark.sql import SparkSession
 
+    # Driver-side Python runners (transformWithStateInPandas' pre-init, foreachBatch) take the
+    # interpreter from PYSPARK_PYTHON, not from spark.pyspark.python: default it to this venv.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in {**spark_conf(settings, ui=ui), **(extra_conf or {})}.items():
         builder = builder.config(key, value)

@@ -1,0 +1,1 @@
+"""Spark entrypoints: the features stream, the replay and the stream/replay comparison."""

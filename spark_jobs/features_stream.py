@@ -1,0 +1,218 @@
+"""The streaming job: Kafka ``ticks.raw`` -> features -> Delta (ticks, features, quarantine) + Kafka.
+
+Inputs: raw records in Kafka (docs/record-format.md). Outputs: the Delta tables ``ticks``,
+``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once, idempotent on a
+replayed batch id), and feature rows as JSON in Kafka ``ticks.features`` (at least once,
+keyed by product_id; consumers drop repeats by (product_id, ingest_seq, ticker_idx)).
+
+Read -> transform -> write. ``transform`` parses with ``volpipe.schema.parse_raw`` and
+runs a thin ``transformWithStateInPandas`` processor around ``volpipe.features``, the same
+code the replay runs. Start it with (docs/streaming.md)::
+
+    .venv/bin/spark-submit $(.venv/bin/python -m volpipe.spark submit-args) spark_jobs/features_stream.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle, StreamingQuery
+from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
+
+from volpipe.config import Settings
+from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
+from volpipe.schema import (
+    FEATURE_TABLE_COLUMNS, PROCESSOR_COLUMNS, QUARANTINE_COLUMNS, TICK_COLUMNS, nullable_ints, parse_raw,
+    quarantine_output, struct_of, tick_output,
+)
+
+log = logging.getLogger(__name__)
+
+WINDOW_STATE = StructType([StructField("mids", ArrayType(DoubleType())), StructField("ts_ns", ArrayType(LongType()))])
+DEDUPE_STATE = StructType([
+    StructField("last_ingest_seq", LongType()), StructField("last_ticker_idx", LongType()),
+    StructField("last_conn_id", StringType()), StructField("max_sequence_num", LongType()),
+])
+
+
+class FeatureProcessor(StatefulProcessor):
+    """Per-product state around the pure kernel; passes quarantine rows (null key) through."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.window_state = handle.getValueState("window", WINDOW_STATE)
+        self.dedupe_state = handle.getValueState("dedupe", DEDUPE_STATE)
+
+    def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:
+        batch = pd.concat(list(rows), ignore_index=True)
+        if key[0] is None:  # parse_raw nulls the product of every bad row
+            yield quarantine_output(batch)
+            return
+        out, state = featurize_frame(batch[list(INPUT_COLUMNS)], self._load(), self.window)
+        self.window_state.update((state.mids.tolist(), state.ts_ns.tolist()))
+        self.dedupe_state.update(
+            (state.last_ingest_seq, state.last_ticker_idx, state.last_conn_id, state.max_sequence_num)
+        )
+        if len(out):
+            yield tick_output(out)
+
+    def _load(self) -> WindowState:
+        if not self.dedupe_state.exists():
+            return WindowState()
+        mids, ts_ns = self.window_state.get()
+        seq, idx, conn, max_seq = self.dedupe_state.get()
+        return WindowState(np.array(mids, np.float64), np.array(ts_ns, np.int64), seq, idx, conn, max_seq)
+
+    def close(self) -> None:
+        """Nothing to release: state lives in the RocksDB store. Products that stop ticking keep
+        their (small, bounded) state, so a product that resumes continues its window."""
+
+
+def read_raw(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True) -> DataFrame:
+    """The Kafka source: raw record bytes in ``value``, ``topic:partition:offset`` in ``source``."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", settings.kafka_input_topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
+        .option("failOnDataLoss", str(fail_on_data_loss).lower())
+        .load()
+        .select("value", F.concat_ws(":", "topic", "partition", "offset").alias("source"))
+    )
+
+
+def transform(raw: DataFrame, window: int) -> DataFrame:
+    """Raw records -> ``PROCESSOR_COLUMNS`` rows: kind 'tick' (features null before W returns) or 'quarantine'."""
+    return parse_raw(raw).groupBy("product_id").transformWithStateInPandas(
+        statefulProcessor=FeatureProcessor(window),
+        outputStructType=struct_of(PROCESSOR_COLUMNS),
+        outputMode="Append",
+        timeMode="None",
+    )
+
+
+class BatchWriter:
+    """The one ``foreachBatch`` sink: Kafka features, then the three Delta tables, idempotently.
+
+    Delta appends carry ``txnAppId`` = this checkpoint's query id and ``txnVersion`` = the
+    batch id, so a batch replayed after a crash is skipped by tables that already have it.
+    Kafka comes first because it is what latency-sensitive consumers read; it is at least once.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._app_id: str | None = None
+
+    def app_id(self) -> str:
+        """The query id persisted in the checkpoint: stable across restarts, new for a new checkpoint."""
+        if self._app_id is None:
+            meta = json.loads((self.settings.checkpoint("features") / "metadata").read_text())
+            self._app_id = f"features-stream-{meta['id']}"
+        return self._app_id
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        batch.persist()
+        try:
+            ticks = batch.where(F.col("kind") == "tick")
+            features = nullable_ints(ticks.where(F.col("rolling_vol").isNotNull()), FEATURE_TABLE_COLUMNS)
+            counts = {"features": features.count()}
+            if counts["features"]:
+                self._to_kafka(features)
+            tables = {
+                "ticks": nullable_ints(ticks, TICK_COLUMNS),
+                "features": features,
+                "quarantine": nullable_ints(batch.where(F.col("kind") == "quarantine"), QUARANTINE_COLUMNS)
+                .withColumnRenamed("error", "reason"),
+            }
+            for name, frame in tables.items():
+                if name != "features":
+                    counts[name] = frame.count()
+                if counts[name]:
+                    (frame.write.format("delta").mode("append")
+                     .option("txnAppId", self.app_id()).option("txnVersion", batch_id)
+                     .save(str(self.settings.delta_table(name))))
+            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d",
+                     batch_id, counts["ticks"], counts["features"], counts["quarantine"])
+        finally:
+            batch.unpersist()
+
+    def _to_kafka(self, features: DataFrame) -> None:
+        (features.select(F.col("product_id").alias("key"), F.to_json(F.struct(*FEATURE_TABLE_COLUMNS)).alias("value"))
+         .write.format("kafka")
+         .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap_servers)
+         .option("topic", self.settings.kafka_output_topic)
+         .save())
+
+
+def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> StreamingQuery:
+    """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``."""
+    writer = rows.writeStream.queryName("features").foreachBatch(BatchWriter(settings))
+    writer = writer.option("checkpointLocation", str(settings.checkpoint("features")))
+    if trigger_seconds > 0:
+        writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")
+    return writer.start()
+
+
+def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True) -> StreamingQuery:
+    """Read -> transform -> write with ``settings``; returns the running query."""
+    raw = read_raw(spark, settings, fail_on_data_loss=fail_on_data_loss)
+    query = write(transform(raw, settings.feature_window_size), settings, trigger_seconds=settings.stream_trigger_seconds)
+    log.info("features stream started query_id=%s checkpoint=%s topic=%s window=%d", query.id,
+             settings.checkpoint("features"), settings.kafka_input_topic, settings.feature_window_size)
+    return query
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the stream until stopped (SIGTERM/SIGINT stop it between micro-batches)."""
+    from volpipe.logs import configure_logging
+    from volpipe.spark import build_spark_session
+
+    parser = argparse.ArgumentParser(prog="spark_jobs.features_stream", description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap-servers", help="Kafka brokers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--window", type=int, help="W, returns per window (FEATURE_WINDOW_SIZE)")
+    parser.add_argument("--trigger-seconds", type=float, help="micro-batch interval, 0 = asap (STREAM_TRIGGER_SECONDS)")
+    parser.add_argument("--max-offsets-per-trigger", type=int, help="(STREAM_MAX_OFFSETS_PER_TRIGGER)")
+    parser.add_argument("--no-fail-on-data-loss", action="store_true",
+                        help="keep running when Kafka deleted offsets the checkpoint still needs")
+    parser.add_argument("--timeout-seconds", type=float, help="stop after this long (benchmarks); default: run forever")
+    parser.add_argument("--ui", action="store_true", help="serve the Spark UI")
+    args = parser.parse_args(argv)
+    configure_logging()
+    settings = Settings.from_env(
+        kafka_bootstrap_servers=args.bootstrap_servers, feature_window_size=args.window,
+        stream_trigger_seconds=args.trigger_seconds, stream_max_offsets_per_trigger=args.max_offsets_per_trigger,
+    )
+    spark = build_spark_session(settings, "volpipe-features-stream", ui=args.ui)
+    query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss)
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("stopping features stream signal=%d", signum)
+        query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    query.awaitTermination(args.timeout_seconds)
+    if query.isActive:
+        query.stop()
+    failure = query.exception()
+    if failure is not None:
+        log.error("features stream failed: %s", failure)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Spark schemas of the pipeline's tables and the ONE transform that parses raw records.
+
+Inputs: a DataFrame of raw records (docs/record-format.md) in a ``value`` column, binary
+(Kafka) or string (NDJSON lines via ``spark.read.text``), plus a ``source`` string naming
+where each came from. Output: one row per ticker with typed columns, or one row per
+unusable record or ticker with an ``error`` reason and the raw bytes. The streaming job and
+the replay both call ``parse_raw``, so they cannot disagree on parsing.
+
+Every number is read as a string and cast in Spark (``try_cast``: a bad number is a null,
+never a failed query under ANSI mode). The exchange timestamp becomes integer nanoseconds
+by string arithmetic: Spark timestamps hold microseconds, Coinbase sends up to nine digits.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType, BinaryType, BooleanType, DoubleType, LongType, StringType, StructField, StructType,
+)
+
+from volpipe.features import FEATURE_COLUMNS, INPUT_COLUMNS
+
+_TICKER = StructType([
+    StructField(name, StringType())
+    for name in ("product_id", "price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
+])
+RAW_SCHEMA = StructType([
+    StructField("ingest_seq", LongType()),
+    StructField("recv_ns", LongType()),
+    StructField("conn_id", StringType()),
+    StructField("msg", StructType([
+        StructField("channel", StringType()),
+        StructField("timestamp", StringType()),
+        StructField("sequence_num", LongType()),
+        StructField("events", ArrayType(StructType([
+            StructField("type", StringType()),
+            StructField("tickers", ArrayType(_TICKER)),
+        ]))),
+    ])),
+])
+
+_PRICES = ("price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
+_TYPES = {
+    "product_id": StringType(), "ingest_seq": LongType(), "ticker_idx": LongType(), "conn_id": StringType(),
+    "sequence_num": LongType(), "exchange_ts_ns": LongType(), "recv_ns": LongType(), "event_type": StringType(),
+    **{name: DoubleType() for name in _PRICES},
+    **{name: DoubleType() for name in FEATURE_COLUMNS}, "mid_fallback": BooleanType(),
+    "produced_ns": LongType(), "error": StringType(), "raw": BinaryType(), "source": StringType(),
+    "kind": StringType(),
+}
+
+
+def struct_of(columns: tuple[str, ...] | list[str]) -> StructType:
+    """The Spark schema of ``columns`` (names from this module's tables)."""
+    return StructType([StructField(name, _TYPES[name]) for name in columns])
+
+
+# The parsed rows: kernel input plus the quarantine fields (null on good rows).
+PARSED_COLUMNS = (*INPUT_COLUMNS, "error", "raw", "source")
+TICK_COLUMNS = INPUT_COLUMNS
+FEATURE_TABLE_COLUMNS = (
+    "product_id", "ingest_seq", "ticker_idx", "conn_id", "sequence_num", "exchange_ts_ns", "recv_ns",
+    "produced_ns", *FEATURE_COLUMNS,
+)
+QUARANTINE_COLUMNS = ("source", "ingest_seq", "recv_ns", "conn_id", "error", "raw")
+# What the stream's stateful processor emits: tick rows (with features) and quarantine rows.
+PROCESSOR_COLUMNS = ("kind", *INPUT_COLUMNS, *FEATURE_COLUMNS, "produced_ns", "error", "raw", "source")
+_TS = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.(\d{1,9}))?Z$"
+
+
+def _finite(column: Column) -> Column:
+    """The number, or null when missing, NaN or infinite (so NaN never looks 'positive')."""
+    return F.when(~F.isnan(column) & (F.abs(column) < F.lit(float("inf"))), column)
+
+
+def exchange_ts_ns(text: Column) -> Column:
+    """RFC 3339 UTC text with 0-9 fractional digits -> epoch nanoseconds, exactly; null if malformed."""
+    seconds = F.try_to_timestamp(
+        F.concat(F.regexp_extract(text, _TS, 1), F.lit("+00:00")), F.lit("yyyy-MM-dd'T'HH:mm:ssXXX")
+    )
+    fraction = F.rpad(F.regexp_extract(text, _TS, 3), 9, "0").try_cast("long")
+    return F.when(text.rlike(_TS), F.unix_seconds(seconds) * 1_000_000_000 + fraction)
+
+
+def parse_raw(records: DataFrame) -> DataFrame:
+    """Raw records -> one row per ticker, or per unusable record, in ``PARSED_COLUMNS``.
+
+    Non-ticker messages (subscription acks, heartbeats) are valid but carry no tick: they
+    are dropped. Good rows have ``error`` null and ``raw`` null (kept light for the
+    stateful step); bad rows have the reason, the raw bytes, and a null ``product_id``.
+
+    Args:
+        records: Columns ``value`` (binary or string) and ``source``.
+
+    Returns:
+        The parsed rows; ``sequence_num`` is -1 when the message had none.
+    """
+    text = F.col("value").cast("string")
+    rec = F.from_json(text, RAW_SCHEMA)
+    parsed = records.select(F.col("value").cast("binary").alias("raw"), "source", rec.alias("r"))
+    envelope_ok = (
+        F.col("r.ingest_seq").isNotNull() & F.col("r.recv_ns").isNotNull()
+        & F.col("r.conn_id").isNotNull() & F.col("r.msg.channel").isNotNull()
+    )
+    parsed = parsed.where(~envelope_ok | (F.col("r.msg.channel") == "ticker")).withColumn("envelope_ok", envelope_ok)
+    items = F.flatten(F.transform(
+        F.col("r.msg.events"),
+        lambda e: F.transform(e["tickers"], lambda t: F.struct(e["type"].alias("event_type"), t.alias("t"))),
+    ))
+    exploded = parsed.select("*", F.posexplode_outer(items).alias("ticker_idx", "item"))
+    numbers = {name: _finite(F.col(f"item.t.{name}").try_cast("double")) for name in _PRICES}
+    ts_ns = exchange_ts_ns(F.col("r.msg.timestamp"))
+    product = F.col("item.t.product_id")
+    bid, ask = numbers["best_bid"], numbers["best_ask"]
+    usable_price = (numbers["price"] > 0) | ((bid > 0) & (ask > 0) & (bid <= ask))
+    error = (
+        F.when(~F.col("envelope_ok"), F.lit("not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"))
+        .when(F.col("item").isNull(), F.lit("ticker message without tickers"))
+        .when(product.isNull() | (product == ""), F.lit("ticker without product_id"))
+        .when(ts_ns.isNull(), F.concat(F.lit("unparseable exchange timestamp: "), F.coalesce(
+            F.col("r.msg.timestamp"), F.lit("missing"))))
+        .when(~F.coalesce(usable_price, F.lit(False)), F.lit("no positive price and no valid book"))
+    )
+    rows = exploded.select(
+        F.when(error.isNull(), product).alias("product_id"),
+        F.coalesce(F.col("r.ingest_seq"), F.lit(-1)).alias("ingest_seq"),
+        F.coalesce(F.col("ticker_idx").cast("long"), F.lit(-1)).alias("ticker_idx"),
+        F.col("r.conn_id").alias("conn_id"),
+        F.coalesce(F.col("r.msg.sequence_num"), F.lit(-1)).alias("sequence_num"),
+        F.coalesce(ts_ns, F.lit(-1)).alias("exchange_ts_ns"),
+        F.coalesce(F.col("r.recv_ns"), F.lit(-1)).alias("recv_ns"),
+        F.col("item.event_type").alias("event_type"),
+        *(numbers[name].alias(name) for name in _PRICES),
+        error.alias("error"),
+        F.when(error.isNotNull(), F.col("raw")).alias("raw"),
+        F.when(error.isNotNull(), F.col("source")).alias("source"),
+    )
+    return rows
+
+
+def nullable_ints(frame: DataFrame, columns: tuple[str, ...]) -> DataFrame:
+    """Turns the -1 placeholders of ``parse_raw`` (Arrow needs null-free ints) back into nulls."""
+    ints = ("ingest_seq", "ticker_idx", "sequence_num", "exchange_ts_ns", "recv_ns")
+    return frame.select(*(F.when(F.col(c) >= 0, F.col(c)).alias(c) if c in ints else F.col(c) for c in columns))
+
+
+def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
+    """Kernel output (``featurize_frame``) -> ``PROCESSOR_COLUMNS`` rows of kind 'tick'."""
+    n = len(rows)
+    return rows.assign(
+        kind="tick", produced_ns=np.full(n, time.time_ns(), np.int64), error=None, raw=None, source=None
+    )[list(PROCESSOR_COLUMNS)]
+
+
+def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
+    """Parsed bad rows -> ``PROCESSOR_COLUMNS`` rows of kind 'quarantine' (features null)."""
+    out = rows.assign(kind="quarantine", produced_ns=np.full(len(rows), time.time_ns(), np.int64))
+    for name in FEATURE_COLUMNS:
+        out[name] = False if name == "mid_fallback" else np.nan
+    return out[list(PROCESSOR_COLUMNS)]
