@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pyspark.sql import functions as F
 
 from spark_jobs import features_stream
 from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, reference_features, same_bits
@@ -63,6 +64,9 @@ def test_stream_writes_ticks_features_quarantine_and_kafka_and_restarts(spark, k
     for column in FEATURE_COLUMNS:
         assert same_bits(features[column].astype(float), expected[column].astype(float)), column
     assert (features["produced_ns"] >= features["recv_ns"]).all()
+    stored = spark.read.format("delta").load(str(settings.delta_table("features")))
+    nans = [c for c in FEATURE_COLUMNS if c != "mid_fallback" and stored.where(F.isnan(c)).count()]
+    assert nans == []  # absent values are SQL nulls, never NaN
 
     messages = consume(settings, settings.kafka_output_topic, expected=len(features))
     keys = {(m["product_id"], m["ingest_seq"], m["ticker_idx"]) for m in messages}
