@@ -43,11 +43,11 @@ SATS = 100_000_000
 # Rough price levels (USD) of well-known products; others get a level derived from the name.
 _LEVELS = {"BTC-USD": 67_000.0, "ETH-USD": 3_500.0, "SOL-USD": 150.0, "DOGE-USD": 0.2}
 
-_FRAME = (
-    '{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"%s","tickers":'
-    '[{"type":"ticker","product_id":"%s","price":"%s","volume_24_h":"%s","low_24_h":"%s",'
+FRAME = b'{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"%s","tickers":[%s]}]}'
+_TICKER = (
+    '{"type":"ticker","product_id":"%s","price":"%s","volume_24_h":"%s","low_24_h":"%s",'
     '"high_24_h":"%s","low_52_w":"%s","high_52_w":"%s","price_percent_chg_24_h":"%s",'
-    '"best_bid":"%s","best_ask":"%s","best_bid_quantity":"%s","best_ask_quantity":"%s"}]}]}'
+    '"best_bid":"%s","best_ask":"%s","best_bid_quantity":"%s","best_ask_quantity":"%s"}'
 )
 
 
@@ -322,6 +322,19 @@ def parse_timestamp(text: str) -> int:
     return _epoch_second(whole) * NS + int(frac.ljust(9, "0") or 0)
 
 
+def ticker_object(event: TickerEvent) -> bytes:
+    """One ticker object as Coinbase writes it inside ``events[].tickers``: exact decimal strings."""
+    e = event
+    return (
+        _TICKER
+        % (
+            e.product_id, _cents(e.price_c), _units(e.volume_24h), _cents(e.low_24h_c), _cents(e.high_24h_c),
+            _cents(e.low_52w_c), _cents(e.high_52w_c), _percent(e.pct_chg_24h), _cents(e.best_bid_c),
+            _cents(e.best_ask_c), _units(e.best_bid_qty), _units(e.best_ask_qty),
+        )
+    ).encode()
+
+
 def ticker_frame(event: TickerEvent, sequence_num: int, kind: str = "update") -> bytes:
     """The exact frame Coinbase Advanced Trade sends for one ticker (no ``client_id``).
 
@@ -333,16 +346,7 @@ def ticker_frame(event: TickerEvent, sequence_num: int, kind: str = "update") ->
     Returns:
         The frame as UTF-8 JSON bytes, prices and sizes as exact decimal strings.
     """
-    e = event
-    return (
-        _FRAME
-        % (
-            format_timestamp(e.time_ns), sequence_num, kind, e.product_id, _cents(e.price_c),
-            _units(e.volume_24h), _cents(e.low_24h_c), _cents(e.high_24h_c), _cents(e.low_52w_c),
-            _cents(e.high_52w_c), _percent(e.pct_chg_24h), _cents(e.best_bid_c), _cents(e.best_ask_c),
-            _units(e.best_bid_qty), _units(e.best_ask_qty),
-        )
-    ).encode()
+    return FRAME % (format_timestamp(event.time_ns).encode(), sequence_num, kind.encode(), ticker_object(event))
 
 
 def synthetic_raw_records(

@@ -39,6 +39,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__WORKERS": "1",
+        # Task processes report to the API server; its default URL assumes port 8080.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{settings.airflow_port}/execution/",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
         # spark-submit and the project's entrypoints come from the project virtualenv.
@@ -66,6 +68,7 @@ def standalone(settings: Settings) -> ManagedProcess:
         argv=[str(Path(sys.executable).with_name("airflow")), "standalone"],
         run_dir=airflow_home(settings),
         env=airflow_env(settings),
+        port=port,
         ready=lambda: _healthy(port),
         start_timeout=300,
         stop_timeout=60,

@@ -92,6 +92,7 @@ def broker(settings: Settings) -> ManagedProcess:
             str(home / "server.properties"),
         ],
         run_dir=home,
+        port=port,
         ready=lambda: port_open(host, port) and _metadata_ready(settings),
         start_timeout=90,
         stop_timeout=45,

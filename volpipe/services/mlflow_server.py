@@ -44,6 +44,9 @@ def server(settings: Settings) -> ManagedProcess:
             "--workers", "1",
         ],
         run_dir=home,
+        port=port,
+        # The job runner (huey consumers, ~250 MB each) serves GenAI features this project has none of.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         ready=lambda: _healthy(port),
         start_timeout=120,
     )

@@ -49,6 +49,7 @@ class ManagedProcess:
     ready: Callable[[], bool]
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    port: int | None = None
     start_timeout: float = 120.0
     stop_timeout: float = 30.0
 
@@ -90,6 +91,11 @@ class ManagedProcess:
             log.info("service=%s already running pid=%s", self.name, self.pid())
             self.wait_ready()
             return False
+        if self.port is not None and port_open("127.0.0.1", self.port):
+            raise ServiceError(
+                f"{self.name}: port {self.port} is taken by a process this project did not start "
+                f"(no pid file in {self.run_dir}); stop it or choose another port"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
