@@ -7,6 +7,7 @@ Session-scoped services are started once and always stopped, even when a test fa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def spark(session_settings: Settings):
     """One local[2] SparkSession (UI off, UTC, Delta, RocksDB) for the whole test session."""
     from volpipe.spark import build_spark_session
 
+    # py4j logs at INFO from an atexit hook, after pytest has closed the streams it captured.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     session = build_spark_session(session_settings, "volpipe-tests")
     try:
         yield session
