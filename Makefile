@@ -1,7 +1,7 @@
 # The project's commands. `make demo` runs the pipeline on embedded defaults; `make test`
 # runs every test. Both set up what they need first (virtualenv, jars), idempotently.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
