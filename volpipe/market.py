@@ -144,7 +144,7 @@ class _Product:
             # The real feed's other gaps bunch around 0.2-0.25 s: a shifted exponential.
             seconds = (mean - 0.3 * fast_mean) / 0.7 * (0.75 + 0.25 * rng.expovariate(1.0))
         if rng.random() < 0.004:
-            seconds += rng.expovariate(1.0 / 1.5)  # the occasional quiet second or three
+            seconds += rng.expovariate(1.0 / (7.5 * mean))  # the occasional quiet second or three
         return max(1000, int(seconds * NS))
 
     def step(self) -> TickerEvent:

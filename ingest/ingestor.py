@@ -1,0 +1,312 @@
+"""The ingestor: Coinbase ticker frames -> Kafka ``ticks.raw`` + ``data/raw/YYYYMMDD.ndjson``.
+
+Inputs: Settings (URL, products, Kafka, paths, timeouts). Outputs: raw records for every
+ticker frame, dead letters for every rejected frame, metrics (Prometheus on METRICS_PORT and
+a one-line summary every METRICS_LOG_SECONDS) and, on SIGINT/SIGTERM, flushed files, a
+bounded producer flush and a final count line on stdout. Heartbeats and subscription acks
+are counted, not stored: they carry no market data (see docs/ingest.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ingest.connection import Feed
+from ingest.protocol import HEARTBEAT, SUBSCRIPTIONS, TICKER, Accepted, SequenceTracker, classify, subscribe_messages
+from ingest.sinks import KafkaSink, Record, Writer, last_ingest_seq
+from volpipe.config import Settings, describe
+from volpipe.errors import PipelineError
+from volpipe.logs import configure_logging
+from volpipe.records import deadletter_record, raw_record
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 100_000
+_ENV = {
+    "PIPELINE_DATA_DIR", "RAW_DIR", "QUARANTINE_DIR", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_INPUT_TOPIC",
+    "KAFKA_DEADLETTER_TOPIC", "COINBASE_WS_URL", "PRODUCT_IDS", "STALE_FEED_SECONDS", "RECONNECT_INITIAL_SECONDS",
+    "RECONNECT_MAX_SECONDS", "RECONNECT_MAX_ATTEMPTS", "PRODUCER_BUFFER_MESSAGES", "PRODUCER_MESSAGE_TIMEOUT_SECONDS",
+    "SHUTDOWN_FLUSH_SECONDS", "METRICS_PORT", "METRICS_LOG_SECONDS",
+}
+COUNTERS = {
+    "messages": "Frames received.",
+    "tickers": "Ticker frames accepted and stored.",
+    "heartbeats": "Heartbeat frames (counted, not stored).",
+    "acks": "Subscriptions acknowledgements (logged, not stored).",
+    "invalid": "Frames rejected to the dead-letter topic and quarantine.",
+    "exchange_errors": "Exchange error messages (also dead-lettered).",
+    "gaps": "Messages missing according to sequence_num.",
+    "repeats": "Frames whose sequence_num was not new (still forwarded).",
+    "reconnects": "Connections lost and re-established.",
+    "delivered": "Records acknowledged by Kafka.",
+    "failed": "Records Kafka did not take; re-send them from the NDJSON.",
+}
+
+
+class Stats:
+    """Plain counters (cheap on the hot path), exported by a collector at scrape time."""
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.ack_latency_ns: collections.deque[int] = collections.deque(maxlen=100_000)
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter's current value."""
+        return {name: getattr(self, name) for name in COUNTERS}
+
+    def latency_ms(self, q: float) -> float | None:
+        """Percentile ``q`` of the recent receive-to-ack latencies, in milliseconds."""
+        sample = list(self.ack_latency_ns)
+        return float(np.percentile(sample, q)) / 1e6 if sample else None
+
+
+class _Collector:
+    def __init__(self, stats: Stats, in_flight) -> None:
+        self.stats, self.in_flight = stats, in_flight
+
+    def collect(self):
+        for name, doc in COUNTERS.items():
+            yield CounterMetricFamily(f"ingest_{name}", doc, value=getattr(self.stats, name))
+        yield GaugeMetricFamily("ingest_kafka_in_flight", "Records produced, not yet acknowledged.", self.in_flight())
+
+
+class Ingestor:
+    """Accounts for every frame; owns the queue, the sinks and the counters.
+
+    Args:
+        settings: The pipeline settings.
+        kafka: False runs NDJSON only (diagnostics); the product always uses Kafka.
+    """
+
+    def __init__(self, settings: Settings, kafka: bool = True) -> None:
+        self.settings = settings
+        self.products = frozenset(settings.product_ids)
+        self.stats = Stats()
+        last = last_ingest_seq(settings.raw_dir, settings.quarantine_dir)  # type: ignore[arg-type]
+        self.next_seq = 0 if last is None else last + 1
+        self.conn_prefix = f"c{time.time_ns() // 1_000_000}"
+        self.conn_count = 0
+        self.conn_id = ""
+        self.subscribed = False
+        self.tracker = SequenceTracker()
+        self.failed_seqs: dict[str, list[int]] = {}
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "ingest_receive_to_ack_seconds",
+            "From reading a frame to Kafka's acknowledgement of its record.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+            registry=self.registry,
+        )
+        self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        self.kafka = KafkaSink(settings, self._delivered, self._failed) if kafka else None
+        self.writer = Writer(settings, self.queue, self.kafka)
+        self.registry.register(_Collector(self.stats, self.kafka.in_flight if self.kafka else lambda: 0))
+        log.info("ingestor ready next_ingest_seq=%d products=%s", self.next_seq, ",".join(settings.product_ids))
+
+    # --- the hot path, called by the read loop for every frame ---
+
+    def new_connection(self) -> str:
+        self.conn_count += 1
+        self.conn_id = f"{self.conn_prefix}-{self.conn_count}"
+        self.subscribed = False
+        self.tracker = SequenceTracker()
+        return self.conn_id
+
+    def on_disconnect(self, reason: str) -> None:
+        self.stats.reconnects += 1
+
+    def on_frame(self, frame: bytes) -> Record | None:
+        recv_ns = time.time_ns()
+        stats = self.stats
+        stats.messages += 1
+        result = classify(frame, self.products)
+        seq = result.sequence_num
+        if seq is not None:
+            missing, repeat = self.tracker.observe(seq)
+            if missing:
+                stats.gaps += missing
+                log.warning("sequence gap conn_id=%s missing=%d before sequence_num=%d", self.conn_id, missing, seq)
+            if repeat:
+                stats.repeats += 1
+                log.warning("sequence repeat conn_id=%s sequence_num=%d", self.conn_id, seq)
+        ingest_seq = self.next_seq
+        if type(result) is Accepted:
+            if result.kind == TICKER:
+                self.subscribed = True
+                stats.tickers += 1
+                self.next_seq += 1
+                value = raw_record(ingest_seq, recv_ns, self.conn_id, frame)
+                return Record(False, result.product_ids[0].encode(), value, ingest_seq, recv_ns)
+            if result.kind == HEARTBEAT:
+                stats.heartbeats += 1
+            elif result.kind == SUBSCRIPTIONS:
+                self.subscribed = True
+                stats.acks += 1
+                log.info("subscribed conn_id=%s events=%s", self.conn_id, orjson.dumps(result.body["events"]).decode())
+            return None
+        stats.invalid += 1
+        if result.exchange_error:
+            stats.exchange_errors += 1
+            log.error("exchange error conn_id=%s %s", self.conn_id, result.reason)
+        else:
+            log.warning("rejected ingest_seq=%d conn_id=%s reason=%s", ingest_seq, self.conn_id, result.reason)
+        self.next_seq += 1
+        value = deadletter_record(ingest_seq, recv_ns, self.conn_id, result.reason, frame)
+        return Record(True, None, value, ingest_seq, recv_ns)
+
+    # --- delivery reports, called from the Kafka poll thread ---
+
+    def _delivered(self, recv_ns: int) -> None:
+        latency = time.time_ns() - recv_ns
+        self.stats.delivered += 1
+        self.stats.ack_latency_ns.append(latency)
+        self.latency.observe(latency / 1e9)
+
+    def _failed(self, ingest_seq: int, recv_ns: int, deadletter: bool, error: str) -> None:
+        self.stats.failed += 1
+        path = str(self.writer.path_of(recv_ns, deadletter))
+        self.failed_seqs.setdefault(path, []).append(ingest_seq)
+        if self.stats.failed <= 20:  # the rest are summarised as ranges by log_failed()
+            log.error("kafka delivery failed ingest_seq=%d file=%s error=%s", ingest_seq, path, error)
+
+    def log_failed(self) -> None:
+        """Logs every undelivered ingest_seq, as ranges per file, so they can be re-sent."""
+        for path, seqs in self.failed_seqs.items():
+            log.error("kafka undelivered file=%s count=%d ingest_seq=%s", path, len(seqs), _ranges(sorted(seqs)))
+        self.failed_seqs = {}
+
+    # --- lifecycle ---
+
+    def summary(self) -> str:
+        """The one-line summary: every counter, in-flight records and ack latency."""
+        parts = [f"{name}={value}" for name, value in self.stats.snapshot().items()]
+        parts.append(f"in_flight={self.kafka.in_flight() if self.kafka else 0}")
+        for q in (50, 99):
+            value = self.stats.latency_ms(q)
+            parts.append(f"ack_p{q}_ms={value:.2f}" if value is not None else f"ack_p{q}_ms=na")
+        return " ".join(parts)
+
+    async def _log_summaries(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.metrics_log_seconds)
+            log.info("summary %s", self.summary())
+            self.log_failed()
+
+    async def run(self, stop: asyncio.Event) -> dict:
+        """Ingests until ``stop`` is set, then shuts down cleanly; returns the final counts.
+
+        Raises:
+            ExhaustedRetries: Reconnecting gave up (only with RECONNECT_MAX_ATTEMPTS > 0).
+        """
+        if self.settings.metrics_port:
+            start_http_server(self.settings.metrics_port, registry=self.registry)
+            log.info("metrics on port=%d", self.settings.metrics_port)
+        feed = Feed(self.settings, subscribe_messages(self.settings.product_ids), self, self.queue)
+        writer = asyncio.create_task(self.writer.run())
+        tasks = [writer, asyncio.create_task(self._log_summaries())]
+        feed_task = asyncio.create_task(feed.run())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([feed_task, stopper, writer], return_when=asyncio.FIRST_COMPLETED)
+            for task in (feed_task, writer):
+                if task.done():
+                    task.result()  # ExhaustedRetries, or a writer failure (disk full ...): stop loudly
+        finally:
+            for task in (feed_task, stopper, *tasks):
+                task.cancel()
+            await asyncio.gather(feed_task, stopper, *tasks, return_exceptions=True)
+            self._shutdown()
+        return self.final_counts()
+
+    def final_counts(self) -> dict[str, float | int | None]:
+        """Every counter plus receive-to-ack latency percentiles (ms) of recent records."""
+        latency = {f"ack_p{q}_ms": self.stats.latency_ms(q) for q in (50, 99)}
+        return {**self.stats.snapshot(), **latency, "ack_max_ms": self.stats.latency_ms(100)}
+
+    def _shutdown(self) -> None:
+        self.writer.drain()
+        self.writer.close()
+        log.info("ndjson flushed and fsynced records=%d", self.writer.written)
+        if self.kafka is not None:
+            left = self.kafka.close(self.settings.shutdown_flush_seconds)
+            if left:
+                log.error("kafka: %d records undelivered after %.0fs", left, self.settings.shutdown_flush_seconds)
+            self.log_failed()
+        log.info("final %s", self.summary())
+
+
+def _ranges(seqs: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+    parts, start = [], seqs[0]
+    for prev, cur in zip(seqs, seqs[1:] + [None]):
+        if cur != prev + 1:
+            parts.append(f"{start}-{prev}" if prev != start else str(start))
+            start = cur
+    return ",".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m ingest`` command line; flags override the environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Coinbase Advanced Trade ticker ingestor: WebSocket -> Kafka ticks.raw + daily NDJSON.",
+        epilog="Environment (flags win):\n" + "\n".join(f"  {e}={d!r}: {doc}" for e, d, doc in describe() if e in _ENV),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--url", dest="coinbase_ws_url", help="exchange WebSocket URL (COINBASE_WS_URL)")
+    parser.add_argument("--products", help="comma-separated product ids (PRODUCT_IDS)")
+    parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", help="Kafka (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--data-dir", help="runtime data root (PIPELINE_DATA_DIR)")
+    parser.add_argument("--stale-feed-seconds", type=float, help="silence that means a dead feed")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (METRICS_PORT)")
+    parser.add_argument("--no-kafka", action="store_true", help="write NDJSON only (diagnostics)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the ingestor until SIGINT/SIGTERM; exit 0 after a clean shutdown."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    overrides = {
+        "coinbase_ws_url": args.coinbase_ws_url,
+        "product_ids": tuple(p.strip() for p in args.products.split(",") if p.strip()) if args.products else None,
+        "kafka_bootstrap_servers": args.kafka_bootstrap_servers,
+        "stale_feed_seconds": args.stale_feed_seconds,
+        "metrics_port": args.metrics_port,
+    }
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir).resolve()
+    try:
+        settings = Settings.from_env(**overrides)
+        counts = asyncio.run(_run(settings, kafka=not args.no_kafka))
+    except PipelineError as exc:
+        log.error("ingestor stopped: %s", exc)
+        return 1
+    print(orjson.dumps({"final": counts}).decode(), flush=True)
+    return 0
+
+
+async def _run(settings: Settings, kafka: bool) -> dict:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ingestor = Ingestor(settings, kafka=kafka)
+    return await ingestor.run(stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""What the local exchange serves: the synthetic market, or a replayed recording.
+
+Inputs: product ids and a seed (synthetic), or an NDJSON file of Coinbase frames or of the
+ingestor's raw records (replay). Output: ``Tick`` values in exchange-time order, each the
+ticker objects of one frame, already serialised, so the exchange only adds the per-
+connection envelope (timestamp, sequence_num, snapshot/update).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+from volpipe.market import SyntheticMarket, parse_timestamp, ticker_object
+
+
+class Tick(NamedTuple):
+    """One ticker frame's content.
+
+    Attributes:
+        time_ns: Exchange time of the frame (recorded or simulated), for pacing.
+        product_ids: Products of its tickers (first one decides the subscribers).
+        tickers: The ticker objects, comma-separated, as they go inside ``"tickers":[...]``.
+    """
+
+    time_ns: int
+    product_ids: tuple[str, ...]
+    tickers: bytes
+
+
+def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None):
+    """Endless ticks of the synthetic market (see ``volpipe.market``)."""
+    options = {} if rate is None else {"rate": rate / len(product_ids)}
+    for event in SyntheticMarket(product_ids, seed, start_ns, **options):
+        yield Tick(event.time_ns, (event.product_id,), ticker_object(event))
+
+
+def load_recording(path: Path) -> list[Tick]:
+    """Every ticker frame of a recording, in file order.
+
+    Reads Coinbase frames (one exchange message a line) and the ingestor's raw records
+    (``{"ingest_seq":..,"msg":{...}}``); other lines (heartbeats, acks, dead letters,
+    blank lines) are skipped. Ticker objects are re-serialised compactly; their values are
+    strings, so their text is unchanged.
+
+    Raises:
+        ValueError: A line is not JSON of either kind, or the file holds no ticker.
+    """
+    ticks = list(_read(path))
+    if not ticks:
+        raise ValueError(f"no ticker messages in {path}")
+    return ticks
+
+
+def replay_ticks(ticks: list[Tick], loop: bool = False) -> Iterator[Tick]:
+    """The recording's ticks; with ``loop``, again and again, shifted forward in time."""
+    if not loop:
+        yield from ticks
+        return
+    span = ticks[-1].time_ns - ticks[0].time_ns + 1_000_000
+    for lap in itertools.count():
+        shift = lap * span
+        for tick in ticks:
+            yield tick._replace(time_ns=tick.time_ns + shift)
+
+
+def _read(path: Path) -> Iterator[Tick]:
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                msg = orjson.loads(line)
+                msg = msg.get("msg", msg)
+                if msg.get("channel") != "ticker":
+                    continue
+                tickers = [t for event in msg["events"] for t in event["tickers"]]
+                yield Tick(
+                    parse_timestamp(msg["timestamp"]),
+                    tuple(t["product_id"] for t in tickers),
+                    b",".join(orjson.dumps(t) for t in tickers),
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"{path}:{number}: not a ticker frame or raw record: {exc}") from exc
