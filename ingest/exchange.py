@@ -280,7 +280,8 @@ class LocalExchange:
             if self.max_ticks is not None and count >= self.max_ticks:
                 break
             if self.speed > 0:
-                if wall0 is None:
+                if wall0 is None:  # the tape starts with the first subscriber, then runs on
+                    await self._has_subscriber.wait()
                     wall0, t0 = time.monotonic(), tick.time_ns
                 delay = wall0 + (tick.time_ns - t0) / 1e9 / self.speed - time.monotonic()
                 if delay > 0.0005:

@@ -166,6 +166,7 @@ class KafkaSink:
                 # Deliveries are retried until this timeout: far beyond a broker restart.
                 "message.timeout.ms": int(settings.producer_message_timeout_seconds * 1000),
                 "error_cb": self._on_error,
+                "logger": logging.getLogger("librdkafka"),  # not raw lines on stderr
             }
         )
         self._stop = threading.Event()

@@ -1,0 +1,251 @@
+"""The local exchange speaks Coinbase's protocol and injects faults on command (real sockets, in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+
+from ingest.exchange import LocalExchange
+from ingest.protocol import Accepted, classify, subscribe_messages
+from ingest.sources import load_recording, replay_ticks, synthetic_ticks
+from volpipe.market import SyntheticMarket, format_timestamp, parse_timestamp, synthetic_raw_records, ticker_frame
+
+PRODUCTS = ["BTC-USD", "ETH-USD"]
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def started(ticks=None, products=PRODUCTS, **options) -> LocalExchange:
+    exchange = LocalExchange(ticks if ticks is not None else synthetic_ticks(PRODUCTS, 3), products, **options)
+    await exchange.start()
+    return exchange
+
+
+async def subscribed(exchange: LocalExchange, products=PRODUCTS, heartbeats=True):
+    ws = await connect(f"ws://127.0.0.1:{exchange.port}")
+    for message in subscribe_messages(products)[: 2 if heartbeats else 1]:
+        await ws.send(message.decode())
+    return ws
+
+
+async def frames(ws, n: int) -> list[dict]:
+    return [orjson.loads(await ws.recv()) for _ in range(n)]
+
+
+def test_acks_snapshot_first_and_one_sequence_counter_per_connection():
+    async def scenario():
+        exchange = await started(speed=0, max_ticks=60)
+        ws = await subscribed(exchange)
+        received = [await ws.recv(decode=False) for _ in range(62)]
+        await ws.close()
+        await exchange.stop()
+        return received
+
+    received = run(scenario())
+    messages = [orjson.loads(frame) for frame in received]
+    assert [m["sequence_num"] for m in messages] == list(range(62))
+    assert all("client_id" not in m for m in messages)
+    acks = [m for m in messages if m["channel"] == "subscriptions"]
+    assert acks[-1]["events"] == [{"subscriptions": {"ticker": PRODUCTS, "heartbeats": ["heartbeats"]}}]
+    tickers = [m for m in messages if m["channel"] == "ticker"]
+    assert len(tickers) == 60
+    kinds = {}
+    for m in tickers:
+        kinds.setdefault(m["events"][0]["tickers"][0]["product_id"], []).append(m["events"][0]["type"])
+    for product_kinds in kinds.values():
+        assert product_kinds[0] == "snapshot" and set(product_kinds[1:]) == {"update"}
+    for frame in received:
+        assert isinstance(classify(frame, set(PRODUCTS)), Accepted)
+    digits = {len(m["timestamp"].split(".")[1]) - 1 for m in messages}
+    assert digits <= set(range(6, 10))
+
+
+def test_no_subscribe_within_the_deadline_closes_the_connection():
+    async def scenario():
+        exchange = await started(subscribe_deadline=0.3)
+        ws = await connect(f"ws://127.0.0.1:{exchange.port}")
+        start = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        await exchange.stop()
+        return time.monotonic() - start, ws.close_code
+
+    elapsed, code = run(scenario())
+    assert 0.2 < elapsed < 5 and code == 1008
+
+
+def test_heartbeats_every_interval_and_idle_close_without_them():
+    async def scenario():
+        exchange = await started(iter(()), heartbeat_seconds=0.1, idle_close_seconds=0.5)
+        beating = await subscribed(exchange, heartbeats=True)
+        silent = await subscribed(exchange, heartbeats=False)
+        beats = [m for m in await frames(beating, 8) if m["channel"] == "heartbeats"]
+        await asyncio.sleep(0.6)
+        with pytest.raises(ConnectionClosedOK):
+            while True:
+                await silent.recv()
+        await beating.close()
+        await exchange.stop()
+        return beats, silent.close_code
+
+    beats, code = run(scenario())
+    counters = [b["events"][0]["heartbeat_counter"] for b in beats]
+    assert len(counters) >= 5 and counters == sorted(counters) and len(set(counters)) == len(counters)
+    assert code == 1000
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"type": "subscribe", "channel": "ticker", "product_ids": ["NOPE-USD"]}, "unknown products"),
+        ({"type": "subscribe", "channel": "level9", "product_ids": ["BTC-USD"]}, "unsupported"),
+        ("not json", "bad request"),
+    ],
+)
+def test_bad_requests_get_error_messages(request_, message):
+    async def scenario():
+        exchange = await started()
+        ws = await connect(f"ws://127.0.0.1:{exchange.port}")
+        await ws.send(request_ if isinstance(request_, str) else orjson.dumps(request_).decode())
+        answer = orjson.loads(await ws.recv())
+        await ws.close()
+        await exchange.stop()
+        return answer
+
+    answer = run(scenario())
+    assert answer["type"] == "error" and message in answer["message"]
+
+
+def test_faults_skip_repeat_malformed_and_clean_close():
+    async def scenario():
+        exchange = await started(speed=1, ticks=synthetic_ticks(["BTC-USD"], 1, rate=200))
+        ws = await subscribed(exchange, ["BTC-USD"])
+        before = [await ws.recv(decode=False) for _ in range(10)]
+        exchange.repeat(2)
+        repeated = [await ws.recv(decode=False) for _ in range(2)]
+        exchange.skip(5)
+        last = orjson.loads(before[-1])["sequence_num"]
+        after_skip = orjson.loads(await ws.recv())["sequence_num"]
+        exchange.malformed("json")
+        exchange.malformed("price")
+        bad = [await ws.recv(decode=False) for _ in range(8)]
+        exchange.close(1000)
+        with pytest.raises(ConnectionClosedOK):
+            while True:
+                await ws.recv()
+        await exchange.stop()
+        return before, repeated, last, after_skip, bad, ws.close_code
+
+    before, repeated, last, after_skip, bad, code = run(scenario())
+    assert repeated == before[-2:]
+    assert after_skip >= last + 6
+    assert b'{"channel":"ticker","timestamp":"2026-' in bad
+    assert any(b'"price":"-1"' in frame for frame in bad)
+    assert code == 1000
+
+
+def test_drop_and_stall():
+    async def scenario():
+        exchange = await started(speed=1, ticks=synthetic_ticks(["BTC-USD"], 1, rate=200))
+        ws = await subscribed(exchange, ["BTC-USD"])
+        await ws.recv()
+        exchange.stall(0.6)
+        await asyncio.sleep(0.05)
+        while True:  # what was already queued may still arrive
+            try:
+                await asyncio.wait_for(ws.recv(), 0.2)
+            except TimeoutError:
+                break
+        start = time.monotonic()
+        await ws.recv()
+        silent = time.monotonic() - start
+        exchange.drop()
+        with pytest.raises(ConnectionClosedError):
+            while True:
+                await ws.recv()
+        await exchange.stop()
+        return silent
+
+    assert run(scenario()) > 0.2
+
+
+def test_http_control_endpoint():
+    async def scenario():
+        exchange = await started()
+        ws = await subscribed(exchange)
+        await ws.recv()
+        stats = await asyncio.to_thread(_get, f"http://127.0.0.1:{exchange.port}/control/skip?n=3")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            await asyncio.to_thread(_get, f"http://127.0.0.1:{exchange.port}/control/explode")
+        missing.value.close()  # else the server waits for this client to hang up
+        await ws.close()
+        await exchange.stop()
+        return stats, missing.value.code
+
+    stats, code = run(scenario())
+    assert stats["open"] == 1 and stats["connections"] == 1
+    assert code == 404
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return orjson.loads(answer.read())
+
+
+def test_replay_reads_coinbase_frames_and_raw_records_alike(tmp_path):
+    events = [e for _, e in zip(range(30), SyntheticMarket(PRODUCTS, seed=4))]
+    coinbase = tmp_path / "coinbase.ndjson"
+    ack = b'{"channel":"subscriptions","timestamp":"2026-01-01T00:00:00.1Z","sequence_num":0,"events":[{}]}'
+    coinbase.write_bytes(ack + b"\n" + b"\n".join(ticker_frame(e, i + 1) for i, e in enumerate(events)) + b"\n")
+    raw = tmp_path / "raw.ndjson"
+    raw.write_bytes(b"\n".join(v for _, v in synthetic_raw_records(30, PRODUCTS, seed=4)) + b"\n")
+    from_coinbase, from_raw = load_recording(coinbase), load_recording(raw)
+    assert [t.tickers for t in from_coinbase] == [t.tickers for t in from_raw]
+    assert [t.time_ns for t in from_coinbase] == [e.time_ns for e in events]
+    assert from_coinbase[0].tickers == ticker_frame(events[0], 0).split(b'"tickers":[')[1][:-4]
+
+    async def scenario():
+        exchange = await started(replay_ticks(from_raw), speed=0)
+        ws = await subscribed(exchange, heartbeats=False)
+        received = [orjson.loads(f) for f in [await ws.recv() for _ in range(31)]]
+        await ws.close()
+        await exchange.stop()
+        return [m for m in received if m["channel"] == "ticker"]
+
+    served = run(scenario())
+    assert [orjson.dumps(m["events"][0]["tickers"][0]) for m in served] == [t.tickers for t in from_raw]
+
+
+def test_replay_at_n_times_speed_is_paced(tmp_path):
+    start = 1_775_428_513_000_000_000
+    lines = [
+        b'{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"update","tickers":[{"type":'
+        b'"ticker","product_id":"BTC-USD","price":"1","best_bid":"1","best_ask":"2"}]}]}'
+        % (format_timestamp(start + i * 100_000_000).encode(), i)
+        for i in range(21)
+    ]  # 2 seconds of recording
+    path = tmp_path / "two_seconds.ndjson"
+    path.write_bytes(b"\n".join(lines))
+    assert parse_timestamp(orjson.loads(lines[-1])["timestamp"]) - start == 2_000_000_000
+
+    async def scenario():
+        exchange = await started(replay_ticks(load_recording(path)), ["BTC-USD"], speed=4)
+        ws = await subscribed(exchange, ["BTC-USD"], heartbeats=False)
+        await ws.recv()  # the ack
+        first = time.monotonic()
+        for _ in range(21):
+            await ws.recv()
+        await ws.close()
+        await exchange.stop()
+        return time.monotonic() - first
+
+    assert run(scenario()) >= 0.4  # 2 s at 4x is 0.5 s
