@@ -79,12 +79,15 @@ def _finite(column: Column) -> Column:
 
 
 def exchange_ts_ns(text: Column) -> Column:
-    """RFC 3339 UTC text with 0-9 fractional digits -> epoch nanoseconds, exactly; null if malformed."""
-    seconds = F.try_to_timestamp(
-        F.concat(F.regexp_extract(text, _TS, 1), F.lit("+00:00")), F.lit("yyyy-MM-dd'T'HH:mm:ssXXX")
-    )
-    fraction = F.rpad(F.regexp_extract(text, _TS, 3), 9, "0").try_cast("long")
-    return F.when(text.rlike(_TS), F.unix_seconds(seconds) * 1_000_000_000 + fraction)
+    """RFC 3339 UTC text with 0-9 fractional digits -> epoch nanoseconds, exactly; null if malformed.
+
+    One regex check, then fixed positions: 'YYYY-MM-DDTHH:MM:SS' is 19 characters, the
+    fraction (if any) runs from character 21 to the one before the final 'Z'.
+    """
+    seconds = F.try_to_timestamp(F.concat(F.substring(text, 1, 19), F.lit("+00:00")), F.lit("yyyy-MM-dd'T'HH:mm:ssXXX"))
+    fraction = F.rpad(F.when(F.length(text) > 21, text.substr(F.lit(21), F.length(text) - 21))
+                      .otherwise(F.lit("")), 9, "0")
+    return F.when(text.rlike(_TS), F.unix_seconds(seconds) * 1_000_000_000 + fraction.try_cast("long"))
 
 
 def parse_raw(records: DataFrame) -> DataFrame:
@@ -93,6 +96,8 @@ def parse_raw(records: DataFrame) -> DataFrame:
     Non-ticker messages (subscription acks, heartbeats) are valid but carry no tick: they
     are dropped. Good rows have ``error`` null and ``raw`` null (kept light for the
     stateful step); bad rows have the reason, the raw bytes, and a null ``product_id``.
+    Each step is its own projection so that Spark computes every expensive expression
+    once per row (it does not inline an expensive column referenced several times).
 
     Args:
         records: Columns ``value`` (binary or string) and ``source``.
@@ -100,47 +105,56 @@ def parse_raw(records: DataFrame) -> DataFrame:
     Returns:
         The parsed rows; ``sequence_num`` is -1 when the message had none.
     """
-    text = F.col("value").cast("string")
-    rec = F.from_json(text, RAW_SCHEMA)
+    rec = F.from_json(F.col("value").cast("string"), RAW_SCHEMA)
     parsed = records.select(F.col("value").cast("binary").alias("raw"), "source", rec.alias("r"))
     envelope_ok = (
         F.col("r.ingest_seq").isNotNull() & F.col("r.recv_ns").isNotNull()
         & F.col("r.conn_id").isNotNull() & F.col("r.msg.channel").isNotNull()
     )
-    parsed = parsed.where(~envelope_ok | (F.col("r.msg.channel") == "ticker")).withColumn("envelope_ok", envelope_ok)
+    parsed = parsed.withColumn("envelope_ok", envelope_ok)
     items = F.flatten(F.transform(
         F.col("r.msg.events"),
         lambda e: F.transform(e["tickers"], lambda t: F.struct(e["type"].alias("event_type"), t.alias("t"))),
     ))
     exploded = parsed.select("*", F.posexplode_outer(items).alias("ticker_idx", "item"))
-    numbers = {name: _finite(F.col(f"item.t.{name}").try_cast("double")) for name in _PRICES}
-    ts_ns = exchange_ts_ns(F.col("r.msg.timestamp"))
-    product = F.col("item.t.product_id")
-    bid, ask = numbers["best_bid"], numbers["best_ask"]
-    usable_price = (numbers["price"] > 0) | ((bid > 0) & (ask > 0) & (bid <= ask))
+    # Filtered after the explode on purpose: a filter on `r` alone would be pushed below the
+    # projection and re-run from_json once per condition.
+    exploded = exploded.where(
+        F.col("item").isNotNull() | ~F.col("envelope_ok") | (F.col("r.msg.channel") == "ticker")
+    )
+    typed = exploded.select(
+        "raw", "source", "envelope_ok", "item", "ticker_idx", F.col("r.ingest_seq").alias("ingest_seq"),
+        F.col("r.recv_ns").alias("recv_ns"), F.col("r.conn_id").alias("conn_id"),
+        F.col("r.msg.sequence_num").alias("sequence_num"), F.col("r.msg.timestamp").alias("timestamp"),
+        exchange_ts_ns(F.col("r.msg.timestamp")).alias("exchange_ts_ns"),
+        F.col("item.t.product_id").alias("product"), F.col("item.event_type").alias("event_type"),
+        *(F.col(f"item.t.{name}").try_cast("double").alias(name) for name in _PRICES),
+    )
+    typed = typed.select(*(F.col(c) for c in typed.columns if c not in _PRICES), *(_finite(F.col(n)).alias(n) for n in _PRICES))
+    bid, ask, product = F.col("best_bid"), F.col("best_ask"), F.col("product")
+    usable_price = (F.col("price") > 0) | ((bid > 0) & (ask > 0) & (bid <= ask))
     error = (
         F.when(~F.col("envelope_ok"), F.lit("not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"))
         .when(F.col("item").isNull(), F.lit("ticker message without tickers"))
         .when(product.isNull() | (product == ""), F.lit("ticker without product_id"))
-        .when(ts_ns.isNull(), F.concat(F.lit("unparseable exchange timestamp: "), F.coalesce(
-            F.col("r.msg.timestamp"), F.lit("missing"))))
+        .when(F.col("exchange_ts_ns").isNull(), F.concat(
+            F.lit("unparseable exchange timestamp: "), F.coalesce(F.col("timestamp"), F.lit("missing"))))
         .when(~F.coalesce(usable_price, F.lit(False)), F.lit("no positive price and no valid book"))
     )
-    rows = exploded.select(
-        F.when(error.isNull(), product).alias("product_id"),
-        F.coalesce(F.col("r.ingest_seq"), F.lit(-1)).alias("ingest_seq"),
+    checked = typed.withColumn("error", error)
+    bad = F.col("error").isNotNull()
+    return checked.select(
+        F.when(~bad, product).alias("product_id"),
+        F.coalesce(F.col("ingest_seq"), F.lit(-1)).alias("ingest_seq"),
         F.coalesce(F.col("ticker_idx").cast("long"), F.lit(-1)).alias("ticker_idx"),
-        F.col("r.conn_id").alias("conn_id"),
-        F.coalesce(F.col("r.msg.sequence_num"), F.lit(-1)).alias("sequence_num"),
-        F.coalesce(ts_ns, F.lit(-1)).alias("exchange_ts_ns"),
-        F.coalesce(F.col("r.recv_ns"), F.lit(-1)).alias("recv_ns"),
-        F.col("item.event_type").alias("event_type"),
-        *(numbers[name].alias(name) for name in _PRICES),
-        error.alias("error"),
-        F.when(error.isNotNull(), F.col("raw")).alias("raw"),
-        F.when(error.isNotNull(), F.col("source")).alias("source"),
+        "conn_id",
+        F.coalesce(F.col("sequence_num"), F.lit(-1)).alias("sequence_num"),
+        F.coalesce(F.col("exchange_ts_ns"), F.lit(-1)).alias("exchange_ts_ns"),
+        F.coalesce(F.col("recv_ns"), F.lit(-1)).alias("recv_ns"),
+        "event_type", *_PRICES, "error",
+        F.when(bad, F.col("raw")).alias("raw"),
+        F.when(bad, F.col("source")).alias("source"),
     )
-    return rows
 
 
 def nullable_ints(frame: DataFrame, columns: tuple[str, ...]) -> DataFrame:

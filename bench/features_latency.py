@@ -1,0 +1,109 @@
+"""End-to-end latency: exchange timestamp -> feature row readable in Kafka ``ticks.features``.
+
+Starts its own Kafka broker, runs the real features stream (trigger as fast as possible),
+and a producer that emits synthetic ticker frames stamped with the current time at a fixed
+rate, wrapped as raw records like the ingestor does. A consumer reads ``ticks.features``;
+latency = consumer receive time - ``exchange_ts_ns``. Prints p50/p90/p99/max after a warm-up.
+
+    .venv/bin/python bench/features_latency.py --rate 100 --seconds 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, Producer
+
+from spark_jobs import features_stream
+from volpipe.config import Settings
+from volpipe.market import SyntheticMarket, ticker_frame
+from volpipe.records import raw_record
+from volpipe.services import kafka
+from volpipe.services.process import free_port
+from volpipe.spark import build_spark_session
+
+
+def produce_live(settings: Settings, rate: float, seconds: float, stop: threading.Event) -> int:
+    """Ticker frames stamped 'now' at ``rate`` per second; returns how many were sent."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 0})
+    market = iter(SyntheticMarket(("BTC-USD", "ETH-USD"), seed=9))
+    began = time.monotonic()
+    sent = 0
+    while not stop.is_set() and time.monotonic() - began < seconds:
+        event = next(market)._replace(time_ns=time.time_ns())
+        value = raw_record(sent, time.time_ns(), "bench-0", ticker_frame(event, sent))
+        producer.produce(settings.kafka_input_topic, key=event.product_id.encode(), value=value)
+        producer.poll(0)
+        sent += 1
+        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+    producer.flush(30)
+    return sent
+
+
+def consume_latencies(settings: Settings, stop: threading.Event, out: list[tuple[int, int]]) -> None:
+    """Appends (exchange_ts_ns, latency_ns) of every feature message until ``stop``."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+    consumer.subscribe([settings.kafka_output_topic])
+    try:
+        while not stop.is_set():
+            for message in consumer.consume(num_messages=1000, timeout=0.1):
+                if message.error() is None:
+                    now = time.time_ns()
+                    ts = orjson.loads(message.value())["exchange_ts_ns"]
+                    out.append((ts, now - ts))
+    finally:
+        consumer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0, help="ticks per second")
+    parser.add_argument("--seconds", type=float, default=600.0, help="how long to produce")
+    parser.add_argument("--warmup-seconds", type=float, default=30.0, help="ignored at the start")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("spark_jobs").setLevel(logging.INFO)
+    root = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root), "KAFKA_CONTROLLER_PORT": str(free_port()),
+                                  "METRICS_PORT": "0", "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+    kafka.start(settings)
+    stop = threading.Event()
+    latencies: list[tuple[int, int]] = []
+    try:
+        spark = build_spark_session(settings, "bench-latency")
+        query = features_stream.start(spark, settings)
+        consumer = threading.Thread(target=consume_latencies, args=(settings, stop, latencies), daemon=True)
+        consumer.start()
+        began_ns = time.time_ns()
+        sent = produce_live(settings, args.rate, args.seconds, stop)
+        time.sleep(10)  # let the last batches through
+        stop.set()
+        consumer.join(10)
+        durations = [p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]]
+        query.stop()
+        spark.stop()
+    finally:
+        stop.set()
+        kafka.stop(settings)
+    cutoff = began_ns + int(args.warmup_seconds * 1e9)
+    lat_ms = np.array([lat for ts, lat in latencies if ts >= cutoff]) / 1e6
+    p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
+    print(f"latency exchange->ticks.features over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
+          f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
+          f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
+    print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
+          f"max={max(durations)} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
