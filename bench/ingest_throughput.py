@@ -1,13 +1,15 @@
-"""Benchmark: the local exchange at full speed -> the ingestor -> Kafka + NDJSON, no loss.
+"""Benchmark: the local exchange at full speed -> the ingestor -> Kafka + NDJSON, with zero loss.
 
-Starts a private Kafka broker (free ports, temp dir), the local exchange and the ingestor
-as subprocesses, exactly as a user would run them, then:
+Starts a private Kafka broker (free ports, temp dir), then the local exchange and the
+ingestor as subprocesses, exactly as a user runs them (``ingest.harness``):
 
-1. throughput: the exchange serves ``--ticks`` synthetic ticks as fast as the ingestor
-   reads; the rate is ticks / (last Kafka ack - first receipt), and it counts only if
-   the exchange's sent count, the NDJSON lines and the Kafka records all equal ``--ticks``;
-2. latency: a fresh ingestor at ``--latency-rate`` msg/s for ``--latency-seconds``;
-   receive-to-Kafka-ack p50/p99 from the ingestor's final counts.
+1. throughput: the exchange replays ``--ticks`` pre-generated synthetic ticks (two
+   products) as fast as the ingestor reads. Rate = ticks / (last Kafka ack - first
+   receipt). It only counts when the exchange's sent count, the NDJSON lines, the Kafka
+   records and the ingestor's acknowledged deliveries all equal ``--ticks``.
+2. latency: a fresh ingestor fed ``--latency-rate`` msg/s by the synthetic market;
+   receive-to-Kafka-ack p50/p99 over ``--latency-seconds`` after a warm-up, from the
+   ingestor's histogram (bucket bounds interpolated) and its exact recent sample.
 
     .venv/bin/python bench/ingest_throughput.py --ticks 300000
 """
@@ -15,157 +17,139 @@ as subprocesses, exactly as a user would run them, then:
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
 
-from volpipe.config import PROJECT_ROOT, Settings
+from ingest.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
+from volpipe.config import Settings
+from volpipe.market import synthetic_raw_records
 from volpipe.services import kafka
-from volpipe.services.process import free_port, port_open
+from volpipe.services.process import free_port
+
+PRODUCTS = "BTC-USD,ETH-USD"
 
 
 def broker_settings(data_dir: Path) -> Settings:
-    """Settings of a private broker under ``data_dir``."""
+    """Settings of a private broker and data folder under ``data_dir``."""
     return Settings.from_env(
         {
             "PIPELINE_DATA_DIR": str(data_dir),
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
             "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "PRODUCT_IDS": PRODUCTS,
         }
     )
 
 
-def start_exchange(port: int, *args: str) -> subprocess.Popen:
-    """The local exchange as a subprocess; returns once it listens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingest.exchange", "--port", str(port), *args],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+def scrape(port: int) -> dict[str, float]:
+    """The ingestor's Prometheus metrics as {name{labels}: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        lines = answer.read().decode().splitlines()
+    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if line and not line.startswith("#"))}
+
+
+def histogram_quantile(before: dict[str, float], after: dict[str, float], q: float) -> float:
+    """Quantile ``q`` (0-1) of the ack-latency observations between two scrapes, in ms."""
+    name = "ingest_receive_to_ack_seconds_bucket"
+    buckets = sorted(
+        (float(key.split('le="')[1].rstrip('"}')), after[key] - before.get(key, 0.0))
+        for key in after if key.startswith(name)
     )
-    deadline = time.monotonic() + 30
-    while not port_open("127.0.0.1", port):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("exchange did not start")
-        time.sleep(0.1)
-    return proc
-
-
-def start_ingestor(settings: Settings, url: str, data_dir: Path, metrics_port: int) -> subprocess.Popen:
-    """The ingestor as a subprocess (``python -m ingest``)."""
-    env = {
-        **os.environ,
-        "PIPELINE_DATA_DIR": str(data_dir),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "COINBASE_WS_URL": url,
-        "METRICS_PORT": str(metrics_port),
-        "METRICS_LOG_SECONDS": "5",
-        "LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "ingest"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=sys.stderr
-    )
-
-
-def stop_ingestor(proc: subprocess.Popen) -> dict:
-    """SIGTERM, then the final counts it prints."""
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ingestor exited with {proc.returncode}")
-    return orjson.loads(out.strip().splitlines()[-1])["final"]
-
-
-def metric(port: int, name: str) -> float:
-    """One value from the ingestor's Prometheus endpoint."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
-
-
-def topic_count(settings: Settings, topic: str) -> int:
-    """Records in ``topic`` (sum of partition high watermarks; the topic is fresh)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}"})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
-    finally:
-        consumer.close()
-
-
-def ndjson_lines(data_dir: Path) -> list[bytes]:
-    """Every raw record line written by the ingestor."""
-    return [line for path in sorted((data_dir / "raw").glob("*.ndjson")) for line in path.read_bytes().splitlines()]
+    total = buckets[-1][1]
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return (lower + (bound - lower) * share) * 1000
+        lower, below = bound, count
+    return float("inf")
 
 
 def throughput(settings: Settings, work: Path, ticks: int) -> None:
-    port, metrics_port = free_port(), free_port()
-    exchange = start_exchange(port, "--speed", "0", "--max-ticks", str(ticks), "--products", "BTC-USD,ETH-USD")
-    data_dir = work / "throughput"
-    ingestor = start_ingestor(settings, f"ws://127.0.0.1:{port}", data_dir, metrics_port)
+    tape = work / "tape.ndjson"
+    with open(tape, "wb") as out:
+        for _, value in synthetic_raw_records(ticks, PRODUCTS.split(","), seed=11):
+            out.write(value + b"\n")
+    exchange = ExchangeProcess("--source", "replay", "--replay-file", str(tape), "--speed", "0")
+    metrics_port = free_port()
+    data = settings.data_dir / "throughput"
+    env = ingestor_env(settings, exchange.url, PIPELINE_DATA_DIR=str(data), METRICS_PORT=str(metrics_port),
+                       METRICS_LOG_SECONDS="5", LOG_LEVEL="WARNING")
+    ingestor = IngestorProcess(env, work / "throughput.log")
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            try:
-                if metric(metrics_port, "ingest_delivered_total") >= ticks:
-                    break
-            except OSError:
-                continue
+        wait_until(lambda: _delivered(metrics_port) >= ticks, 900, f"{ticks} deliveries", interval=0.05)
         done_ns = time.time_ns()
-        final = stop_ingestor(ingestor)
+        final = ingestor.stop()
+        served = exchange.stats()["tickers_sent"]
     finally:
-        exchange.send_signal(signal.SIGTERM)
-        exchange.wait(30)
-    lines = ndjson_lines(data_dir)
-    first_ns = orjson.loads(lines[0])["recv_ns"]
-    in_kafka = topic_count(settings, settings.kafka_input_topic)
-    seconds = (done_ns - first_ns) / 1e9
-    lossless = len(lines) == in_kafka == final["tickers"] == final["delivered"] == ticks and final["failed"] == 0
-    print(f"throughput: ticks={ticks} ndjson={len(lines)} kafka={in_kafka} delivered={final['delivered']} "
-          f"failed={final['failed']} gaps={final['gaps']} seconds={seconds:.2f} "
-          f"rate_msg_s={ticks / seconds:,.0f} zero_loss={lossless}")
+        exchange.stop()
+    lines = ndjson_records(data / "raw")
+    in_kafka = len(topic_records(settings, settings.kafka_input_topic, ticks, timeout=120))
+    seconds = (done_ns - orjson.loads(lines[0])["recv_ns"]) / 1e9
+    lossless = served == len(lines) == in_kafka == final["tickers"] == final["delivered"] == ticks
+    print(
+        f"throughput: ticks={ticks} served={served} ndjson={len(lines)} kafka={in_kafka} "
+        f"delivered={final['delivered']} failed={final['failed']} gaps={final['gaps']} seconds={seconds:.2f} "
+        f"rate_msg_s={ticks / seconds:,.0f} zero_loss={lossless and final['failed'] == 0}",
+        flush=True,
+    )
 
 
-def latency(settings: Settings, work: Path, rate: float, seconds: float) -> None:
-    port = free_port()
-    exchange = start_exchange(port, "--speed", "1", "--rate", str(rate))
-    ingestor = start_ingestor(settings, f"ws://127.0.0.1:{port}", work / "latency", 0)
+def _delivered(port: int) -> float:
     try:
+        return scrape(port).get("ingest_delivered_total", 0.0)
+    except OSError:
+        return 0.0
+
+
+def latency(settings: Settings, work: Path, rate: float, seconds: float, warmup: float) -> None:
+    exchange = ExchangeProcess("--speed", "1", "--rate", str(rate), "--products", PRODUCTS)
+    metrics_port = free_port()
+    env = ingestor_env(settings, exchange.url, PIPELINE_DATA_DIR=str(settings.data_dir / "latency"),
+                       METRICS_PORT=str(metrics_port), LOG_LEVEL="WARNING")
+    ingestor = IngestorProcess(env, work / "latency.log")
+    try:
+        wait_until(lambda: _delivered(metrics_port) > 0, 60, "first delivery")
+        time.sleep(warmup)
+        before = scrape(metrics_port)
         time.sleep(seconds)
-        final = stop_ingestor(ingestor)
+        after = scrape(metrics_port)
+        final = ingestor.stop()
     finally:
-        exchange.send_signal(signal.SIGTERM)
-        exchange.wait(30)
-    print(f"latency: rate={rate:g}/s seconds={seconds:g} tickers={final['tickers']} delivered={final['delivered']} "
-          f"ack_p50_ms={final['ack_p50_ms']:.2f} ack_p99_ms={final['ack_p99_ms']:.2f} ack_max_ms={final['ack_max_ms']:.2f}")
+        exchange.stop()
+    count = after["ingest_receive_to_ack_seconds_count"] - before["ingest_receive_to_ack_seconds_count"]
+    print(
+        f"latency: target_rate={rate:g}/s measured_rate={count / seconds:.0f}/s acks={count:.0f} "
+        f"p50_ms~{histogram_quantile(before, after, 0.5):.2f} p99_ms~{histogram_quantile(before, after, 0.99):.2f} "
+        f"(histogram) | whole run incl. warm-up: p50_ms={final['ack_p50_ms']:.2f} p99_ms={final['ack_p99_ms']:.2f} "
+        f"max_ms={final['ack_max_ms']:.2f} failed={final['failed']}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs both phases against one private broker and prints one line each."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ticks", type=int, default=300_000, help="ticks of the throughput phase")
-    parser.add_argument("--latency-rate", type=float, default=100.0, help="msg/s of the latency phase")
-    parser.add_argument("--latency-seconds", type=float, default=30.0, help="length of the latency phase")
-    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--ticks", type=int, default=300_000, help="ticks of the throughput phase (300000)")
+    parser.add_argument("--latency-rate", type=float, default=100.0, help="msg/s of the latency phase (100)")
+    parser.add_argument("--latency-seconds", type=float, default=30.0, help="measured part of the latency phase")
+    parser.add_argument("--warmup-seconds", type=float, default=5.0, help="unmeasured start of the latency phase")
+    parser.add_argument("--skip-throughput", action="store_true", help="run the latency phase only")
+    parser.add_argument("--skip-latency", action="store_true", help="run the throughput phase only")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         work = Path(tmp)
-        settings = broker_settings(work / "broker")
+        settings = broker_settings(work / "pipeline")
         kafka.start(settings)
         try:
             if not args.skip_throughput:
                 throughput(settings, work, args.ticks)
-            latency(settings, work, args.latency_rate, args.latency_seconds)
+            if not args.skip_latency:
+                latency(settings, work, args.latency_rate, args.latency_seconds, args.warmup_seconds)
         finally:
             kafka.stop(settings)
     return 0

@@ -107,7 +107,8 @@ class Ingestor:
         self.latency = Histogram(
             "ingest_receive_to_ack_seconds",
             "From reading a frame to Kafka's acknowledgement of its record.",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+            buckets=(0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
+                     0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120),
             registry=self.registry,
         )
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)

@@ -160,7 +160,7 @@ class KafkaSink:
                 "enable.idempotence": True,
                 "acks": "all",
                 "compression.type": "lz4",
-                "linger.ms": 2,
+                "linger.ms": 0,
                 "queue.buffering.max.messages": settings.producer_buffer_messages,
                 "queue.buffering.max.kbytes": 2_097_151,
                 # Deliveries are retried until this timeout: far beyond a broker restart.
