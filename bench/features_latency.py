@@ -14,6 +14,7 @@ import argparse
 import logging
 import tempfile
 import threading
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -106,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

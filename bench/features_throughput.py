@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import logging
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -86,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import logging
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -51,4 +52,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

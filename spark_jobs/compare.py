@@ -20,10 +20,10 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs.replay import day_bounds_ns
 from volpipe.config import Settings
 from volpipe.errors import ReplayMismatch
 from volpipe.schema import FEATURE_TABLE_COLUMNS
-from spark_jobs.replay import day_bounds_ns
 
 log = logging.getLogger(__name__)
 KEYS = ("product_id", "ingest_seq", "ticker_idx")

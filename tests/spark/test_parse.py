@@ -1,0 +1,76 @@
+"""The shared raw-record parser on a static DataFrame: exact nanoseconds, explode order, reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from volpipe.records import raw_record
+from volpipe.schema import PARSED_COLUMNS, parse_raw
+
+pytestmark = pytest.mark.spark
+
+
+def _ticker(product, price="10.5", bid="10", ask="11", **extra):
+    fields = {"type": "ticker", "product_id": product, "price": price, "best_bid": bid, "best_ask": ask,
+              "best_bid_quantity": "0.5", "best_ask_quantity": "1.5", **extra}
+    return "{" + ",".join(f'"{k}":"{v}"' for k, v in fields.items()) + "}"
+
+
+def _frame(ts, seq, events):
+    return ('{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[%s]}' % (ts, seq, ",".join(events))).encode()
+
+
+def _event(kind, *tickers):
+    return '{"type":"%s","tickers":[%s]}' % (kind, ",".join(tickers))
+
+
+def _parse(spark, values):
+    frame = spark.createDataFrame([(v, f"test:{i}") for i, v in enumerate(values)], "value binary, source string")
+    rows = parse_raw(frame).collect()
+    assert all(tuple(r.asDict()) == PARSED_COLUMNS for r in rows)
+    return rows
+
+
+def test_tickers_exploded_in_order_with_exact_nanoseconds(spark):
+    values = [
+        raw_record(7, 1_775_428_514_100_000_123, "c1", _frame("2026-04-05T22:35:14.009945409Z", 3, [
+            _event("snapshot", _ticker("BTC-USD"), _ticker("ETH-USD", price="3000")), _event("update", _ticker("SOL-USD"))])),
+        raw_record(8, 2, "c1", _frame("2026-04-05T22:35:14.9253Z", 4, [_event("update", _ticker("BTC-USD"))])),
+        raw_record(9, 3, "c1", _frame("2026-04-05T22:35:15Z", 5, [_event("update", _ticker("BTC-USD"))])),
+        raw_record(10, 4, "c1", b'{"channel":"heartbeats","timestamp":"2026-04-05T22:35:15Z","sequence_num":6,'
+                               b'"events":[{"current_time":"x","heartbeat_counter":1}]}'),
+    ]
+    rows = sorted(_parse(spark, values), key=lambda r: (r.ingest_seq, r.ticker_idx))
+    assert [(r.ingest_seq, r.ticker_idx, r.product_id, r.event_type) for r in rows] == [
+        (7, 0, "BTC-USD", "snapshot"), (7, 1, "ETH-USD", "snapshot"), (7, 2, "SOL-USD", "update"),
+        (8, 0, "BTC-USD", "update"), (9, 0, "BTC-USD", "update")]  # the heartbeat is skipped
+    assert [r.exchange_ts_ns for r in rows[2:]] == [1_775_428_514_009_945_409, 1_775_428_514_925_300_000,
+                                                    1_775_428_515_000_000_000]
+    first = rows[0]
+    assert (first.recv_ns, first.conn_id, first.sequence_num, first.price, first.best_bid, first.best_ask,
+            first.best_bid_quantity, first.error, first.raw) == (1_775_428_514_100_000_123, "c1", 3, 10.5, 10.0, 11.0,
+                                                                0.5, None, None)
+
+
+def test_unusable_records_and_tickers_get_a_reason_and_keep_their_bytes(spark):
+    bad_ts = raw_record(1, 1, "c", _frame("2026-04-05 22:35:14", 1, [_event("update", _ticker("BTC-USD"))]))
+    values = [
+        b"\xff not json",
+        b'{"ingest_seq":"x","recv_ns":1,"conn_id":"c","msg":{"channel":"ticker"}}',
+        raw_record(2, 1, "c", _frame("2026-04-05T22:35:14Z", 2, [])),
+        bad_ts,
+        raw_record(3, 1, "c", _frame("2026-04-05T22:35:14Z", 3, [_event("update", _ticker(
+            "BTC-USD", price="NaN", bid="12", ask="11"), _ticker("ETH-USD", price="-1", bid="", ask="abc"))])),
+    ]
+    rows = _parse(spark, values)
+    reasons = sorted((r.source, r.error) for r in rows if r.error)
+    assert reasons == [
+        ("test:0", "not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"),
+        ("test:1", "not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"),
+        ("test:2", "ticker message without tickers"),
+        ("test:3", "unparseable exchange timestamp: 2026-04-05 22:35:14"),
+        ("test:4", "no positive price and no valid book"),
+        ("test:4", "no positive price and no valid book"),
+    ]
+    assert {bytes(r.raw) for r in rows if r.error} == set(values)
+    assert all(r.product_id is None for r in rows)
