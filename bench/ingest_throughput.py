@@ -131,6 +131,27 @@ def latency(settings: Settings, work: Path, rate: float, seconds: float, warmup:
     )
 
 
+def baseline(settings: Settings, rate: float, seconds: float) -> None:
+    """A bare producer (same config, no WebSocket, no files) at ``rate``: what the broker and
+    this machine's load allow, to read the ingestor's latency against."""
+    from ingest.sinks import KafkaSink, Record
+
+    latencies: list[int] = []
+    sink = KafkaSink(settings, lambda recv_ns: latencies.append(time.time_ns() - recv_ns), lambda *failure: None)
+    value = next(synthetic_raw_records(1))[1]
+    end = time.monotonic() + seconds
+    seq = 0
+    while time.monotonic() < end:
+        sink.produce(Record(False, b"BTC-USD", value, seq, time.time_ns()))
+        seq += 1
+        time.sleep(1 / rate)
+    sink.close(10)
+    sample = sorted(latencies[int(rate):])  # skip the first second (producer start)
+    pick = lambda q: sample[min(len(sample) - 1, int(q * len(sample)))] / 1e6  # noqa: E731
+    print(f"baseline (bare producer, same broker and config): rate={rate:g}/s acks={len(sample)} "
+          f"p50_ms={pick(0.5):.2f} p99_ms={pick(0.99):.2f} max_ms={pick(1.0):.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs both phases against one private broker and prints one line each."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 throughput(settings, work, args.ticks)
             if not args.skip_latency:
                 latency(settings, work, args.latency_rate, args.latency_seconds, args.warmup_seconds)
+                baseline(settings, args.latency_rate, args.latency_seconds)
         finally:
             kafka.stop(settings)
     return 0

@@ -1,0 +1,74 @@
+"""The ingestor's accounting for every kind of frame, without sockets or Kafka (kafka=False)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from prometheus_client import generate_latest
+
+from ingest.ingestor import Ingestor, build_parser
+from ingest.sinks import Record
+from tests.conftest import isolated_settings
+from volpipe.market import SyntheticMarket, ticker_frame
+from volpipe.records import raw_record
+
+BEAT = b'{"channel":"heartbeats","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":%d,"events":[{}]}'
+ACK = b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":%d,"events":[{}]}'
+
+
+def _frames():
+    events = SyntheticMarket(["BTC-USD"], seed=2)
+    tick = lambda seq: ticker_frame(next(iter(events)), seq)  # noqa: E731
+    return [tick(0), ACK % 1, tick(2), BEAT % 3, tick(7), tick(7), b"{oops", tick(8)]
+
+
+def _ingest(settings, frames) -> tuple[Ingestor, list[Record]]:
+    ingestor = Ingestor(settings, kafka=False)
+    ingestor.new_connection()
+    return ingestor, [r for r in (ingestor.on_frame(f) for f in frames) if r is not None]
+
+
+def test_every_frame_is_counted_and_tickers_and_rejects_become_records(tmp_path):
+    settings = isolated_settings(tmp_path)
+    ingestor, records = asyncio.run(_async(_ingest, settings, _frames()))
+    stats = ingestor.stats.snapshot()
+    assert stats["messages"] == 8 and stats["tickers"] == 5 and stats["heartbeats"] == 1 and stats["acks"] == 1
+    assert stats["invalid"] == 1 and stats["gaps"] == 3 and stats["repeats"] == 1
+    assert [r.ingest_seq for r in records] == list(range(6))
+    assert [r.deadletter for r in records] == [False, False, False, False, True, False]
+    first = records[0]
+    assert first.key == b"BTC-USD"
+    assert first.value == raw_record(0, first.recv_ns, ingestor.conn_id, _frames()[0])
+    assert orjson.loads(records[4].value)["raw"] == "{oops"
+    exposition = generate_latest(ingestor.registry).decode()
+    for name in ("messages", "tickers", "heartbeats", "invalid", "gaps", "repeats", "reconnects", "delivered", "failed"):
+        assert f"ingest_{name}_total" in exposition
+    assert "ingest_receive_to_ack_seconds_bucket" in exposition
+    assert "tickers=5" in ingestor.summary() and "gaps=3" in ingestor.summary()
+
+
+def test_a_restart_resumes_ingest_seq_with_a_new_conn_id(tmp_path):
+    settings = isolated_settings(tmp_path)
+
+    async def first_run():
+        ingestor, records = _ingest(settings, _frames())
+        for record in records:
+            ingestor.queue.put_nowait(record)
+        ingestor.writer.drain()
+        ingestor.writer.close()
+        return ingestor
+
+    first = asyncio.run(first_run())
+    second, records = asyncio.run(_async(_ingest, settings, _frames()[:3]))
+    assert second.next_seq == 8 and [r.ingest_seq for r in records] == [6, 7]
+    assert second.conn_id != first.conn_id
+
+
+def test_help_lists_the_flags_and_the_environment():
+    text = build_parser().format_help()
+    assert "--url" in text and "--products" in text and "STALE_FEED_SECONDS" in text
+
+
+async def _async(function, *args):
+    return function(*args)
