@@ -11,15 +11,11 @@ same port: drop, stall, malformed, skip, repeat, close1000, error; ``/control/st
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import logging
-import signal
-import sys
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -27,8 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ingest.sources import Tick, load_recording, replay_ticks, synthetic_ticks
-from volpipe.logs import configure_logging
+from ingest.sources import Tick
 from volpipe.market import FRAME, format_timestamp
 
 log = logging.getLogger(__name__)
@@ -329,67 +324,3 @@ class LocalExchange:
                     log.info("idle close client=%d after %.0fs without heartbeats", c.number, now - c.last_sent)
                     asyncio.get_running_loop().create_task(c.ws.close(1000, "idle"))
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m ingest.exchange`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ingest.exchange",
-        description=__doc__.split("\n\n")[0] + " Serves until SIGINT/SIGTERM.",
-        epilog="Faults: curl 'http://HOST:PORT/control/stall?seconds=30' (drop, stall?seconds=, "
-        "malformed?kind=json|structure|price|product, skip?n=, repeat?n=, close1000, close?code=, "
-        "error?message=, stats).",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
-    parser.add_argument("--source", choices=("synthetic", "replay"), default="synthetic", help="what to serve")
-    parser.add_argument("--replay-file", type=Path, help="NDJSON of Coinbase frames or raw records (--source replay)")
-    parser.add_argument("--loop", action="store_true", help="replay the file again and again")
-    parser.add_argument("--speed", type=float, default=1.0, help="1 = real time, N = N times faster, 0 = full speed")
-    parser.add_argument("--products", default="BTC-USD", help="comma-separated products (synthetic; default BTC-USD)")
-    parser.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
-    parser.add_argument("--rate", type=float, help="synthetic ticks per second at 1x, all products (default ~4.4 each)")
-    parser.add_argument("--max-ticks", type=int, help="stop serving ticks after this many")
-    parser.add_argument("--idle-close-seconds", type=float, default=75.0, help="close without heartbeats (75)")
-    parser.add_argument("--subscribe-deadline", type=float, default=5.0, help="seconds to subscribe (5)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Runs the local exchange until SIGINT/SIGTERM."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging()
-    products = [p.strip() for p in args.products.split(",") if p.strip()]
-    if args.source == "replay":
-        if args.replay_file is None:
-            parser.error("--source replay needs --replay-file")
-        try:
-            recording = load_recording(args.replay_file)
-        except (OSError, ValueError) as exc:
-            parser.error(str(exc))
-        products = sorted({p for tick in recording for p in tick.product_ids})
-        ticks = replay_ticks(recording, loop=args.loop)
-    else:
-        ticks = synthetic_ticks(products, args.seed, time.time_ns(), args.rate)
-    asyncio.run(_serve(args, ticks, products))
-    return 0
-
-
-async def _serve(args: argparse.Namespace, ticks: Iterator[Tick], products: Sequence[str]) -> None:
-    exchange = LocalExchange(
-        ticks, products, speed=args.speed, host=args.host, port=args.port, max_ticks=args.max_ticks,
-        idle_close_seconds=args.idle_close_seconds, subscribe_deadline=args.subscribe_deadline,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    port = await exchange.start()
-    print(f"listening ws://{args.host}:{port}", flush=True)
-    await stop.wait()
-    await exchange.stop()
-    log.info("exchange stopped %s", orjson.dumps(exchange.stats()).decode())
-
-
-if __name__ == "__main__":
-    sys.exit(main())
