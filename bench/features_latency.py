@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import threading
-import sys
 import time
 import uuid
 from pathlib import Path

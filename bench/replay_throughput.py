@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
