@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 class FrameHandler(Protocol):
     """What the connection loop needs from the ingestor."""
 
-    subscribed: bool  # set once the current connection proved its subscription works
+    subscribed: bool  # set once the current connection proved its ticker subscription works
+    abandon: str | None  # set when the current connection should be dropped, with the reason
 
     def new_connection(self) -> str:
         """Starts accounting for a new connection; returns its conn_id."""
@@ -137,6 +138,8 @@ class Feed:
                         queue.put_nowait(record)
                     except asyncio.QueueFull:
                         await queue.put(record)  # the disk is behind: push back on the socket
+                if handler.abandon:
+                    return handler.abandon
         finally:
             watchdog.cancel()
 

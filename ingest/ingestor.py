@@ -101,6 +101,7 @@ class Ingestor:
         self.conn_count = 0
         self.conn_id = ""
         self.subscribed = False
+        self.abandon: str | None = None
         self.tracker = SequenceTracker()
         self.failed_seqs: dict[str, list[int]] = {}
         self.registry = CollectorRegistry()
@@ -123,6 +124,7 @@ class Ingestor:
         self.conn_count += 1
         self.conn_id = f"{self.conn_prefix}-{self.conn_count}"
         self.subscribed = False
+        self.abandon = None
         self.tracker = SequenceTracker()
         return self.conn_id
 
@@ -154,19 +156,36 @@ class Ingestor:
             if result.kind == HEARTBEAT:
                 stats.heartbeats += 1
             elif result.kind == SUBSCRIPTIONS:
-                self.subscribed = True
-                stats.acks += 1
-                log.info("subscribed conn_id=%s events=%s", self.conn_id, orjson.dumps(result.body["events"]).decode())
+                self._ack(result.body)
             return None
         stats.invalid += 1
         if result.exchange_error:
             stats.exchange_errors += 1
             log.error("exchange error conn_id=%s %s", self.conn_id, result.reason)
+            if not self.subscribed:  # e.g. "Failed to subscribe": heartbeats alone would hide it
+                self.abandon = f"exchange error before the ticker subscription worked: {result.reason}"
         else:
             log.warning("rejected ingest_seq=%d conn_id=%s reason=%s", ingest_seq, self.conn_id, result.reason)
         self.next_seq += 1
         value = deadletter_record(ingest_seq, recv_ns, self.conn_id, result.reason, frame)
         return Record(True, None, value, ingest_seq, recv_ns)
+
+    def _ack(self, body: dict) -> None:
+        self.stats.acks += 1
+        events = orjson.dumps(body["events"]).decode()
+        subscribed: set[str] = set()
+        for event in body["events"]:
+            subscriptions = event.get("subscriptions")
+            tickers = subscriptions.get(TICKER) if isinstance(subscriptions, dict) else None
+            if isinstance(tickers, list):
+                subscribed.update(p for p in tickers if isinstance(p, str))
+        if subscribed:
+            self.subscribed = True
+        missing = self.products - subscribed
+        if subscribed and missing:
+            log.warning("ack lacks products conn_id=%s missing=%s events=%s", self.conn_id, sorted(missing), events)
+        else:
+            log.info("subscribed conn_id=%s events=%s", self.conn_id, events)
 
     # --- delivery reports, called from the Kafka poll thread ---
 

@@ -72,3 +72,25 @@ def test_help_lists_the_flags_and_the_environment():
 
 async def _async(function, *args):
     return function(*args)
+
+
+ERROR = b'{"type":"error","message":"Failed to subscribe"}'
+TICKER_ACK = b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":0,' \
+             b'"events":[{"subscriptions":{"ticker":["BTC-USD"]}}]}'
+
+
+def test_an_exchange_error_before_the_subscription_worked_abandons_the_connection(tmp_path):
+    settings = isolated_settings(tmp_path)
+    failing, _ = asyncio.run(_async(_ingest, settings, [BEAT % 0, ERROR]))
+    assert failing.abandon and "Failed to subscribe" in failing.abandon
+    working, _ = asyncio.run(_async(_ingest, settings, [TICKER_ACK, ERROR]))
+    assert working.subscribed and working.abandon is None
+    working.new_connection()
+    assert not working.subscribed and working.abandon is None
+
+
+def test_an_ack_without_every_product_is_logged(tmp_path, caplog):
+    settings = isolated_settings(tmp_path, PRODUCT_IDS="BTC-USD,ETH-USD")
+    ingestor, _ = asyncio.run(_async(_ingest, settings, [TICKER_ACK]))
+    assert ingestor.subscribed and ingestor.stats.acks == 1
+    assert "missing=['ETH-USD']" in caplog.text
