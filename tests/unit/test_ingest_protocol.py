@@ -105,3 +105,18 @@ def test_backoff_doubles_up_to_the_cap_with_jitter_and_resets():
     assert [high.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     high.reset()
     assert high.next_delay() == 0.5
+
+
+@pytest.mark.parametrize("product", [["BTC-USD"], {"a": 1}, None, 7])
+def test_a_product_id_of_the_wrong_type_is_rejected_not_raised(product):
+    result = classify(_ticker(product_id=product), PRODUCTS)
+    assert isinstance(result, Rejected) and "product not subscribed" in result.reason
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children,
+                                                                                          max_size=3)))
+def test_classify_never_raises_on_ticker_shaped_json(junk):
+    frame = orjson.dumps({"channel": "ticker", "timestamp": "t", "sequence_num": 1,
+                          "events": [{"type": "update", "tickers": [junk]}, {"type": "update", "tickers": junk}]})
+    assert isinstance(classify(frame, PRODUCTS), (Accepted, Rejected))
