@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import orjson
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import start_http_server
 
 from ingest.connection import Feed
+from ingest.metrics import Metrics
 from ingest.protocol import HEARTBEAT, SUBSCRIPTIONS, TICKER, Accepted, SequenceTracker, classify, subscribe_messages
 from ingest.sinks import KafkaSink, Record, Writer, last_ingest_seq
 from volpipe.config import Settings, describe
@@ -40,49 +38,6 @@ _ENV = {
     "RECONNECT_MAX_SECONDS", "RECONNECT_MAX_ATTEMPTS", "PRODUCER_BUFFER_MESSAGES", "PRODUCER_MESSAGE_TIMEOUT_SECONDS",
     "SHUTDOWN_FLUSH_SECONDS", "METRICS_PORT", "METRICS_LOG_SECONDS",
 }
-COUNTERS = {
-    "messages": "Frames received.",
-    "tickers": "Ticker frames accepted and stored.",
-    "heartbeats": "Heartbeat frames (counted, not stored).",
-    "acks": "Subscriptions acknowledgements (logged, not stored).",
-    "invalid": "Frames rejected to the dead-letter topic and quarantine.",
-    "exchange_errors": "Exchange error messages (also dead-lettered).",
-    "gaps": "Messages missing according to sequence_num.",
-    "repeats": "Frames whose sequence_num was not new (still forwarded).",
-    "reconnects": "Connections lost and re-established.",
-    "delivered": "Records acknowledged by Kafka.",
-    "failed": "Records Kafka did not take; re-send them from the NDJSON.",
-}
-
-
-class Stats:
-    """Plain counters (cheap on the hot path), exported by a collector at scrape time."""
-
-    def __init__(self) -> None:
-        for name in COUNTERS:
-            setattr(self, name, 0)
-        self.ack_latency_ns: collections.deque[int] = collections.deque(maxlen=100_000)
-
-    def snapshot(self) -> dict[str, int]:
-        """Every counter's current value."""
-        return {name: getattr(self, name) for name in COUNTERS}
-
-    def latency_ms(self, q: float) -> float | None:
-        """Percentile ``q`` of the recent receive-to-ack latencies, in milliseconds."""
-        sample = list(self.ack_latency_ns)
-        return float(np.percentile(sample, q)) / 1e6 if sample else None
-
-
-class _Collector:
-    def __init__(self, stats: Stats, in_flight) -> None:
-        self.stats, self.in_flight = stats, in_flight
-
-    def collect(self):
-        for name, doc in COUNTERS.items():
-            yield CounterMetricFamily(f"ingest_{name}", doc, value=getattr(self.stats, name))
-        yield GaugeMetricFamily("ingest_kafka_in_flight", "Records produced, not yet acknowledged.", self.in_flight())
-
-
 class Ingestor:
     """Accounts for every frame; owns the queue, the sinks and the counters.
 
@@ -94,7 +49,6 @@ class Ingestor:
     def __init__(self, settings: Settings, kafka: bool = True) -> None:
         self.settings = settings
         self.products = frozenset(settings.product_ids)
-        self.stats = Stats()
         last = last_ingest_seq(settings.raw_dir, settings.quarantine_dir)  # type: ignore[arg-type]
         self.next_seq = 0 if last is None else last + 1
         self.conn_prefix = f"c{time.time_ns() // 1_000_000}"
@@ -104,23 +58,18 @@ class Ingestor:
         self.abandon: str | None = None
         self.tracker = SequenceTracker()
         self.failed_seqs: dict[str, list[int]] = {}
-        self.registry = CollectorRegistry()
-        self.latency = Histogram(
-            "ingest_receive_to_ack_seconds",
-            "From reading a frame to Kafka's acknowledgement of its record.",
-            buckets=(0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
-                     0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120),
-            registry=self.registry,
-        )
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.kafka = KafkaSink(settings, self._delivered, self._failed) if kafka else None
         self.writer = Writer(settings, self.queue, self.kafka)
-        self.registry.register(_Collector(self.stats, self.kafka.in_flight if self.kafka else lambda: 0))
+        self.metrics = Metrics(self.kafka.in_flight if self.kafka else lambda: 0)
+        self.stats = self.metrics.stats
+        self.registry = self.metrics.registry
         log.info("ingestor ready next_ingest_seq=%d products=%s", self.next_seq, ",".join(settings.product_ids))
 
     # --- the hot path, called by the read loop for every frame ---
 
     def new_connection(self) -> str:
+        """Starts a connection's accounting (fresh sequence check); returns its conn_id."""
         self.conn_count += 1
         self.conn_id = f"{self.conn_prefix}-{self.conn_count}"
         self.subscribed = False
@@ -129,9 +78,11 @@ class Ingestor:
         return self.conn_id
 
     def on_disconnect(self, reason: str) -> None:
+        """Counts a lost connection (the connection layer logs the reason)."""
         self.stats.reconnects += 1
 
     def on_frame(self, frame: bytes) -> Record | None:
+        """Classifies and counts one frame; returns its raw record or dead letter, if it has one."""
         recv_ns = time.time_ns()
         stats = self.stats
         stats.messages += 1
@@ -190,10 +141,7 @@ class Ingestor:
     # --- delivery reports, called from the Kafka poll thread ---
 
     def _delivered(self, recv_ns: int) -> None:
-        latency = time.time_ns() - recv_ns
-        self.stats.delivered += 1
-        self.stats.ack_latency_ns.append(latency)
-        self.latency.observe(latency / 1e9)
+        self.metrics.delivered(time.time_ns() - recv_ns)
 
     def _failed(self, ingest_seq: int, recv_ns: int, deadletter: bool, error: str) -> None:
         self.stats.failed += 1
@@ -212,12 +160,7 @@ class Ingestor:
 
     def summary(self) -> str:
         """The one-line summary: every counter, in-flight records and ack latency."""
-        parts = [f"{name}={value}" for name, value in self.stats.snapshot().items()]
-        parts.append(f"in_flight={self.kafka.in_flight() if self.kafka else 0}")
-        for q in (50, 99):
-            value = self.stats.latency_ms(q)
-            parts.append(f"ack_p{q}_ms={value:.2f}" if value is not None else f"ack_p{q}_ms=na")
-        return " ".join(parts)
+        return self.metrics.summary()
 
     async def _log_summaries(self) -> None:
         while True:
