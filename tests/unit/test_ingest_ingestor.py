@@ -94,3 +94,16 @@ def test_an_ack_without_every_product_is_logged(tmp_path, caplog):
     ingestor, _ = asyncio.run(_async(_ingest, settings, [TICKER_ACK]))
     assert ingestor.subscribed and ingestor.stats.acks == 1
     assert "missing=['ETH-USD']" in caplog.text
+
+
+def test_the_latency_histogram_is_cumulative_prometheus(tmp_path):
+    ingestor = asyncio.run(_async(Ingestor, isolated_settings(tmp_path), False))
+    for latency_ms in (0.1, 0.9, 3, 3, 250):
+        ingestor.metrics.delivered(int(latency_ms * 1e6))
+    text = generate_latest(ingestor.registry).decode()
+    assert 'ingest_receive_to_ack_seconds_bucket{le="0.00025"} 1.0' in text
+    assert 'ingest_receive_to_ack_seconds_bucket{le="0.001"} 2.0' in text
+    assert 'ingest_receive_to_ack_seconds_bucket{le="0.004"} 4.0' in text
+    assert 'ingest_receive_to_ack_seconds_bucket{le="+Inf"} 5.0' in text
+    assert "ingest_receive_to_ack_seconds_count 5.0" in text
+    assert "ingest_delivered_total 5.0" in text
