@@ -9,7 +9,7 @@ Read -> transform -> write. ``transform`` parses with ``volpipe.schema.parse_raw
 runs a thin ``transformWithStateInPandas`` processor around ``volpipe.features``, the same
 code the replay runs. Start it with (docs/streaming.md)::
 
-    .venv/bin/spark-submit $(.venv/bin/python -m volpipe.spark submit-args) spark_jobs/features_stream.py
+    source .venv/bin/activate && spark-submit $(python -m volpipe.spark submit-args) spark_jobs/features_stream.py
 """
 
 from __future__ import annotations

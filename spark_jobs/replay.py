@@ -11,7 +11,7 @@ first reads ``--warmup-days`` earlier files (default 1) to rebuild the window, a
 rows of the range. Run as a module or with spark-submit::
 
     .venv/bin/python -m spark_jobs.replay --start 2026-01-01 --end 2026-01-01
-    .venv/bin/spark-submit $(.venv/bin/python -m volpipe.spark submit-args) spark_jobs/replay.py --start ...
+    source .venv/bin/activate && spark-submit $(python -m volpipe.spark submit-args) spark_jobs/replay.py --start ...
 """
 
 from __future__ import annotations
