@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from volpipe.config import Settings
 from volpipe.errors import ExhaustedRetries
@@ -115,7 +115,7 @@ class Feed:
                 return await self._read(ws, conn_id)
         except ConnectionClosed as exc:
             return f"closed: {exc}"
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        except (OSError, TimeoutError, WebSocketException) as exc:  # refused, TLS, handshake, HTTP status
             return f"connect failed: {type(exc).__name__}: {exc}"
 
     async def _read(self, ws: ClientConnection, conn_id: str) -> str:

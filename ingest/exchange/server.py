@@ -295,7 +295,7 @@ class LocalExchange:
                 if product not in c.tickers or c.stalled_until > now:
                     continue
                 if self.speed == 0:
-                    await c.outbox.put(("tick", tick))
+                    await self._offer(c, ("tick", tick))
                 else:
                     try:
                         c.outbox.put_nowait(("tick", tick))
@@ -305,6 +305,15 @@ class LocalExchange:
                         asyncio.get_running_loop().create_task(c.ws.close(1008, "slow reader"))
         self.exhausted.set()
         log.info("exchange source exhausted ticks=%d", self.counts["ticks_generated"])
+
+    async def _offer(self, c: _Client, item: tuple) -> None:
+        """Full speed: wait for room in the outbox, unless the client goes away meanwhile."""
+        while c in self.clients:
+            try:
+                c.outbox.put_nowait(item)
+                return
+            except asyncio.QueueFull:
+                await asyncio.sleep(0.002)
 
     async def _heartbeat(self) -> None:
         counter = 0

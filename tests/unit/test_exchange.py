@@ -249,3 +249,19 @@ def test_replay_at_n_times_speed_is_paced(tmp_path):
         return time.monotonic() - first
 
     assert run(scenario()) >= 0.4  # 2 s at 4x is 0.5 s
+
+
+def test_at_full_speed_a_client_that_leaves_does_not_block_the_tape():
+    async def scenario():
+        exchange = await started(speed=0, outbox_frames=50)
+        leaving = await subscribed(exchange, ["BTC-USD"], heartbeats=False)
+        await leaving.recv()
+        await asyncio.sleep(0.5)  # it reads no more: socket buffers and its outbox fill up ...
+        exchange.drop()  # ... and then it is gone
+        staying = await subscribed(exchange, ["BTC-USD"], heartbeats=False)
+        frames_ = [await staying.recv() for _ in range(200)]
+        staying.transport.abort()  # a close handshake would queue behind the unread flood
+        await exchange.stop()
+        return frames_
+
+    assert len(run(scenario())) == 200
