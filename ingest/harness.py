@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -44,9 +45,10 @@ class ExchangeProcess:
     def __init__(self, *args: str) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()  # not a pipe: an unread pipe would block its logging
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest.exchange", "--port", str(self.port), *args],
-            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=self.log,
         )
         try:
             wait_until(lambda: port_open("127.0.0.1", self.port) or self.proc.poll() is not None, 30, "exchange")
@@ -54,7 +56,8 @@ class ExchangeProcess:
             self.stop()
             raise
         if self.proc.poll() is not None:
-            raise RuntimeError(f"exchange exited: {self.proc.stderr.read().decode()[-2000:]}")
+            self.log.seek(0)
+            raise RuntimeError(f"exchange exited: {self.log.read().decode()[-2000:]}")
 
     def control(self, action: str, **params: object) -> dict:
         """``GET /control/<action>?params``; returns the exchange's stats after it."""
@@ -75,7 +78,7 @@ class ExchangeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stderr.close()
+        self.log.close()
 
 
 def ingestor_env(settings: Settings, url: str, **extra: str) -> dict[str, str]:
