@@ -150,3 +150,16 @@ def test_invalid_arguments_are_rejected():
         SyntheticMarket([], seed=1)
     with pytest.raises(ValueError):
         SyntheticMarket(["BTC-USD", "BTC-USD"], seed=1)
+
+
+def test_bursts_move_the_mid_more_and_tick_faster_than_calm_stretches():
+    market = SyntheticMarket(["BTC-USD"], seed=5)
+    events = _take(market, 80_000)
+    mids = np.array([e.mid for e in events])
+    times = np.array([e.time_ns for e in events])
+    burst = np.array([market.burst(t) for t in times[1:]])
+    squared = np.diff(np.log(mids)) ** 2
+    gaps = np.diff(times)
+    assert 0.05 < burst.mean() < 0.6  # both regimes occur
+    assert squared[burst].mean() > 2 * squared[~burst].mean()
+    assert gaps[burst].mean() < gaps[~burst].mean()
