@@ -127,10 +127,6 @@ class _Product:
         usd = math.exp(self.rng.gauss(5.5, 1.8))
         return max(1, int(usd / (self.mid2 / 200.0) * SATS))
 
-    def sigma(self) -> float:
-        """Current volatility per sqrt(second), as a log return."""
-        return self.m.sigma_per_sqrt_s * self.mult * math.exp(self.log_noise)
-
     def _gap(self) -> int:
         """Exchange-time gap to this product's next tick, shorter when volatile."""
         rng = self.rng
