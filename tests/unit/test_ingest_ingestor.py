@@ -107,3 +107,25 @@ def test_the_latency_histogram_is_cumulative_prometheus(tmp_path):
     assert 'ingest_receive_to_ack_seconds_bucket{le="+Inf"} 5.0' in text
     assert "ingest_receive_to_ack_seconds_count 5.0" in text
     assert "ingest_delivered_total 5.0" in text
+
+
+def test_records_kafka_never_took_are_counted_and_logged_as_ranges_per_file(tmp_path, caplog):
+    # A producer whose broker does not exist: nothing can be delivered before the bounded flush.
+    settings = isolated_settings(tmp_path, SHUTDOWN_FLUSH_SECONDS="0.5")
+
+    async def scenario():
+        ingestor = Ingestor(settings, kafka=True)
+        ingestor.new_connection()
+        for frame in _frames():
+            record = ingestor.on_frame(frame)
+            if record is not None:
+                ingestor.queue.put_nowait(record)
+        ingestor._shutdown()
+        return ingestor
+
+    ingestor = asyncio.run(scenario())
+    assert ingestor.stats.failed == 6 and ingestor.stats.delivered == 0
+    raw_file = tmp_path / "raw"
+    assert any(f"kafka undelivered file={raw_file}" in m and "count=5 ingest_seq=0-3,5" in m for m in caplog.messages)
+    assert any("quarantine" in m and "count=1 ingest_seq=4" in m for m in caplog.messages)
+    assert len((raw_file / next(raw_file.iterdir()).name).read_bytes().splitlines()) == 5  # the files have them
