@@ -14,6 +14,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,7 +58,8 @@ class Ingestor:
         self.subscribed = False
         self.abandon: str | None = None
         self.tracker = SequenceTracker()
-        self.failed_seqs: dict[str, list[int]] = {}
+        self.failed_seqs: dict[str, list[int]] = {}  # written by the poll thread, logged by the loop
+        self.failed_lock = threading.Lock()
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.kafka = KafkaSink(settings, self._delivered, self._failed) if kafka else None
         self.writer = Writer(settings, self.queue, self.kafka)
@@ -146,15 +148,17 @@ class Ingestor:
     def _failed(self, ingest_seq: int, recv_ns: int, deadletter: bool, error: str) -> None:
         self.stats.failed += 1
         path = str(self.writer.path_of(recv_ns, deadletter))
-        self.failed_seqs.setdefault(path, []).append(ingest_seq)
+        with self.failed_lock:
+            self.failed_seqs.setdefault(path, []).append(ingest_seq)
         if self.stats.failed <= 20:  # the rest are summarised as ranges by log_failed()
             log.error("kafka delivery failed ingest_seq=%d file=%s error=%s", ingest_seq, path, error)
 
     def log_failed(self) -> None:
         """Logs every undelivered ingest_seq, as ranges per file, so they can be re-sent."""
-        for path, seqs in self.failed_seqs.items():
+        with self.failed_lock:
+            failed, self.failed_seqs = self.failed_seqs, {}
+        for path, seqs in failed.items():
             log.error("kafka undelivered file=%s count=%d ingest_seq=%s", path, len(seqs), _ranges(sorted(seqs)))
-        self.failed_seqs = {}
 
     # --- lifecycle ---
 
