@@ -214,6 +214,8 @@ class LocalExchange:
             client.outbox.put_nowait(("verbatim", orjson.dumps({"type": "error", "message": f"bad request: {exc}"})))
             return
         unknown = products - self.products
+        if channel == "ticker" and not products:
+            unknown = {"(none given)"}
         if kind not in ("subscribe", "unsubscribe") or channel not in ("ticker", "heartbeats") or unknown:
             reason = f"unknown products {sorted(unknown)}" if unknown else f"unsupported {kind} {channel}"
             client.outbox.put_nowait(("verbatim", orjson.dumps({"type": "error", "message": f"Failure: {reason}"})))

@@ -108,6 +108,7 @@ def test_heartbeats_every_interval_and_idle_close_without_them():
     [
         ({"type": "subscribe", "channel": "ticker", "product_ids": ["NOPE-USD"]}, "unknown products"),
         ({"type": "subscribe", "channel": "level9", "product_ids": ["BTC-USD"]}, "unsupported"),
+        ({"type": "subscribe", "channel": "ticker"}, "unknown products ['(none given)']"),
         ("not json", "bad request"),
     ],
 )
