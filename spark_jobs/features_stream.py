@@ -20,6 +20,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -212,14 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark_session(settings, "volpipe-features-stream", ui=args.ui)
     query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss)
 
-    def stop(signum: int, _frame: Any) -> None:
-        log.info("stopping features stream signal=%d", signum)
-        query.stop()
+    stop_requested = threading.Event()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    query.awaitTermination(args.timeout_seconds)
+    def request_stop(_signum: int, _frame: Any) -> None:
+        # Only a flag: the main thread is inside a Py4J call (not re-entrant) or may hold a log lock.
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    deadline = time.monotonic() + (args.timeout_seconds if args.timeout_seconds else float("inf"))
+    while query.isActive and not stop_requested.is_set() and time.monotonic() < deadline:
+        query.awaitTermination(1.0)
     if query.isActive:
+        log.info("stopping features stream signal_received=%s", stop_requested.is_set())
         query.stop()
     failure = query.exception()
     if failure is not None:
