@@ -79,9 +79,10 @@ def reference_features(records: list[tuple[str, bytes]], window: int) -> pd.Data
 
 
 def same_bits(left: pd.Series, right: pd.Series) -> bool:
-    """Float columns equal bit for bit (null and NaN both count as NaN)."""
+    """Float columns equal bit for bit; null and NaN both count as absent and must line up."""
     a = left.to_numpy(np.float64, na_value=np.nan)
     b = right.to_numpy(np.float64, na_value=np.nan)
-    return a.shape == b.shape and bool(np.array_equal(a.view(np.int64), b.view(np.int64)) or
-                                        np.array_equal(np.isnan(a), np.isnan(b)) and
-                                        np.array_equal(a[~np.isnan(a)].view(np.int64), b[~np.isnan(b)].view(np.int64)))
+    if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+        return False
+    present = ~np.isnan(a)
+    return bool(np.array_equal(a[present].view(np.int64), b[present].view(np.int64)))
