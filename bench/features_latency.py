@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import tempfile
 import threading
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         kafka.stop(settings)
+        shutil.rmtree(root, ignore_errors=True)
     cutoff = began_ns + int(args.warmup_seconds * 1e9)
     lat_ms = np.array([lat for ts, lat in latencies if ts >= cutoff]) / 1e6
     p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started_broker:
             kafka.stop(settings)
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
