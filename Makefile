@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 -include .env
 export
 
-.PHONY: help setup up down status test demo lock clean-data
+.PHONY: help setup up down status test demo exchange ingest stream lock clean-data
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,15 @@ status: setup ## Say which services run and where.
 
 test: setup ## Run every test (unit, Spark, DAGs, integration with real services).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+exchange: setup ## Run the local exchange (synthetic market) on ws://127.0.0.1:8765.
+	$(PY) -m ingest.exchange $(ARGS)
+
+ingest: setup ## Run the ingestor (COINBASE_WS_URL picks the exchange).
+	$(PY) -m ingest $(ARGS)
+
+stream: setup ## Run the feature stream with spark-submit (Ctrl-C stops it; restarts resume).
+	source $(VENV)/bin/activate && spark-submit $$(python -m volpipe.spark submit-args) spark_jobs/features_stream.py $(ARGS)
 
 demo: setup ## Bring the services up and show that each answers.
 	$(PY) -m volpipe.demo
