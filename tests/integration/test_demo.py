@@ -1,7 +1,8 @@
-"""`make demo`'s module brings Kafka, MLflow and Airflow up, proves each answers, and stops them."""
+"""`make demo`: services up and checked, then exchange -> ingestor -> stream -> Delta, then all stopped."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def test_demo_brings_every_service_up_and_runs_a_dag(tmp_path):
         "AIRFLOW_PORT": str(settings.airflow_port),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "volpipe.demo", "--down"],
+        [sys.executable, "-m", "volpipe.demo", "--down", "--seconds", "20", "--speed", "20"],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -37,6 +38,16 @@ def test_demo_brings_every_service_up_and_runs_a_dag(tmp_path):
     assert "all services healthy" in result.stdout
     assert '"pipeline_healthcheck": "success"' in result.stdout
     assert '"import_errors": 0' in result.stdout
+    # Every ticker the ingestor stored reached the Delta `ticks` table, and features followed.
+    pipeline = json.loads(result.stdout.split("  pipeline ", 1)[1].splitlines()[0])
+    stored = pipeline["ingestor"]["tickers"]
+    assert stored > 100, pipeline
+    assert pipeline["exchange_sent"]["tickers_sent"] >= stored
+    assert pipeline["delta_ticks_added"] == stored
+    assert pipeline["delta_features_total"] == stored - settings.feature_window_size  # one product
+    assert pipeline["delta_quarantine_total"] == 0
+    assert "newest feature rows" in result.stdout and "rolling_vol" in result.stdout
+    assert len(list((tmp_path / "raw").glob("*.ndjson"))) >= 1
     # The Airflow task really ran: its log is under the isolated AIRFLOW_HOME.
     task_logs = list((tmp_path / "airflow" / "logs").rglob("*check_kafka*"))
     assert task_logs, "no log of the check_kafka task"
