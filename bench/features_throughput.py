@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000)
     parser.add_argument("--products", default="BTC-USD,ETH-USD")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=200_000)
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

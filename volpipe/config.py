@@ -188,7 +188,7 @@ class Settings:
         "STREAM_TRIGGER_SECONDS", "0", _non_negative_float, "Micro-batch interval; 0 = as fast as possible."
     )
     stream_max_offsets_per_trigger: int = setting(
-        "STREAM_MAX_OFFSETS_PER_TRIGGER", "200000", _positive_int, "Kafka records per micro-batch at most."
+        "STREAM_MAX_OFFSETS_PER_TRIGGER", "500000", _positive_int, "Kafka records per micro-batch at most."
     )
 
     # MLflow.
