@@ -46,7 +46,7 @@ def test_demo_brings_every_service_up_and_runs_a_dag(tmp_path):
     assert pipeline["delta_ticks_added"] == stored
     assert pipeline["delta_features_total"] == stored - settings.feature_window_size  # one product
     assert pipeline["delta_quarantine_total"] == 0
-    assert "newest feature rows" in result.stdout and "rolling_vol" in result.stdout
+    assert "newest feature rows" in result.stdout and "vol_bps" in result.stdout
     assert len(list((tmp_path / "raw").glob("*.ndjson"))) >= 1
     # The Airflow task really ran: its log is under the isolated AIRFLOW_HOME.
     task_logs = list((tmp_path / "airflow" / "logs").rglob("*check_kafka*"))

@@ -125,7 +125,7 @@ def stop(settings: Settings) -> bool:
 def _format_storage(home: Path) -> None:
     import subprocess
 
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = _cluster_id()
     argv = [
         "java",
         f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
@@ -134,8 +134,7 @@ def _format_storage(home: Path) -> None:
         "kafka.tools.StorageTool",
         "format",
         "--standalone",
-        "-t",
-        cluster_id,
+        f"--cluster-id={cluster_id}",
         "-c",
         str(home / "server.properties"),
     ]
@@ -143,6 +142,14 @@ def _format_storage(home: Path) -> None:
     if result.returncode != 0:
         raise ServiceError(f"kafka storage format failed: {result.stdout}{result.stderr}")
     log.info("service=kafka formatted storage cluster_id=%s", cluster_id)
+
+
+def _cluster_id() -> str:
+    """A random cluster id in Kafka's format (base64url of 16 bytes, never starting with '-')."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: it would read as an option
+            return cluster_id
 
 
 def _metadata_ready(settings: Settings) -> bool:

@@ -1,0 +1,25 @@
+"""Service helpers that need no running service."""
+
+from __future__ import annotations
+
+import base64
+
+from volpipe.services.kafka import _cluster_id, server_properties
+from tests.conftest import isolated_settings
+
+
+def test_cluster_ids_are_kafka_uuids_that_never_look_like_options():
+    for _ in range(2000):
+        cluster_id = _cluster_id()
+        assert not cluster_id.startswith("-")
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_server_properties_follow_the_settings(tmp_path):
+    settings = isolated_settings(tmp_path, KAFKA_TOPIC_PARTITIONS="3")
+    host, port = settings.kafka_listener
+    properties = dict(line.split("=", 1) for line in server_properties(settings).splitlines() if line)
+    assert properties["listeners"] == f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{settings.kafka_controller_port}"
+    assert properties["log.dirs"] == str(tmp_path / "kafka" / "data")
+    assert properties["num.partitions"] == "3"
+    assert properties["auto.create.topics.enable"] == "false"
