@@ -20,6 +20,7 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs import add_date_range
 from spark_jobs.replay import day_bounds_ns
 from volpipe.config import Settings
 from volpipe.errors import ReplayMismatch
@@ -113,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.spark import build_spark_session
 
     parser = argparse.ArgumentParser(prog="spark_jobs.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first UTC date, YYYY-MM-DD")
-    parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start)")
+    add_date_range(parser)
     parser.add_argument("--examples", type=int, default=10, help="differing rows to print")
     args = parser.parse_args(argv)
     configure_logging()

@@ -27,6 +27,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs import add_date_range
 from volpipe.config import Settings
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
 from volpipe.schema import FEATURE_TABLE_COLUMNS, nullable_ints, parse_raw, struct_of
@@ -100,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.spark import build_spark_session
 
     parser = argparse.ArgumentParser(prog="spark_jobs.replay", description=__doc__.split("\n")[0])
-    parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="first UTC date, YYYY-MM-DD")
-    parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start)")
+    add_date_range(parser)
     parser.add_argument("--warmup-days", type=int, default=1, help="earlier days read to rebuild the window")
     parser.add_argument("--window", type=int, help="W (FEATURE_WINDOW_SIZE); must match the stream's")
     args = parser.parse_args(argv)

@@ -50,8 +50,12 @@ def kafka_broker(session_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def spark(session_settings: Settings):
-    """One local[2] SparkSession (UI off, UTC, Delta, RocksDB) for the whole test session."""
+def spark(session_settings: Settings, kafka_broker: Settings):
+    """One local[2] SparkSession (UI off, UTC, Delta, RocksDB) for the whole test session.
+
+    It asks for the broker so that the broker outlives it: Spark's Kafka producers would
+    otherwise retry a stopped broker while the session shuts down.
+    """
     from volpipe.spark import build_spark_session
 
     # py4j logs at INFO from an atexit hook, after pytest has closed the streams it captured.
