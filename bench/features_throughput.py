@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", default="BTC-USD,ETH-USD")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark setting, repeatable (to try a tuning without editing volpipe/spark.py)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka.create_topics(settings)
         seconds = produce_backlog(settings, args.ticks, tuple(args.products.split(",")))
         print(f"produced {args.ticks} records in {seconds:.1f} s")
-        spark = build_spark_session(settings, "bench-features")
+        spark = build_spark_session(settings, "bench-features", extra_conf=dict(c.split("=", 1) for c in args.conf))
         began = time.perf_counter()
         query = features_stream.start(spark, settings)
         query.processAllAvailable()
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = spark.read.format("delta").load(str(settings.delta_table("ticks"))).count()
         for p in progress:
             if p["numInputRows"]:
+                print(f"batch {p['batchId']}: Kafka offsets {p['sources'][0]['startOffset']} -> "
+                      f"{p['sources'][0]['endOffset']}")
                 d = p["durationMs"]
                 print(f"batch {p['batchId']}: rows={p['numInputRows']} total={d.get('triggerExecution')}ms "
                       f"addBatch={d.get('addBatch')}ms rows/s={p['processedRowsPerSecond']:.0f}")

@@ -1,8 +1,8 @@
 """The streaming job: Kafka ``ticks.raw`` -> features -> Delta (ticks, features, quarantine) + Kafka.
 
 Inputs: raw records in Kafka (docs/record-format.md). Outputs: the Delta tables ``ticks``,
-``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once, idempotent on a
-replayed batch id), and feature rows as JSON in Kafka ``ticks.features`` (at least once,
+``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once: a batch re-run after
+a crash skips the tables that committed it), and feature rows as JSON in Kafka ``ticks.features`` (at least once,
 keyed by product_id; consumers drop repeats by (product_id, ingest_seq, ticker_idx)).
 
 Read -> transform -> write. ``transform`` parses with ``volpipe.schema.parse_raw`` and
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ from volpipe.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+HISTORY_LOOKBACK = 100  # commits read first when looking for a resumed batch's marker
 
 WINDOW_STATE = StructType([StructField("mids", ArrayType(DoubleType())), StructField("ts_ns", ArrayType(LongType()))])
 DEDUPE_STATE = StructType([
@@ -108,17 +110,96 @@ def transform(raw: DataFrame, window: int) -> DataFrame:
     )
 
 
-class BatchWriter:
-    """The one ``foreachBatch`` sink: Kafka features, then the three Delta tables, idempotently.
+# Delta's own checkpoint would run inside a commit every 10 commits (1-3.5 s, the worst spike of
+# the live latency); DeltaCheckpointer writes them in the background instead, and this interval
+# only remains as a fallback. Statistics cover the leading key and time columns (data skipping
+# for product/time filters) rather than all 26 feature columns.
+TABLE_PROPERTIES = {
+    "ticks": {"delta.checkpointInterval": "10000", "delta.dataSkippingNumIndexedCols": "7"},
+    "features": {"delta.checkpointInterval": "10000", "delta.dataSkippingNumIndexedCols": "8"},
+    "quarantine": {"delta.checkpointInterval": "10000"},
+}
 
-    Delta appends carry ``txnAppId`` = this checkpoint's query id and ``txnVersion`` = the
-    batch id, so a batch replayed after a crash is skipped by tables that already have it.
-    Kafka comes first because it is what latency-sensitive consumers read; it is at least once.
+
+def table_frames(rows: DataFrame) -> dict[str, DataFrame]:
+    """``PROCESSOR_COLUMNS`` rows -> what goes into each Delta table (``ticks``, ``features``, ``quarantine``)."""
+    is_tick = F.col("kind") == "tick"
+    return {
+        "ticks": nullable_ints(rows.where(is_tick), TICK_COLUMNS),
+        "features": nullable_ints(rows.where(is_tick & F.col("rolling_vol").isNotNull()), FEATURE_TABLE_COLUMNS),
+        "quarantine": nullable_ints(rows.where(F.col("kind") == "quarantine"), QUARANTINE_COLUMNS)
+        .withColumnRenamed("error", "reason"),
+    }
+
+
+def prepare_tables(spark: SparkSession, settings: Settings) -> None:
+    """Creates the stream's tables (schema, ``TABLE_PROPERTIES``) if missing; sets missing properties."""
+    from delta.tables import DeltaTable
+
+    empty = spark.createDataFrame([], struct_of(PROCESSOR_COLUMNS))
+    for name, frame in table_frames(empty).items():
+        path = str(settings.delta_table(name))
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(frame.schema)
+        for key, value in TABLE_PROPERTIES[name].items():
+            builder = builder.property(key, value)
+        builder.execute()
+        current = DeltaTable.forPath(spark, path).detail().first()["properties"]
+        stale = {key: value for key, value in TABLE_PROPERTIES[name].items() if current.get(key) != value}
+        if stale:
+            pairs = ", ".join(f"'{key}' = '{value}'" for key, value in stale.items())
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
+
+
+class DeltaCheckpointer:
+    """Writes the Delta log checkpoints of the stream's tables in a background thread.
+
+    Readers replay the JSON commits since the last checkpoint, so checkpoints must keep coming,
+    but not inside a micro-batch. There is no public API for it: this calls Delta's
+    ``DeltaLog.checkpoint()`` (stable since Delta 0.x; tests/integration/test_stream.py checks it).
+    A failure is logged and retried at the next interval; the query never waits for it.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, every_batches: int) -> None:
+        self.paths = [str(settings.delta_table(name)) for name in TABLE_PROPERTIES]
+        self.every_batches = every_batches
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-checkpoint")
+        self._running: Future[None] | None = None
+
+    def after_batch(self, spark: SparkSession, batch_id: int) -> None:
+        """Starts a checkpoint of every table every ``every_batches`` batches, unless one still runs."""
+        if (batch_id + 1) % self.every_batches or (self._running is not None and not self._running.done()):
+            return
+        self._running = self._pool.submit(self._checkpoint_all, spark)
+
+    def _checkpoint_all(self, spark: SparkSession) -> None:
+        began = time.perf_counter()
+        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog  # type: ignore[union-attr]
+        for path in self.paths:
+            try:
+                # The stream's own commits keep this (cached) log's snapshot current.
+                delta_log.forTable(spark._jsparkSession, path).checkpoint()
+            except Exception:  # noqa: BLE001 - logged; the next interval retries
+                log.exception("Delta checkpoint failed table=%s", path)
+        log.info("Delta checkpoints written tables=%d seconds=%.2f", len(self.paths), time.perf_counter() - began)
+
+
+class BatchWriter:
+    """The one ``foreachBatch`` sink: Kafka features and the three Delta tables (exactly once).
+
+    Each Delta append records ``<app id> batch <batch id>`` as the commit's ``userMetadata``
+    (see ``DESCRIBE HISTORY``). Only the first batch of a run can be one that a crashed run
+    already wrote (Spark plans batch N+1 only after committing N), so only that batch looks
+    the marker up and skips the tables that have it; later batches append without a lookup.
+    Delta's own ``txnAppId``/``txnVersion`` would check every append, rebuilding the table
+    state each time (0.4 s a commit here, docs/streaming.md). Kafka is at least once.
+    """
+
+    def __init__(self, settings: Settings, tables_ready: Future[None]) -> None:
         self.settings = settings
+        self.tables_ready = tables_ready
+        self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_batches)
         self._app_id: str | None = None
+        self._first_batch = True
 
     def app_id(self) -> str:
         """The query id persisted in the checkpoint: stable across restarts, new for a new checkpoint."""
@@ -131,37 +212,56 @@ class BatchWriter:
         began = time.perf_counter()
         batch.persist()
         try:
-            is_tick = F.col("kind") == "tick"
-            is_feature = is_tick & F.col("rolling_vol").isNotNull()
-            is_bad = F.col("kind") == "quarantine"
-            counts = batch.agg(*(F.count_if(c).alias(n) for n, c in
-                                 (("ticks", is_tick), ("features", is_feature), ("quarantine", is_bad)))).first()
-            features = nullable_ints(batch.where(is_feature), FEATURE_TABLE_COLUMNS)
-            tables = {
-                "ticks": nullable_ints(batch.where(is_tick), TICK_COLUMNS),
-                "features": features,
-                "quarantine": nullable_ints(batch.where(is_bad), QUARANTINE_COLUMNS).withColumnRenamed("error", "reason"),
-            }
+            tables = table_frames(batch)
+            counts = batch.agg(
+                F.count_if(F.col("kind") == "tick").alias("ticks"),
+                F.count_if((F.col("kind") == "tick") & F.col("rolling_vol").isNotNull()).alias("features"),
+                F.count_if(F.col("kind") == "quarantine").alias("quarantine"),
+            ).first()
             computed = time.perf_counter()
-            # Kafka first and alone: it is what latency-sensitive consumers read.
-            if counts["features"]:
-                self._to_kafka(features)
-            published = time.perf_counter()
-            self.app_id()  # read once, before the threads
-            # The Delta appends are independent: concurrent jobs, so a batch costs its slowest commit.
-            writes = [functools.partial(self._append, name, frame, batch_id) for name, frame in tables.items() if counts[name]]
-            with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
-                for future in [pool.submit(write) for write in writes]:
-                    future.result()
+            self.tables_ready.result()  # raises what prepare_tables raised
+            pending = [name for name in tables if counts[name]]
+            if self._first_batch:
+                pending = [name for name in pending if not self._written_before(batch.sparkSession, name, batch_id)]
+            # Independent jobs, run concurrently: a batch costs its slowest sink. Kafka is submitted
+            # first (the scheduler is FIFO) because latency-sensitive consumers read it.
+            sinks = {"kafka": functools.partial(self._to_kafka, tables["features"])} if counts["features"] else {}
+            sinks |= {name: functools.partial(self._append, name, tables[name], batch_id) for name in pending}
+            with ThreadPoolExecutor(max_workers=max(1, len(sinks))) as pool:
+                futures = {name: pool.submit(_timed, sink) for name, sink in sinks.items()}
+                seconds = {name: future.result() for name, future in futures.items()}
+            self._first_batch = False
             log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d compute_s=%.2f kafka_s=%.2f "
                      "delta_s=%.2f", batch_id, counts["ticks"], counts["features"], counts["quarantine"],
-                     computed - began, published - computed, time.perf_counter() - published)
+                     computed - began, seconds.pop("kafka", 0.0), max(seconds.values(), default=0.0))
         finally:
             batch.unpersist()
+        self.checkpointer.after_batch(batch.sparkSession, batch_id)
+
+    def _marker(self, batch_id: int) -> str:
+        return f"{self.app_id()} batch {batch_id}"
+
+    def _written_before(self, spark: SparkSession, name: str, batch_id: int) -> bool:
+        """Whether this query's newest commit to table ``name`` is batch ``batch_id`` (or later)."""
+        from delta.tables import DeltaTable
+
+        path = str(self.settings.delta_table(name))
+        if not DeltaTable.isDeltaTable(spark, path):
+            return False
+        table = DeltaTable.forPath(spark, path)
+        ours = F.col("userMetadata").startswith(f"{self.app_id()} batch ")
+        # This query is the table's usual writer: its newest commit is near the top of the log.
+        newest = table.history(HISTORY_LOOKBACK).where(ours).first() or table.history().where(ours).first()
+        if newest is None:
+            return False
+        last_batch = int(newest["userMetadata"].rsplit(" ", 1)[1])
+        if last_batch >= batch_id:
+            log.info("skipping Delta append already committed table=%s batch_id=%d", name, batch_id)
+        return last_batch >= batch_id
 
     def _append(self, name: str, frame: DataFrame, batch_id: int) -> None:
         (frame.write.format("delta").mode("append")
-         .option("txnAppId", self.app_id()).option("txnVersion", batch_id)
+         .option("userMetadata", self._marker(batch_id))
          .save(str(self.settings.delta_table(name))))
 
     def _to_kafka(self, features: DataFrame) -> None:
@@ -169,12 +269,29 @@ class BatchWriter:
          .write.format("kafka")
          .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap_servers)
          .option("topic", self.settings.kafka_output_topic)
+         # Batching and lz4 cut the publish of a 500k-row catch-up batch; 5 ms linger is
+         # nothing next to a micro-batch.
+         .option("kafka.linger.ms", "5").option("kafka.batch.size", str(1 << 20))
+         .option("kafka.compression.type", "lz4")
          .save())
 
 
+def _timed(work: Any) -> float:
+    began = time.perf_counter()
+    work()
+    return time.perf_counter() - began
+
+
 def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> StreamingQuery:
-    """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``."""
-    writer = rows.writeStream.queryName("features").foreachBatch(BatchWriter(settings))
+    """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``.
+
+    The tables are prepared while the first micro-batch computes: a cold JVM spends seconds on
+    its first Delta operation, which need not delay reading and featurizing the backlog.
+    """
+    preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-tables")
+    tables_ready = preparer.submit(prepare_tables, rows.sparkSession, settings)
+    preparer.shutdown(wait=False)
+    writer = rows.writeStream.queryName("features").foreachBatch(BatchWriter(settings, tables_ready))
     writer = writer.option("checkpointLocation", str(settings.checkpoint("features")))
     if trigger_seconds > 0:
         writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")

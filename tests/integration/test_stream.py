@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
+import orjson
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from spark_jobs import features_stream
@@ -73,3 +78,25 @@ def test_stream_writes_ticks_features_quarantine_and_kafka_and_restarts(spark, k
     assert keys == set(zip(features["product_id"], features["ingest_seq"], features["ticker_idx"]))
     sample = next(m for m in messages if m["ingest_seq"] == features["ingest_seq"].iloc[-1])
     assert sample["rolling_vol"] == features["rolling_vol"].iloc[-1]
+
+
+def test_stream_checkpoints_its_delta_logs_in_the_background(spark, kafka_broker, tmp_path):
+    settings = dataclasses.replace(pipeline_settings(kafka_broker, tmp_path, window=5),
+                                   stream_max_offsets_per_trigger=200, stream_delta_checkpoint_batches=4)
+    produce(settings, list(synthetic_raw_records(2000, ("BTC-USD",), seed=2)))
+    query = features_stream.start(spark, settings)
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+
+    for name in ("ticks", "features"):
+        detail = DeltaTable.forPath(spark, str(settings.delta_table(name))).detail().first()
+        assert detail["properties"] == features_stream.TABLE_PROPERTIES[name]
+        last_checkpoint = settings.delta_table(name) / "_delta_log" / "_last_checkpoint"
+        deadline = time.monotonic() + 60
+        while not last_checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        # 10 batches of 200 (table versions 1-10): the background writes a checkpoint after every
+        # 4th; Delta itself would not before version 10,000.
+        assert orjson.loads(last_checkpoint.read_bytes())["version"] >= 4, name
