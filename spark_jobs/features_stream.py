@@ -1,9 +1,10 @@
 """The streaming job: Kafka ``ticks.raw`` -> features -> Delta (ticks, features, quarantine) + Kafka.
 
 Inputs: raw records in Kafka (docs/record-format.md). Outputs: the Delta tables ``ticks``,
-``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once: a batch re-run after
-a crash skips the tables that committed it), and feature rows as JSON in Kafka ``ticks.features`` (at least once,
-keyed by product_id; consumers drop repeats by (product_id, ingest_seq, ticker_idx)).
+``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once: a batch re-run
+after a crash skips the tables that committed it), and feature rows as JSON in Kafka
+``ticks.features`` (at least once, published by the processor as soon as they are computed:
+``spark_jobs.feature_topic``).
 
 Read -> transform -> write. ``transform`` parses with ``volpipe.schema.parse_raw`` and
 runs a thin ``transformWithStateInPandas`` processor around ``volpipe.features``, the same
@@ -33,6 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle, StreamingQuery
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
+from spark_jobs.feature_topic import FeaturePublisher
 from volpipe.config import Settings
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
 from volpipe.schema import (
@@ -52,10 +54,15 @@ DEDUPE_STATE = StructType([
 
 
 class FeatureProcessor(StatefulProcessor):
-    """Per-product state around the pure kernel; passes quarantine rows (null key) through."""
+    """Per-product state around the pure kernel; passes quarantine rows (null key) through.
 
-    def __init__(self, window: int) -> None:
+    Feature rows also go straight to Kafka from here (``feature_topic``), before the batch's
+    Delta commits, because that is the latency-sensitive output.
+    """
+
+    def __init__(self, window: int, publisher: FeaturePublisher | None) -> None:
         self.window = window
+        self.publisher = publisher
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.window_state = handle.getValueState("window", WINDOW_STATE)
@@ -72,7 +79,10 @@ class FeatureProcessor(StatefulProcessor):
             (state.last_ingest_seq, state.last_ticker_idx, state.last_conn_id, state.max_sequence_num)
         )
         if len(out):
-            yield tick_output(out)
+            rows = tick_output(out)
+            if self.publisher is not None:
+                self.publisher.publish(rows[out["ready"].to_numpy()])
+            yield rows
 
     def _load(self) -> WindowState:
         if not self.dedupe_state.exists():
@@ -100,10 +110,13 @@ def read_raw(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool
     )
 
 
-def transform(raw: DataFrame, window: int) -> DataFrame:
-    """Raw records -> ``PROCESSOR_COLUMNS`` rows: kind 'tick' (features null before W returns) or 'quarantine'."""
+def transform(raw: DataFrame, window: int, publisher: FeaturePublisher | None = None) -> DataFrame:
+    """Raw records -> ``PROCESSOR_COLUMNS`` rows: kind 'tick' (features null before W returns) or 'quarantine'.
+
+    With a ``publisher``, feature rows are also published to Kafka as they are computed.
+    """
     return parse_raw(raw).groupBy("product_id").transformWithStateInPandas(
-        statefulProcessor=FeatureProcessor(window),
+        statefulProcessor=FeatureProcessor(window, publisher),
         outputStructType=struct_of(PROCESSOR_COLUMNS),
         outputMode="Append",
         timeMode="None",
@@ -154,50 +167,56 @@ class DeltaCheckpointer:
     """Writes the Delta log checkpoints of the stream's tables in a background thread.
 
     Readers replay the JSON commits since the last checkpoint, so checkpoints must keep coming,
-    but not inside a micro-batch. There is no public API for it: this calls Delta's
-    ``DeltaLog.checkpoint()`` (stable since Delta 0.x; tests/integration/test_stream.py checks it).
-    A failure is logged and retried at the next interval; the query never waits for it.
+    but not inside a micro-batch. A table is checkpointed once the stream has committed to it
+    ``every_commits`` times since its last one (so ``quarantine``, rarely written, rarely is).
+    There is no public API for it: this calls Delta's ``DeltaLog.checkpoint()`` (stable since
+    Delta 0.x; tests/integration/test_stream.py checks it). A failure is logged and retried
+    after the next commit; the query never waits for it.
     """
 
-    def __init__(self, settings: Settings, every_batches: int) -> None:
-        self.paths = [str(settings.delta_table(name)) for name in TABLE_PROPERTIES]
-        self.every_batches = every_batches
+    def __init__(self, settings: Settings, every_commits: int) -> None:
+        self.settings = settings
+        self.every_commits = every_commits
+        self._commits = dict.fromkeys(TABLE_PROPERTIES, 0)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-checkpoint")
         self._running: Future[None] | None = None
 
-    def after_batch(self, spark: SparkSession, batch_id: int) -> None:
-        """Starts a checkpoint of every table every ``every_batches`` batches, unless one still runs."""
-        if (batch_id + 1) % self.every_batches or (self._running is not None and not self._running.done()):
-            return
-        self._running = self._pool.submit(self._checkpoint_all, spark)
+    def committed(self, spark: SparkSession, tables: list[str]) -> None:
+        """Counts a commit to each of ``tables``; starts checkpointing the due ones unless a checkpoint runs."""
+        for name in tables:
+            self._commits[name] += 1
+        due = [name for name, count in self._commits.items() if count >= self.every_commits]
+        if due and (self._running is None or self._running.done()):
+            self._running = self._pool.submit(self._checkpoint, spark, due)
 
-    def _checkpoint_all(self, spark: SparkSession) -> None:
+    def _checkpoint(self, spark: SparkSession, tables: list[str]) -> None:
         began = time.perf_counter()
         delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog  # type: ignore[union-attr]
-        for path in self.paths:
+        for name in tables:
             try:
                 # The stream's own commits keep this (cached) log's snapshot current.
-                delta_log.forTable(spark._jsparkSession, path).checkpoint()
-            except Exception:  # noqa: BLE001 - logged; the next interval retries
-                log.exception("Delta checkpoint failed table=%s", path)
-        log.info("Delta checkpoints written tables=%d seconds=%.2f", len(self.paths), time.perf_counter() - began)
+                delta_log.forTable(spark._jsparkSession, str(self.settings.delta_table(name))).checkpoint()
+                self._commits[name] = 0
+            except Exception:  # noqa: BLE001 - logged; retried after the next commit
+                log.exception("Delta checkpoint failed table=%s", name)
+        log.info("Delta checkpoints written tables=%s seconds=%.2f", ",".join(tables), time.perf_counter() - began)
 
 
 class BatchWriter:
-    """The one ``foreachBatch`` sink: Kafka features and the three Delta tables (exactly once).
+    """The ``foreachBatch`` sink of the three Delta tables, exactly once.
 
     Each Delta append records ``<app id> batch <batch id>`` as the commit's ``userMetadata``
     (see ``DESCRIBE HISTORY``). Only the first batch of a run can be one that a crashed run
     already wrote (Spark plans batch N+1 only after committing N), so only that batch looks
     the marker up and skips the tables that have it; later batches append without a lookup.
     Delta's own ``txnAppId``/``txnVersion`` would check every append, rebuilding the table
-    state each time (0.4 s a commit here, docs/streaming.md). Kafka is at least once.
+    state each time (0.4 s a commit here, docs/streaming.md).
     """
 
     def __init__(self, settings: Settings, tables_ready: Future[None]) -> None:
         self.settings = settings
         self.tables_ready = tables_ready
-        self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_batches)
+        self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_commits)
         self._app_id: str | None = None
         self._first_batch = True
 
@@ -223,20 +242,18 @@ class BatchWriter:
             pending = [name for name in tables if counts[name]]
             if self._first_batch:
                 pending = [name for name in pending if not self._written_before(batch.sparkSession, name, batch_id)]
-            # Independent jobs, run concurrently: a batch costs its slowest sink. Kafka is submitted
-            # first (the scheduler is FIFO) because latency-sensitive consumers read it.
-            sinks = {"kafka": functools.partial(self._to_kafka, tables["features"])} if counts["features"] else {}
-            sinks |= {name: functools.partial(self._append, name, tables[name], batch_id) for name in pending}
-            with ThreadPoolExecutor(max_workers=max(1, len(sinks))) as pool:
-                futures = {name: pool.submit(_timed, sink) for name, sink in sinks.items()}
-                seconds = {name: future.result() for name, future in futures.items()}
+            # Independent appends, run concurrently: a batch costs its slowest commit.
+            writes = [functools.partial(self._append, name, tables[name], batch_id) for name in pending]
+            with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
+                for future in [pool.submit(write) for write in writes]:
+                    future.result()
             self._first_batch = False
-            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d compute_s=%.2f kafka_s=%.2f "
-                     "delta_s=%.2f", batch_id, counts["ticks"], counts["features"], counts["quarantine"],
-                     computed - began, seconds.pop("kafka", 0.0), max(seconds.values(), default=0.0))
+            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d compute_s=%.2f delta_s=%.2f",
+                     batch_id, counts["ticks"], counts["features"], counts["quarantine"], computed - began,
+                     time.perf_counter() - computed)
         finally:
             batch.unpersist()
-        self.checkpointer.after_batch(batch.sparkSession, batch_id)
+        self.checkpointer.committed(batch.sparkSession, pending)
 
     def _marker(self, batch_id: int) -> str:
         return f"{self.app_id()} batch {batch_id}"
@@ -264,24 +281,6 @@ class BatchWriter:
          .option("userMetadata", self._marker(batch_id))
          .save(str(self.settings.delta_table(name))))
 
-    def _to_kafka(self, features: DataFrame) -> None:
-        (features.select(F.col("product_id").alias("key"), F.to_json(F.struct(*FEATURE_TABLE_COLUMNS)).alias("value"))
-         .write.format("kafka")
-         .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap_servers)
-         .option("topic", self.settings.kafka_output_topic)
-         # Batching and lz4 cut the publish of a 500k-row catch-up batch; 5 ms linger is
-         # nothing next to a micro-batch.
-         .option("kafka.linger.ms", "5").option("kafka.batch.size", str(1 << 20))
-         .option("kafka.compression.type", "lz4")
-         .save())
-
-
-def _timed(work: Any) -> float:
-    began = time.perf_counter()
-    work()
-    return time.perf_counter() - began
-
-
 def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> StreamingQuery:
     """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``.
 
@@ -301,7 +300,10 @@ def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> Str
 def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True) -> StreamingQuery:
     """Read -> transform -> write with ``settings``; returns the running query."""
     raw = read_raw(spark, settings, fail_on_data_loss=fail_on_data_loss)
-    query = write(transform(raw, settings.feature_window_size), settings, trigger_seconds=settings.stream_trigger_seconds)
+    publisher = FeaturePublisher(settings.kafka_bootstrap_servers, settings.kafka_output_topic,
+                                 settings.producer_message_timeout_seconds)
+    query = write(transform(raw, settings.feature_window_size, publisher), settings,
+                  trigger_seconds=settings.stream_trigger_seconds)
     log.info("features stream started query_id=%s checkpoint=%s topic=%s window=%d", query.id,
              settings.checkpoint("features"), settings.kafka_input_topic, settings.feature_window_size)
     return query

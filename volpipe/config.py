@@ -190,9 +190,9 @@ class Settings:
     stream_max_offsets_per_trigger: int = setting(
         "STREAM_MAX_OFFSETS_PER_TRIGGER", "500000", _positive_int, "Kafka records per micro-batch at most."
     )
-    stream_delta_checkpoint_batches: int = setting(
-        "STREAM_DELTA_CHECKPOINT_BATCHES", "100", _positive_int,
-        "Micro-batches between the Delta log checkpoints the stream writes in the background.",
+    stream_delta_checkpoint_commits: int = setting(
+        "STREAM_DELTA_CHECKPOINT_COMMITS", "100", _positive_int,
+        "Stream commits to a Delta table between the log checkpoints it writes in the background.",
     )
 
     # MLflow.

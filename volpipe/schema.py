@@ -62,6 +62,8 @@ def struct_of(columns: tuple[str, ...] | list[str]) -> StructType:
 
 # The parsed rows: kernel input plus the quarantine fields (null on good rows).
 PARSED_COLUMNS = (*INPUT_COLUMNS, "error", "raw", "source")
+# Integer columns that ``parse_raw`` fills with -1 when absent; every output turns them into nulls.
+PLACEHOLDER_INT_COLUMNS = ("ingest_seq", "ticker_idx", "sequence_num", "exchange_ts_ns", "recv_ns")
 TICK_COLUMNS = INPUT_COLUMNS
 FEATURE_TABLE_COLUMNS = (
     "product_id", "ingest_seq", "ticker_idx", "conn_id", "sequence_num", "exchange_ts_ns", "recv_ns",
@@ -159,8 +161,8 @@ def parse_raw(records: DataFrame) -> DataFrame:
 
 def nullable_ints(frame: DataFrame, columns: tuple[str, ...]) -> DataFrame:
     """Turns the -1 placeholders of ``parse_raw`` (Arrow needs null-free ints) back into nulls."""
-    ints = ("ingest_seq", "ticker_idx", "sequence_num", "exchange_ts_ns", "recv_ns")
-    return frame.select(*(F.when(F.col(c) >= 0, F.col(c)).alias(c) if c in ints else F.col(c) for c in columns))
+    return frame.select(*(F.when(F.col(c) >= 0, F.col(c)).alias(c) if c in PLACEHOLDER_INT_COLUMNS else F.col(c)
+                          for c in columns))
 
 
 def tick_output(rows: pd.DataFrame) -> pd.DataFrame:

@@ -82,7 +82,7 @@ def test_stream_writes_ticks_features_quarantine_and_kafka_and_restarts(spark, k
 
 def test_stream_checkpoints_its_delta_logs_in_the_background(spark, kafka_broker, tmp_path):
     settings = dataclasses.replace(pipeline_settings(kafka_broker, tmp_path, window=5),
-                                   stream_max_offsets_per_trigger=200, stream_delta_checkpoint_batches=4)
+                                   stream_max_offsets_per_trigger=200, stream_delta_checkpoint_commits=4)
     produce(settings, list(synthetic_raw_records(2000, ("BTC-USD",), seed=2)))
     query = features_stream.start(spark, settings)
     try:
@@ -98,5 +98,7 @@ def test_stream_checkpoints_its_delta_logs_in_the_background(spark, kafka_broker
         while not last_checkpoint.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
         # 10 batches of 200 (table versions 1-10): the background writes a checkpoint after every
-        # 4th; Delta itself would not before version 10,000.
+        # 4th commit; Delta itself would not before version 10,000.
         assert orjson.loads(last_checkpoint.read_bytes())["version"] >= 4, name
+    # No malformed input, so no commit to quarantine after its creation, so no checkpoint either.
+    assert not (settings.delta_table("quarantine") / "_delta_log" / "_last_checkpoint").exists()

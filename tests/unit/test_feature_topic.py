@@ -1,0 +1,42 @@
+"""The ``ticks.features`` message encoding, and a publisher that cannot deliver failing loudly."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from spark_jobs.feature_topic import FeaturePublisher, feature_values
+from tests.unit.test_features import frame
+from volpipe.errors import PipelineError
+from volpipe.features import WindowState, featurize_frame
+from volpipe.schema import FEATURE_TABLE_COLUMNS, tick_output
+
+
+def feature_rows(n=8, window=3):
+    rows = frame([100.0 + (i % 3) * 0.37 for i in range(n)])
+    rows.loc[4, "sequence_num"] = -1  # unknown sequence number: the -1 placeholder
+    out, _ = featurize_frame(rows, WindowState(), window)
+    return tick_output(out)[out["ready"].to_numpy()].reset_index(drop=True)
+
+
+def test_values_carry_every_feature_column_with_exact_floats_and_nulls():
+    rows = feature_rows()
+    messages = [orjson.loads(value) for value in feature_values(rows)]
+    assert len(messages) == len(rows) == 5
+    assert all(list(m) == list(FEATURE_TABLE_COLUMNS) for m in messages)
+    for message, (_, row) in zip(messages, rows.iterrows()):
+        assert message["ingest_seq"] == row["ingest_seq"] and isinstance(message["ingest_seq"], int)
+        assert message["mid_fallback"] is False
+        assert np.float64(message["rolling_vol"]).tobytes() == np.float64(row["rolling_vol"]).tobytes()
+        assert message["vol_300t"] is None  # NaN: fewer than 300 returns
+    by_seq = {m["ingest_seq"]: m for m in messages}
+    assert by_seq[4]["sequence_num"] is None and by_seq[5]["sequence_num"] == 15
+
+
+def test_publish_raises_when_kafka_never_acknowledges():
+    from volpipe.services.process import free_port
+
+    publisher = FeaturePublisher(f"127.0.0.1:{free_port()}", "ticks.features", timeout_seconds=1.0)
+    with pytest.raises(PipelineError, match="unacknowledged"):
+        publisher.publish(feature_rows())
