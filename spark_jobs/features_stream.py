@@ -1,8 +1,8 @@
 """The streaming job: Kafka ``ticks.raw`` -> features -> Delta (ticks, features, quarantine) + Kafka.
 
 Inputs: raw records in Kafka (docs/record-format.md). Outputs: the Delta tables ``ticks``,
-``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once: a batch re-run
-after a crash skips the tables that committed it), and feature rows as JSON in Kafka
+``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once, written by
+``spark_jobs.delta_sink``), and feature rows as JSON in Kafka
 ``ticks.features`` (at least once, published by the processor as soon as they are computed:
 ``spark_jobs.feature_topic``).
 
@@ -16,15 +16,13 @@ code the replay runs. Start it with (docs/streaming.md)::
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,17 +32,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle, StreamingQuery
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
+from spark_jobs.delta_sink import BatchWriter, prepare_tables
 from spark_jobs.feature_topic import FeaturePublisher
 from volpipe.config import Settings
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
-from volpipe.schema import (
-    FEATURE_TABLE_COLUMNS, PROCESSOR_COLUMNS, QUARANTINE_COLUMNS, TICK_COLUMNS, nullable_ints, parse_raw,
-    quarantine_output, struct_of, tick_output,
-)
+from volpipe.schema import PROCESSOR_COLUMNS, parse_raw, quarantine_output, struct_of, tick_output
 
 log = logging.getLogger(__name__)
-
-HISTORY_LOOKBACK = 100  # commits read first when looking for a resumed batch's marker
 
 WINDOW_STATE = StructType([StructField("mids", ArrayType(DoubleType())), StructField("ts_ns", ArrayType(LongType()))])
 DEDUPE_STATE = StructType([
@@ -122,164 +116,6 @@ def transform(raw: DataFrame, window: int, publisher: FeaturePublisher | None = 
         timeMode="None",
     )
 
-
-# Delta's own checkpoint would run inside a commit every 10 commits (1-3.5 s, the worst spike of
-# the live latency); DeltaCheckpointer writes them in the background instead, and this interval
-# only remains as a fallback. Statistics cover the leading key and time columns (data skipping
-# for product/time filters) rather than all 26 feature columns.
-TABLE_PROPERTIES = {
-    "ticks": {"delta.checkpointInterval": "10000", "delta.dataSkippingNumIndexedCols": "7"},
-    "features": {"delta.checkpointInterval": "10000", "delta.dataSkippingNumIndexedCols": "8"},
-    "quarantine": {"delta.checkpointInterval": "10000"},
-}
-
-
-def table_frames(rows: DataFrame) -> dict[str, DataFrame]:
-    """``PROCESSOR_COLUMNS`` rows -> what goes into each Delta table (``ticks``, ``features``, ``quarantine``)."""
-    is_tick = F.col("kind") == "tick"
-    return {
-        "ticks": nullable_ints(rows.where(is_tick), TICK_COLUMNS),
-        "features": nullable_ints(rows.where(is_tick & F.col("rolling_vol").isNotNull()), FEATURE_TABLE_COLUMNS),
-        "quarantine": nullable_ints(rows.where(F.col("kind") == "quarantine"), QUARANTINE_COLUMNS)
-        .withColumnRenamed("error", "reason"),
-    }
-
-
-def prepare_tables(spark: SparkSession, settings: Settings) -> None:
-    """Creates the stream's tables (schema, ``TABLE_PROPERTIES``) if missing; sets missing properties."""
-    from delta.tables import DeltaTable
-
-    empty = spark.createDataFrame([], struct_of(PROCESSOR_COLUMNS))
-    for name, frame in table_frames(empty).items():
-        path = str(settings.delta_table(name))
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(frame.schema)
-        for key, value in TABLE_PROPERTIES[name].items():
-            builder = builder.property(key, value)
-        builder.execute()
-        current = DeltaTable.forPath(spark, path).detail().first()["properties"]
-        stale = {key: value for key, value in TABLE_PROPERTIES[name].items() if current.get(key) != value}
-        if stale:
-            pairs = ", ".join(f"'{key}' = '{value}'" for key, value in stale.items())
-            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
-
-
-class DeltaCheckpointer:
-    """Writes the Delta log checkpoints of the stream's tables in a background thread.
-
-    Readers replay the JSON commits since the last checkpoint, so checkpoints must keep coming,
-    but not inside a micro-batch. A table is checkpointed once the stream has committed to it
-    ``every_commits`` times since its last one (so ``quarantine``, rarely written, rarely is).
-    There is no public API for it: this calls Delta's ``DeltaLog.checkpoint()`` (stable since
-    Delta 0.x; tests/integration/test_stream.py checks it). A failure is logged and retried
-    after the next commit; the query never waits for it.
-    """
-
-    def __init__(self, settings: Settings, every_commits: int) -> None:
-        self.settings = settings
-        self.every_commits = every_commits
-        self._commits = dict.fromkeys(TABLE_PROPERTIES, 0)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-checkpoint")
-        self._running: Future[None] | None = None
-
-    def committed(self, spark: SparkSession, tables: list[str]) -> None:
-        """Counts a commit to each of ``tables``; starts checkpointing the due ones unless a checkpoint runs."""
-        for name in tables:
-            self._commits[name] += 1
-        due = [name for name, count in self._commits.items() if count >= self.every_commits]
-        if due and (self._running is None or self._running.done()):
-            self._running = self._pool.submit(self._checkpoint, spark, due)
-
-    def _checkpoint(self, spark: SparkSession, tables: list[str]) -> None:
-        began = time.perf_counter()
-        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog  # type: ignore[union-attr]
-        for name in tables:
-            try:
-                # The stream's own commits keep this (cached) log's snapshot current.
-                delta_log.forTable(spark._jsparkSession, str(self.settings.delta_table(name))).checkpoint()
-                self._commits[name] = 0
-            except Exception:  # noqa: BLE001 - logged; retried after the next commit
-                log.exception("Delta checkpoint failed table=%s", name)
-        log.info("Delta checkpoints written tables=%s seconds=%.2f", ",".join(tables), time.perf_counter() - began)
-
-
-class BatchWriter:
-    """The ``foreachBatch`` sink of the three Delta tables, exactly once.
-
-    Each Delta append records ``<app id> batch <batch id>`` as the commit's ``userMetadata``
-    (see ``DESCRIBE HISTORY``). Only the first batch of a run can be one that a crashed run
-    already wrote (Spark plans batch N+1 only after committing N), so only that batch looks
-    the marker up and skips the tables that have it; later batches append without a lookup.
-    Delta's own ``txnAppId``/``txnVersion`` would check every append, rebuilding the table
-    state each time (0.4 s a commit here, docs/streaming.md).
-    """
-
-    def __init__(self, settings: Settings, tables_ready: Future[None]) -> None:
-        self.settings = settings
-        self.tables_ready = tables_ready
-        self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_commits)
-        self._app_id: str | None = None
-        self._first_batch = True
-
-    def app_id(self) -> str:
-        """The query id persisted in the checkpoint: stable across restarts, new for a new checkpoint."""
-        if self._app_id is None:
-            meta = json.loads((self.settings.checkpoint("features") / "metadata").read_text())
-            self._app_id = f"features-stream-{meta['id']}"
-        return self._app_id
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        began = time.perf_counter()
-        batch.persist()
-        try:
-            tables = table_frames(batch)
-            counts = batch.agg(
-                F.count_if(F.col("kind") == "tick").alias("ticks"),
-                F.count_if((F.col("kind") == "tick") & F.col("rolling_vol").isNotNull()).alias("features"),
-                F.count_if(F.col("kind") == "quarantine").alias("quarantine"),
-            ).first()
-            computed = time.perf_counter()
-            self.tables_ready.result()  # raises what prepare_tables raised
-            pending = [name for name in tables if counts[name]]
-            if self._first_batch:
-                pending = [name for name in pending if not self._written_before(batch.sparkSession, name, batch_id)]
-            # Independent appends, run concurrently: a batch costs its slowest commit.
-            writes = [functools.partial(self._append, name, tables[name], batch_id) for name in pending]
-            with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
-                for future in [pool.submit(write) for write in writes]:
-                    future.result()
-            self._first_batch = False
-            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d compute_s=%.2f delta_s=%.2f",
-                     batch_id, counts["ticks"], counts["features"], counts["quarantine"], computed - began,
-                     time.perf_counter() - computed)
-        finally:
-            batch.unpersist()
-        self.checkpointer.committed(batch.sparkSession, pending)
-
-    def _marker(self, batch_id: int) -> str:
-        return f"{self.app_id()} batch {batch_id}"
-
-    def _written_before(self, spark: SparkSession, name: str, batch_id: int) -> bool:
-        """Whether this query's newest commit to table ``name`` is batch ``batch_id`` (or later)."""
-        from delta.tables import DeltaTable
-
-        path = str(self.settings.delta_table(name))
-        if not DeltaTable.isDeltaTable(spark, path):
-            return False
-        table = DeltaTable.forPath(spark, path)
-        ours = F.col("userMetadata").startswith(f"{self.app_id()} batch ")
-        # This query is the table's usual writer: its newest commit is near the top of the log.
-        newest = table.history(HISTORY_LOOKBACK).where(ours).first() or table.history().where(ours).first()
-        if newest is None:
-            return False
-        last_batch = int(newest["userMetadata"].rsplit(" ", 1)[1])
-        if last_batch >= batch_id:
-            log.info("skipping Delta append already committed table=%s batch_id=%d", name, batch_id)
-        return last_batch >= batch_id
-
-    def _append(self, name: str, frame: DataFrame, batch_id: int) -> None:
-        (frame.write.format("delta").mode("append")
-         .option("userMetadata", self._marker(batch_id))
-         .save(str(self.settings.delta_table(name))))
 
 def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> StreamingQuery:
     """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``.
