@@ -30,7 +30,7 @@ from volpipe.market import SyntheticMarket, ticker_frame
 from volpipe.records import raw_record
 from volpipe.services import kafka
 from volpipe.services.process import free_port
-from volpipe.spark import build_spark_session
+from volpipe.spark import add_conf_flag, build_spark_session
 
 
 def produce_live(settings: Settings, rate: float, seconds: float, stop: threading.Event) -> int:
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="ticks per second")
     parser.add_argument("--seconds", type=float, default=600.0, help="how long to produce")
     parser.add_argument("--warmup-seconds", type=float, default=30.0, help="ignored at the start")
-    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra Spark setting, repeatable (to try a tuning without editing volpipe/spark.py)")
+    add_conf_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     latencies: list[tuple[int, int]] = []
     try:
-        spark = build_spark_session(settings, "bench-latency", extra_conf=dict(c.split("=", 1) for c in args.conf))
+        spark = build_spark_session(settings, "bench-latency", extra_conf=dict(args.conf))
         query = features_stream.start(spark, settings)
         consumer = threading.Thread(target=consume_latencies, args=(settings, stop, latencies), daemon=True)
         consumer.start()

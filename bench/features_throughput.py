@@ -26,7 +26,7 @@ from volpipe.config import Settings
 from volpipe.market import synthetic_raw_records
 from volpipe.services import kafka
 from volpipe.services.process import free_port
-from volpipe.spark import build_spark_session
+from volpipe.spark import add_conf_flag, build_spark_session
 
 
 def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -> float:
@@ -51,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", default="BTC-USD,ETH-USD")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
-    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra Spark setting, repeatable (to try a tuning without editing volpipe/spark.py)")
+    add_conf_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka.create_topics(settings)
         seconds = produce_backlog(settings, args.ticks, tuple(args.products.split(",")))
         print(f"produced {args.ticks} records in {seconds:.1f} s")
-        spark = build_spark_session(settings, "bench-features", extra_conf=dict(c.split("=", 1) for c in args.conf))
+        spark = build_spark_session(settings, "bench-features", extra_conf=dict(args.conf))
         began = time.perf_counter()
         query = features_stream.start(spark, settings)
         query.processAllAvailable()

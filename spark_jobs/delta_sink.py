@@ -14,7 +14,7 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from volpipe.config import Settings
@@ -37,13 +37,20 @@ TABLE_PROPERTIES = {
 }
 
 
+def _row_kinds() -> dict[str, Column]:
+    """Which ``PROCESSOR_COLUMNS`` rows each table takes."""
+    is_tick = F.col("kind") == "tick"
+    return {"ticks": is_tick, "features": is_tick & F.col("rolling_vol").isNotNull(),
+            "quarantine": F.col("kind") == "quarantine"}
+
+
 def table_frames(rows: DataFrame) -> dict[str, DataFrame]:
     """``PROCESSOR_COLUMNS`` rows -> what goes into each Delta table (``ticks``, ``features``, ``quarantine``)."""
-    is_tick = F.col("kind") == "tick"
+    kinds = _row_kinds()
     return {
-        "ticks": nullable_ints(rows.where(is_tick), TICK_COLUMNS),
-        "features": nullable_ints(rows.where(is_tick & F.col("rolling_vol").isNotNull()), FEATURE_TABLE_COLUMNS),
-        "quarantine": nullable_ints(rows.where(F.col("kind") == "quarantine"), QUARANTINE_COLUMNS)
+        "ticks": nullable_ints(rows.where(kinds["ticks"]), TICK_COLUMNS),
+        "features": nullable_ints(rows.where(kinds["features"]), FEATURE_TABLE_COLUMNS),
+        "quarantine": nullable_ints(rows.where(kinds["quarantine"]), QUARANTINE_COLUMNS)
         .withColumnRenamed("error", "reason"),
     }
 
@@ -135,11 +142,7 @@ class BatchWriter:
         batch.persist()
         try:
             tables = table_frames(batch)
-            counts = batch.agg(
-                F.count_if(F.col("kind") == "tick").alias("ticks"),
-                F.count_if((F.col("kind") == "tick") & F.col("rolling_vol").isNotNull()).alias("features"),
-                F.count_if(F.col("kind") == "quarantine").alias("quarantine"),
-            ).first()
+            counts = batch.agg(*(F.count_if(kind).alias(name) for name, kind in _row_kinds().items())).first()
             computed = time.perf_counter()
             self.tables_ready.result()  # raises what prepare_tables raised
             pending = [name for name in tables if counts[name]]
@@ -165,10 +168,7 @@ class BatchWriter:
         """Whether this query's newest commit to table ``name`` is batch ``batch_id`` (or later)."""
         from delta.tables import DeltaTable
 
-        path = str(self.settings.delta_table(name))
-        if not DeltaTable.isDeltaTable(spark, path):
-            return False
-        table = DeltaTable.forPath(spark, path)
+        table = DeltaTable.forPath(spark, str(self.settings.delta_table(name)))
         ours = F.col("userMetadata").startswith(f"{self.app_id()} batch ")
         # This query is the table's usual writer: its newest commit is near the top of the log.
         newest = table.history(HISTORY_LOOKBACK).where(ours).first() or table.history().where(ours).first()

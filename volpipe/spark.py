@@ -64,6 +64,19 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
     }
 
 
+def add_conf_flag(parser: argparse.ArgumentParser) -> None:
+    """Adds spark-submit's ``--conf KEY=VALUE`` (repeatable) to a command: ``dict(args.conf)`` is the overrides."""
+
+    def pair(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        return key, value
+
+    parser.add_argument("--conf", type=pair, action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark setting, repeatable (try a tuning without editing volpipe/spark.py)")
+
+
 def build_spark_session(
     settings: Settings,
     app_name: str,
