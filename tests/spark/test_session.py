@@ -14,6 +14,10 @@ def test_session_is_configured_for_the_pipeline(spark):
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
     assert "RocksDBStateStoreProvider" in spark.conf.get("spark.sql.streaming.stateStore.providerClass")
     assert conf.get("spark.ui.enabled") == "false"
+    jvm = spark._jvm.java.lang
+    assert jvm.System.getProperty("user.timezone") == "UTC"
+    collectors = jvm.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert {collectors.get(i).getName() for i in range(collectors.size())} == {"PS Scavenge", "PS MarkSweep"}
 
 
 def test_delta_table_write_read_and_history(spark, tmp_path):
