@@ -54,7 +54,7 @@ class FeatureProcessor(StatefulProcessor):
     Delta commits, because that is the latency-sensitive output.
     """
 
-    def __init__(self, window: int, publisher: FeaturePublisher | None) -> None:
+    def __init__(self, window: int, publisher: FeaturePublisher) -> None:
         self.window = window
         self.publisher = publisher
 
@@ -74,8 +74,7 @@ class FeatureProcessor(StatefulProcessor):
         )
         if len(out):
             rows = tick_output(out)
-            if self.publisher is not None:
-                self.publisher.publish(rows[out["ready"].to_numpy()])
+            self.publisher.publish(rows[out["ready"].to_numpy()])
             yield rows
 
     def _load(self) -> WindowState:
@@ -104,10 +103,10 @@ def read_raw(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool
     )
 
 
-def transform(raw: DataFrame, window: int, publisher: FeaturePublisher | None = None) -> DataFrame:
+def transform(raw: DataFrame, window: int, publisher: FeaturePublisher) -> DataFrame:
     """Raw records -> ``PROCESSOR_COLUMNS`` rows: kind 'tick' (features null before W returns) or 'quarantine'.
 
-    With a ``publisher``, feature rows are also published to Kafka as they are computed.
+    Feature rows are also published to Kafka by ``publisher`` as they are computed.
     """
     return parse_raw(raw).groupBy("product_id").transformWithStateInPandas(
         statefulProcessor=FeatureProcessor(window, publisher),
