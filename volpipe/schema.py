@@ -70,6 +70,8 @@ FEATURE_TABLE_COLUMNS = (
     "produced_ns", *FEATURE_COLUMNS,
 )
 QUARANTINE_COLUMNS = ("source", "ingest_seq", "recv_ns", "conn_id", "error", "raw")
+# The tables' string columns with few distinct values: the only ones worth a Parquet dictionary.
+REPEATING_STRING_COLUMNS = ("product_id", "conn_id", "event_type", "reason")
 # What the stream's stateful processor emits: tick rows (with features) and quarantine rows.
 PROCESSOR_COLUMNS = ("kind", *INPUT_COLUMNS, *FEATURE_COLUMNS, "produced_ns", "error", "raw", "source")
 _TS = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.(\d{1,9}))?Z$"

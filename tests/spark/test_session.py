@@ -41,6 +41,22 @@ def test_delta_table_write_read_and_history(spark, tmp_path):
     assert spark.read.format("delta").option("versionAsOf", 0).load(path).count() == 2
 
 
+def test_parquet_dictionaries_only_for_repeating_strings(spark, tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "features"
+    # ticker_idx repeats, but dictionaries on numbers cost more CPU than they save on real data.
+    rows = spark.range(20_000).selectExpr("if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id",
+                                          "id % 3 AS ticker_idx", "rand(7) AS midprice")
+    rows.coalesce(1).write.format("delta").save(str(path))
+    (data_file,) = path.glob("*.parquet")
+    meta = pq.ParquetFile(data_file).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "PLAIN_DICTIONARY" in encodings["product_id"] or "RLE_DICTIONARY" in encodings["product_id"]
+    for number in ("ticker_idx", "midprice"):
+        assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & set(encodings[number]), encodings
+
+
 def test_kafka_topic_is_read_through_the_connector(spark, kafka_broker):
     settings = kafka_broker
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
