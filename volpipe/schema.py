@@ -116,30 +116,36 @@ def parse_raw(records: DataFrame) -> DataFrame:
         & F.col("r.conn_id").isNotNull() & F.col("r.msg.channel").isNotNull()
     )
     parsed = parsed.withColumn("envelope_ok", envelope_ok)
-    items = F.flatten(F.transform(
-        F.col("r.msg.events"),
-        lambda e: F.transform(e["tickers"], lambda t: F.struct(e["type"].alias("event_type"), t.alias("t"))),
-    ))
-    exploded = parsed.select("*", F.posexplode_outer(items).alias("ticker_idx", "item"))
+    # Tickers in message order (null if an event has none), their index the flattened position.
+    # All compiled code: a nested transform() building (type, ticker) pairs was interpreted per
+    # ticker, the costliest step of parsing (docs/streaming.md). The event type is looked up by
+    # position instead, the slow way only for the rare message with several events.
+    events = F.col("r.msg.events")
+    items = F.flatten(events["tickers"])
+    exploded = parsed.select("*", F.posexplode_outer(items).alias("ticker_idx", "ticker"))
+    event_types = F.flatten(F.transform(events, lambda e: F.array_repeat(e["type"], F.size(e["tickers"]))))
+    event_type = F.when(F.size(events) == 1, events[0]["type"]).otherwise(
+        F.element_at(event_types, F.col("ticker_idx") + 1))
+    exploded = exploded.select("*", F.col("ticker_idx").isNull().alias("no_ticker"), event_type.alias("event_type"))
     # Filtered after the explode on purpose: a filter on `r` alone would be pushed below the
     # projection and re-run from_json once per condition.
     exploded = exploded.where(
-        F.col("item").isNotNull() | ~F.col("envelope_ok") | (F.col("r.msg.channel") == "ticker")
+        ~F.col("no_ticker") | ~F.col("envelope_ok") | (F.col("r.msg.channel") == "ticker")
     )
     typed = exploded.select(
-        "raw", "source", "envelope_ok", "item", "ticker_idx", F.col("r.ingest_seq").alias("ingest_seq"),
+        "raw", "source", "envelope_ok", "no_ticker", "ticker_idx", F.col("r.ingest_seq").alias("ingest_seq"),
         F.col("r.recv_ns").alias("recv_ns"), F.col("r.conn_id").alias("conn_id"),
         F.col("r.msg.sequence_num").alias("sequence_num"), F.col("r.msg.timestamp").alias("timestamp"),
         exchange_ts_ns(F.col("r.msg.timestamp")).alias("exchange_ts_ns"),
-        F.col("item.t.product_id").alias("product"), F.col("item.event_type").alias("event_type"),
-        *(F.col(f"item.t.{name}").try_cast("double").alias(name) for name in _PRICES),
+        F.col("ticker.product_id").alias("product"), "event_type",
+        *(F.col(f"ticker.{name}").try_cast("double").alias(name) for name in _PRICES),
     )
     typed = typed.select(*(F.col(c) for c in typed.columns if c not in _PRICES), *(_finite(F.col(n)).alias(n) for n in _PRICES))
     bid, ask, product = F.col("best_bid"), F.col("best_ask"), F.col("product")
     usable_price = (F.col("price") > 0) | ((bid > 0) & (ask > 0) & (bid <= ask))
     error = (
         F.when(~F.col("envelope_ok"), F.lit("not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"))
-        .when(F.col("item").isNull(), F.lit("ticker message without tickers"))
+        .when(F.col("no_ticker"), F.lit("ticker message without tickers"))
         .when(product.isNull() | (product == ""), F.lit("ticker without product_id"))
         .when(F.col("exchange_ts_ns").isNull(), F.concat(
             F.lit("unparseable exchange timestamp: "), F.coalesce(F.col("timestamp"), F.lit("missing"))))
