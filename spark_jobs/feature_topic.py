@@ -22,19 +22,22 @@ from volpipe.schema import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS
 
 # One producer per Python worker process and broker list: workers are reused across batches,
 # processors are not (each batch unpickles a new one).
-_PRODUCERS: dict[str, Producer] = {}
+_PRODUCERS: dict[str, tuple[Producer, list[KafkaError]]] = {}
 
 
 def feature_values(rows: pd.DataFrame) -> list[bytes]:
     """``FEATURE_TABLE_COLUMNS`` rows -> JSON values; absent values (NaN, -1 placeholders) are null.
 
     orjson writes NaN as null; a placeholder column is only converted when it has a placeholder.
+    Rows are zipped from column lists: pandas' ``to_dict(orient="records")`` took a third longer.
     """
-    frame = rows[list(FEATURE_TABLE_COLUMNS)]
-    placeholders = [name for name in PLACEHOLDER_INT_COLUMNS if name in frame and (frame[name] < 0).any()]
-    if placeholders:
-        frame = frame.assign(**{name: frame[name].astype(object).where(frame[name] >= 0, None) for name in placeholders})
-    return [orjson.dumps(record) for record in frame.to_dict(orient="records")]
+    columns = []
+    for name in FEATURE_TABLE_COLUMNS:
+        values = rows[name]
+        if name in PLACEHOLDER_INT_COLUMNS and (values < 0).any():
+            values = values.astype(object).where(values >= 0, None)
+        columns.append(values.tolist())
+    return [orjson.dumps(dict(zip(FEATURE_TABLE_COLUMNS, record))) for record in zip(*columns)]
 
 
 class FeaturePublisher:
@@ -45,9 +48,11 @@ class FeaturePublisher:
         self.topic = topic
         self.timeout_seconds = timeout_seconds
 
-    def _producer(self) -> Producer:
+    def _producer(self) -> tuple[Producer, list[KafkaError]]:
+        """This worker's producer and the list its failed deliveries are reported to."""
         if self.bootstrap_servers not in _PRODUCERS:
-            _PRODUCERS[self.bootstrap_servers] = Producer({
+            failures: list[KafkaError] = []
+            producer = Producer({
                 "bootstrap.servers": self.bootstrap_servers,
                 "enable.idempotence": True,
                 "acks": "all",
@@ -56,7 +61,11 @@ class FeaturePublisher:
                 "queue.buffering.max.messages": 1_000_000,
                 "queue.buffering.max.kbytes": 2_097_151,
                 "message.timeout.ms": int(self.timeout_seconds * 1000),
+                # A Python callback per delivered message cost a third of the publishing time.
+                "delivery.report.only.error": True,
+                "on_delivery": lambda err, _msg: failures.append(err),
             })
+            _PRODUCERS[self.bootstrap_servers] = (producer, failures)
         return _PRODUCERS[self.bootstrap_servers]
 
     def publish(self, rows: pd.DataFrame) -> None:
@@ -68,18 +77,12 @@ class FeaturePublisher:
         """
         if rows.empty:
             return
-        producer = self._producer()
-        failures: list[KafkaError] = []
-
-        def delivered(err: KafkaError | None, _msg: object) -> None:
-            if err is not None:
-                failures.append(err)
-
+        producer, failures = self._producer()
         key = str(rows["product_id"].iloc[0]).encode()
         for value in feature_values(rows):
             while True:
                 try:
-                    producer.produce(self.topic, value=value, key=key, on_delivery=delivered)
+                    producer.produce(self.topic, value=value, key=key)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.1)
