@@ -14,6 +14,8 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import deltalake
+from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -55,6 +57,18 @@ def table_frames(rows: DataFrame) -> dict[str, DataFrame]:
     }
 
 
+def _delta_log(path: str) -> deltalake.DeltaTable | None:
+    """The table's log read with delta-rs (no Spark job, no JVM), or None when there is no table.
+
+    Delta-Spark's ``detail()`` and ``history()`` run Spark jobs, which at stream start queue
+    behind the first micro-batch's tasks (seconds, docs/streaming.md).
+    """
+    try:
+        return deltalake.DeltaTable(path, without_files=True)
+    except TableNotFoundError:
+        return None
+
+
 def prepare_tables(spark: SparkSession, settings: Settings) -> None:
     """Creates the stream's tables (schema, ``TABLE_PROPERTIES``) if missing; sets missing properties."""
     from delta.tables import DeltaTable
@@ -62,11 +76,14 @@ def prepare_tables(spark: SparkSession, settings: Settings) -> None:
     empty = spark.createDataFrame([], struct_of(PROCESSOR_COLUMNS))
     for name, frame in table_frames(empty).items():
         path = str(settings.delta_table(name))
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(frame.schema)
-        for key, value in TABLE_PROPERTIES[name].items():
-            builder = builder.property(key, value)
-        builder.execute()
-        current = DeltaTable.forPath(spark, path).detail().first()["properties"]
+        existing = _delta_log(path)
+        if existing is None:
+            builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(frame.schema)
+            for key, value in TABLE_PROPERTIES[name].items():
+                builder = builder.property(key, value)
+            builder.execute()
+            continue
+        current = existing.metadata().configuration
         stale = {key: value for key, value in TABLE_PROPERTIES[name].items() if current.get(key) != value}
         if stale:
             pairs = ", ".join(f"'{key}' = '{value}'" for key, value in stale.items())
@@ -147,7 +164,7 @@ class BatchWriter:
             self.tables_ready.result()  # raises what prepare_tables raised
             pending = [name for name in tables if counts[name]]
             if self._first_batch:
-                pending = [name for name in pending if not self._written_before(batch.sparkSession, name, batch_id)]
+                pending = [name for name in pending if not self._written_before(name, batch_id)]
             # Independent appends, run concurrently: a batch costs its slowest commit.
             writes = [functools.partial(self._append, name, tables[name], batch_id) for name in pending]
             with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
@@ -164,17 +181,21 @@ class BatchWriter:
     def _marker(self, batch_id: int) -> str:
         return f"{self.app_id()} batch {batch_id}"
 
-    def _written_before(self, spark: SparkSession, name: str, batch_id: int) -> bool:
+    def _written_before(self, name: str, batch_id: int) -> bool:
         """Whether this query's newest commit to table ``name`` is batch ``batch_id`` (or later)."""
-        from delta.tables import DeltaTable
+        table = _delta_log(str(self.settings.delta_table(name)))
+        if table is None:
+            return False
+        prefix = f"{self.app_id()} batch "
 
-        table = DeltaTable.forPath(spark, str(self.settings.delta_table(name)))
-        ours = F.col("userMetadata").startswith(f"{self.app_id()} batch ")
+        def newest_marker(commits: list[dict]) -> str | None:
+            return next((c["userMetadata"] for c in commits if str(c.get("userMetadata")).startswith(prefix)), None)
+
         # This query is the table's usual writer: its newest commit is near the top of the log.
-        newest = table.history(HISTORY_LOOKBACK).where(ours).first() or table.history().where(ours).first()
+        newest = newest_marker(table.history(HISTORY_LOOKBACK)) or newest_marker(table.history())
         if newest is None:
             return False
-        last_batch = int(newest["userMetadata"].rsplit(" ", 1)[1])
+        last_batch = int(newest.rsplit(" ", 1)[1])
         if last_batch >= batch_id:
             log.info("skipping Delta append already committed table=%s batch_id=%d", name, batch_id)
         return last_batch >= batch_id
