@@ -13,31 +13,51 @@ they have seen. A batch does not complete until every message it produced is ack
 
 from __future__ import annotations
 
-import orjson
+import functools
+
+import duckdb
 import pandas as pd
 from confluent_kafka import KafkaError, Producer
+from pyspark.sql.types import DoubleType
 
 from volpipe.errors import PipelineError
-from volpipe.schema import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS
+from volpipe.schema import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS, struct_of
 
 # One producer per Python worker process and broker list: workers are reused across batches,
 # processors are not (each batch unpickles a new one).
 _PRODUCERS: dict[str, tuple[Producer, list[KafkaError]]] = {}
 
 
-def feature_values(rows: pd.DataFrame) -> list[bytes]:
-    """``FEATURE_TABLE_COLUMNS`` rows -> JSON values; absent values (NaN, -1 placeholders) are null.
+def _json_column(name: str, spark_type: object) -> str:
+    """The SQL giving column ``name`` its JSON value: null for NaN, infinities and -1 placeholders."""
+    if isinstance(spark_type, DoubleType):
+        return f"CASE WHEN isfinite({name}) THEN {name} END AS {name}"
+    if name in PLACEHOLDER_INT_COLUMNS:
+        return f"CASE WHEN {name} >= 0 THEN {name} END AS {name}"
+    return name
 
-    orjson writes NaN as null; a placeholder column is only converted when it has a placeholder.
-    Rows are zipped from column lists: pandas' ``to_dict(orient="records")`` took a third longer.
+
+@functools.cache
+def _encoder() -> tuple[duckdb.DuckDBPyConnection, str]:
+    """This worker's DuckDB connection (one thread: Spark owns the cores) and the encoding query."""
+    connection = duckdb.connect()
+    connection.execute("SET threads = 1")
+    columns = ", ".join(_json_column(field.name, field.dataType) for field in struct_of(FEATURE_TABLE_COLUMNS))
+    return connection, f"SELECT to_json(row)::VARCHAR FROM (SELECT {columns} FROM rows) AS row"
+
+
+def feature_values(rows: pd.DataFrame) -> list[str]:
+    """``FEATURE_TABLE_COLUMNS`` rows -> JSON values, in order; absent values are null.
+
+    Encoded by DuckDB over the whole frame: doubles in their shortest exact form, as orjson
+    would, at a fifth of the time of a per-row ``orjson.dumps`` (docs/streaming.md).
     """
-    columns = []
-    for name in FEATURE_TABLE_COLUMNS:
-        values = rows[name]
-        if name in PLACEHOLDER_INT_COLUMNS and (values < 0).any():
-            values = values.astype(object).where(values >= 0, None)
-        columns.append(values.tolist())
-    return [orjson.dumps(dict(zip(FEATURE_TABLE_COLUMNS, record))) for record in zip(*columns)]
+    connection, query = _encoder()
+    connection.register("rows", rows[list(FEATURE_TABLE_COLUMNS)])
+    try:
+        return [value for (value,) in connection.execute(query).fetchall()]
+    finally:
+        connection.unregister("rows")
 
 
 class FeaturePublisher:

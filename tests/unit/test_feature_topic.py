@@ -34,6 +34,20 @@ def test_values_carry_every_feature_column_with_exact_floats_and_nulls():
     assert by_seq[4]["sequence_num"] is None and by_seq[5]["sequence_num"] == 15
 
 
+@pytest.mark.parametrize("value", [-0.0, 1.0, 1e-7, 5e-324, 1.2345678901234567e21, 0.1 + 0.2, -1.7976931348623157e308])
+def test_values_keep_every_double_exactly(value):
+    rows = feature_rows().assign(spread_bps=value)
+    (message, *_) = [orjson.loads(v) for v in feature_values(rows)]
+    assert isinstance(message["spread_bps"], float)
+    assert np.float64(message["spread_bps"]).tobytes() == np.float64(value).tobytes()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_values_write_non_finite_doubles_as_null(value):
+    rows = feature_rows().assign(midprice_return=value)
+    assert all(orjson.loads(v)["midprice_return"] is None for v in feature_values(rows))
+
+
 def test_publish_raises_when_kafka_never_acknowledges():
     from volpipe.services.process import free_port
 
