@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"batch {p['batchId']}: Kafka offsets {p['sources'][0]['startOffset']} -> "
                       f"{p['sources'][0]['endOffset']}")
                 d = p["durationMs"]
+                print(f"batch {p['batchId']}: durations {d}")
                 print(f"batch {p['batchId']}: rows={p['numInputRows']} total={d.get('triggerExecution')}ms "
                       f"addBatch={d.get('addBatch')}ms rows/s={p['processedRowsPerSecond']:.0f}")
         print(f"catch-up: {rows} ticks in {elapsed:.1f} s = {rows / elapsed:,.0f} ticks/s "
