@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -32,7 +33,8 @@ from volpipe.spark import add_conf_flag, build_spark_session
 def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -> float:
     """Produces ``ticks`` raw records; returns the seconds it took."""
     began = time.perf_counter()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 50,
+    # Idempotent, as the ingestor's producer is (ingest/sinks.py).
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 50, "enable.idempotence": True,
                          "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000, "compression.type": "lz4"})
     for key, value in synthetic_raw_records(ticks, products, seed=3):
         while True:
@@ -67,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds = produce_backlog(settings, args.ticks, tuple(args.products.split(",")))
         print(f"produced {args.ticks} records in {seconds:.1f} s")
         spark = build_spark_session(settings, "bench-features", extra_conf=dict(args.conf))
-        began = time.perf_counter()
+        began, began_at = time.perf_counter(), time.time()
         query = features_stream.start(spark, settings)
+        started = time.perf_counter() - began
         query.processAllAvailable()
         elapsed = time.perf_counter() - began
         progress = query.recentProgress
         query.stop()
         rows = spark.read.format("delta").load(str(settings.delta_table("ticks"))).count()
+        first_trigger = datetime.fromisoformat(progress[0]["timestamp"]).timestamp() - began_at
+        print(f"query started in {started:.1f} s, first trigger at {first_trigger:.1f} s")
         for p in progress:
             if p["numInputRows"]:
                 print(f"batch {p['batchId']}: Kafka offsets {p['sources'][0]['startOffset']} -> "

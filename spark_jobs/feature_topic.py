@@ -88,6 +88,11 @@ class FeaturePublisher:
             _PRODUCERS[self.bootstrap_servers] = (producer, failures)
         return _PRODUCERS[self.bootstrap_servers]
 
+    def open(self) -> None:
+        """Creates this worker's producer ahead of the first rows: its connection and idempotence
+        handshake (0.5-1 s) then run in librdkafka's threads while the rows are computed."""
+        self._producer()
+
     def publish(self, rows: pd.DataFrame) -> None:
         """Publishes ``rows`` (one product's feature rows) and returns once Kafka acknowledged them all.
 

@@ -61,6 +61,7 @@ class FeatureProcessor(StatefulProcessor):
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.window_state = handle.getValueState("window", WINDOW_STATE)
         self.dedupe_state = handle.getValueState("dedupe", DEDUPE_STATE)
+        self.publisher.open()
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:
         batch = pd.concat(list(rows), ignore_index=True)
