@@ -18,7 +18,7 @@ import functools
 import duckdb
 import pandas as pd
 from confluent_kafka import KafkaError, Producer
-from pyspark.sql.types import DoubleType
+from pyspark.sql.types import DataType, DoubleType
 
 from volpipe.errors import PipelineError
 from volpipe.schema import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS, struct_of
@@ -28,7 +28,7 @@ from volpipe.schema import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS, struc
 _PRODUCERS: dict[str, tuple[Producer, list[KafkaError]]] = {}
 
 
-def _json_column(name: str, spark_type: object) -> str:
+def _json_column(name: str, spark_type: DataType) -> str:
     """The SQL giving column ``name`` its JSON value: null for NaN, infinities and -1 placeholders."""
     if isinstance(spark_type, DoubleType):
         return f"CASE WHEN isfinite({name}) THEN {name} END AS {name}"
@@ -42,6 +42,7 @@ def _encoder() -> tuple[duckdb.DuckDBPyConnection, str]:
     """This worker's DuckDB connection (one thread: Spark owns the cores) and the encoding query."""
     connection = duckdb.connect()
     connection.execute("SET threads = 1")
+    connection.execute("SET preserve_insertion_order = true")  # the default, relied upon: values in row order
     columns = ", ".join(_json_column(field.name, field.dataType) for field in struct_of(FEATURE_TABLE_COLUMNS))
     return connection, f"SELECT to_json(row)::VARCHAR FROM (SELECT {columns} FROM rows) AS row"
 

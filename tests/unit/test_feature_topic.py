@@ -34,6 +34,13 @@ def test_values_carry_every_feature_column_with_exact_floats_and_nulls():
     assert by_seq[4]["sequence_num"] is None and by_seq[5]["sequence_num"] == 15
 
 
+def test_values_come_out_in_row_order_across_encoder_chunks():
+    rows = feature_rows()
+    many = rows.loc[np.arange(10_000) % len(rows)].reset_index(drop=True)
+    many["ingest_seq"] = np.random.default_rng(5).permutation(10_000)  # not sorted, beyond one 2048-row chunk
+    assert [orjson.loads(v)["ingest_seq"] for v in feature_values(many)] == many["ingest_seq"].tolist()
+
+
 @pytest.mark.parametrize("value", [-0.0, 1.0, 1e-7, 5e-324, 1.2345678901234567e21, 0.1 + 0.2, -1.7976931348623157e308])
 def test_values_keep_every_double_exactly(value):
     rows = feature_rows().assign(spread_bps=value)
