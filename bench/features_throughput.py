@@ -34,8 +34,9 @@ def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -
     """Produces ``ticks`` raw records; returns the seconds it took."""
     began = time.perf_counter()
     # Idempotent, as the ingestor's producer is (ingest/sinks.py).
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 50, "enable.idempotence": True,
-                         "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000, "compression.type": "lz4"})
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
+                         "linger.ms": 50, "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
+                         "compression.type": "lz4"})
     for key, value in synthetic_raw_records(ticks, products, seed=3):
         while True:
             try:
