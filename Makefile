@@ -31,13 +31,13 @@ $(STAMP_JARS): jvm/pom.xml jvm/spark/pom.xml jvm/kafka/pom.xml
 	@touch $@
 
 up: setup ## Start Kafka, MLflow and Airflow (each a no-op when it runs already).
-	$(PY) -m volpipe.services up
+	$(PY) -m volpipe.ops.services up
 
 down: ## Stop every service the project started.
-	@test -x $(PY) && $(PY) -m volpipe.services down || true
+	@test -x $(PY) && $(PY) -m volpipe.ops.services down || true
 
 status: setup ## Say which services run and where.
-	$(PY) -m volpipe.services status
+	$(PY) -m volpipe.ops.services status
 
 test: setup ## Run every test (unit, Spark, DAGs, integration with real services).
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -52,7 +52,7 @@ stream: setup ## Run the feature stream with spark-submit (Ctrl-C stops it; rest
 	source $(VENV)/bin/activate && spark-submit $$(python -m volpipe.spark submit-args) spark_jobs/features_stream.py $(ARGS)
 
 demo: setup ## Bring the services up and show that each answers.
-	$(PY) -m volpipe.demo
+	$(PY) -m volpipe.ops.demo
 
 lock: setup ## Re-pin every transitive package into requirements.lock.
 	{ echo "# Every package of the project virtualenv, pinned (pip freeze). Regenerate with \`make lock\`."; \

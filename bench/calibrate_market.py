@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from volpipe.market import SyntheticMarket, parse_timestamp
+from volpipe.coinbase import parse_timestamp
+from volpipe.market import SyntheticMarket
 
 Series = tuple[np.ndarray, np.ndarray, np.ndarray]  # time_ns, best_bid, best_ask
 

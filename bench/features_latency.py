@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import orjson
 from confluent_kafka import Consumer, Producer
 
 from spark_jobs import features_stream
+from volpipe.coinbase import ticker_frame
 from volpipe.config import Settings
-from volpipe.market import SyntheticMarket, ticker_frame
+from volpipe.market import SyntheticMarket
+from volpipe.ops.sandbox import scratch_settings
+from volpipe.ops.services import KAFKA, running
 from volpipe.records import raw_record
-from volpipe.services import kafka
-from volpipe.services.process import free_port
 from volpipe.spark import add_conf_flag, build_spark_session
 
 
@@ -75,29 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
-    root = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root), "KAFKA_CONTROLLER_PORT": str(free_port()),
-                                  "METRICS_PORT": "0", "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
-    kafka.start(settings)
     stop = threading.Event()
     latencies: list[tuple[int, int]] = []
-    try:
-        spark = build_spark_session(settings, "bench-latency", extra_conf=dict(args.conf))
-        query = features_stream.start(spark, settings)
-        consumer = threading.Thread(target=consume_latencies, args=(settings, stop, latencies), daemon=True)
-        consumer.start()
-        began_ns = time.time_ns()
-        sent = produce_live(settings, args.rate, args.seconds, stop)
-        time.sleep(10)  # let the last batches through
-        stop.set()
-        consumer.join(10)
-        durations = [p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]]
-        query.stop()
-        spark.stop()
-    finally:
-        stop.set()
-        kafka.stop(settings)
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch_settings("bench-latency-") as settings, running(settings, KAFKA):
+        try:
+            spark = build_spark_session(settings, "bench-latency", extra_conf=dict(args.conf))
+            query = features_stream.start(spark, settings)
+            consumer = threading.Thread(target=consume_latencies, args=(settings, stop, latencies), daemon=True)
+            consumer.start()
+            began_ns = time.time_ns()
+            sent = produce_live(settings, args.rate, args.seconds, stop)
+            time.sleep(10)  # let the last batches through
+            stop.set()
+            consumer.join(10)
+            durations = [p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]]
+            query.stop()
+            spark.stop()
+        finally:
+            stop.set()
     cutoff = began_ns + int(args.warmup_seconds * 1e9)
     lat_ms = np.array([lat for ts, lat in latencies if ts >= cutoff]) / 1e6
     p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])

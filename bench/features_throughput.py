@@ -11,23 +11,23 @@ Prints ticks/s and the per-batch durations Spark reports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
 from confluent_kafka import Producer
 
 from spark_jobs import features_stream
 from volpipe.config import Settings
 from volpipe.market import synthetic_raw_records
-from volpipe.services import kafka
-from volpipe.services.process import free_port
+from volpipe.ops.sandbox import scratch_settings
+from volpipe.ops.services import KAFKA, running
+from volpipe.ops.services.kafka import create_topics
 from volpipe.spark import add_conf_flag, build_spark_session
+from volpipe.tables import TICKS
 
 
 def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -> float:
@@ -58,15 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
-    root = Path(tempfile.mkdtemp(prefix="bench-features-"))
-    env = {"PIPELINE_DATA_DIR": str(root), "KAFKA_CONTROLLER_PORT": str(free_port()), "METRICS_PORT": "0",
-           "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap_servers or f"127.0.0.1:{free_port()}"}
-    settings = dataclasses.replace(Settings.from_env(env), stream_max_offsets_per_trigger=args.max_offsets_per_trigger)
-    started_broker = args.bootstrap_servers is None
-    if started_broker:
-        kafka.start(settings)
-    try:
-        kafka.create_topics(settings)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": args.bootstrap_servers} if args.bootstrap_servers else {}
+    with scratch_settings("bench-features-", **env) as scratch, contextlib.ExitStack() as stack:
+        settings = dataclasses.replace(scratch, stream_max_offsets_per_trigger=args.max_offsets_per_trigger)
+        if args.bootstrap_servers is None:
+            stack.enter_context(running(settings, KAFKA))
+        create_topics(settings)
         seconds = produce_backlog(settings, args.ticks, tuple(args.products.split(",")))
         print(f"produced {args.ticks} records in {seconds:.1f} s")
         spark = build_spark_session(settings, "bench-features", extra_conf=dict(args.conf))
@@ -77,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - began
         progress = query.recentProgress
         query.stop()
-        rows = spark.read.format("delta").load(str(settings.delta_table("ticks"))).count()
+        rows = spark.read.format("delta").load(str(settings.delta_table(TICKS))).count()
         first_trigger = datetime.fromisoformat(progress[0]["timestamp"]).timestamp() - began_at
         print(f"query started in {started:.1f} s, first trigger at {first_trigger:.1f} s")
         for p in progress:
@@ -91,10 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catch-up: {rows} ticks in {elapsed:.1f} s = {rows / elapsed:,.0f} ticks/s "
               f"(query start to backlog consumed, both sinks, {settings.spark_master})")
         spark.stop()
-    finally:
-        if started_broker:
-            kafka.stop(settings)
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Benchmark: the local exchange at full speed -> the ingestor -> Kafka + NDJSON, with zero loss.
 
 Starts a private Kafka broker (free ports, temp dir), then the local exchange and the
-ingestor as subprocesses, exactly as a user runs them (``ingest.harness``):
+ingestor as subprocesses, exactly as a user runs them (``volpipe.ops.harness``):
 
 1. throughput: the exchange replays ``--ticks`` pre-generated synthetic ticks (two
    products) as fast as the ingestor reads (after a warm-up of the fresh broker with the
@@ -17,32 +17,27 @@ ingestor as subprocesses, exactly as a user runs them (``ingest.harness``):
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import orjson
 
-from ingest.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
 from volpipe.config import Settings
 from volpipe.market import synthetic_raw_records
-from volpipe.services import kafka
-from volpipe.services.process import free_port
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
+from volpipe.ops.sandbox import scratch_settings
+from volpipe.ops.services import KAFKA, running
+from volpipe.ops.services.process import free_port
 
 PRODUCTS = "BTC-USD,ETH-USD"
-
-
-def broker_settings(data_dir: Path) -> Settings:
-    """Settings of a private broker and data folder under ``data_dir``."""
-    return Settings.from_env(
-        {
-            "PIPELINE_DATA_DIR": str(data_dir),
-            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
-            "PRODUCT_IDS": PRODUCTS,
-        }
-    )
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -179,18 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-throughput", action="store_true", help="run the latency phase only")
     parser.add_argument("--skip-latency", action="store_true", help="run the throughput phase only")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        work = Path(tmp)
-        settings = broker_settings(work / "pipeline")
-        kafka.start(settings)
-        try:
-            if not args.skip_throughput:
-                throughput(settings, work, args.ticks)
-            if not args.skip_latency:
-                latency(settings, work, args.latency_rate, args.latency_seconds, args.warmup_seconds)
-                baseline(settings, args.latency_rate, args.latency_seconds)
-        finally:
-            kafka.stop(settings)
+    with scratch_settings("ingest-bench-", PRODUCT_IDS=PRODUCTS) as settings, running(settings, KAFKA):
+        if not args.skip_throughput:
+            throughput(settings, settings.data_dir, args.ticks)
+        if not args.skip_latency:
+            latency(settings, settings.data_dir, args.latency_rate, args.latency_seconds, args.warmup_seconds)
+            baseline(settings, args.latency_rate, args.latency_seconds)
     return 0
 
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from spark_jobs import replay
-from volpipe.config import Settings
+from volpipe.dates import DateRange
 from volpipe.market import DEFAULT_START_NS, synthetic_raw_records
+from volpipe.ops.sandbox import scratch_settings
 from volpipe.spark import build_spark_session
 
 
@@ -30,26 +28,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", default="BTC-USD,ETH-USD")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="bench-replay-"))
-    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root)})
-    settings.raw_dir.mkdir(parents=True)
-    day = dt.datetime.fromtimestamp(DEFAULT_START_NS // 10**9, dt.UTC).date()
-    # 1M ticks at ~9/s span more than a day: spread them over as many daily files as needed.
-    files: dict[str, list[bytes]] = {}
-    for _, value in synthetic_raw_records(args.ticks, tuple(args.products.split(",")), seed=3):
-        recv_s = int(value[value.index(b'"recv_ns":') + 10:value.index(b',"conn_id"')]) // 10**9
-        files.setdefault(time.strftime("%Y%m%d", time.gmtime(recv_s)), []).append(value)
-    for name, lines in files.items():
-        (settings.raw_dir / f"{name}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
-    last = dt.datetime.strptime(max(files), "%Y%m%d").date()
-    spark = build_spark_session(settings, "bench-replay")
-    began = time.perf_counter()
-    rows = replay.run(spark, settings, day, last, warmup_days=0)
-    elapsed = time.perf_counter() - began
-    print(f"replay: {args.ticks} ticks in {len(files)} daily files -> {rows} feature rows in {elapsed:.1f} s "
-          f"= {args.ticks / elapsed:,.0f} ticks/s ({settings.spark_master}; session started before timing, first job in it)")
-    spark.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with scratch_settings("bench-replay-") as settings:
+        settings.raw_dir.mkdir(parents=True)
+        day = dt.datetime.fromtimestamp(DEFAULT_START_NS // 10**9, dt.UTC).date()
+        # 1M ticks at ~9/s span more than a day: spread them over as many daily files as needed.
+        files: dict[str, list[bytes]] = {}
+        for _, value in synthetic_raw_records(args.ticks, tuple(args.products.split(",")), seed=3):
+            recv_s = int(value[value.index(b'"recv_ns":') + 10:value.index(b',"conn_id"')]) // 10**9
+            files.setdefault(time.strftime("%Y%m%d", time.gmtime(recv_s)), []).append(value)
+        for name, lines in files.items():
+            (settings.raw_dir / f"{name}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+        last = dt.datetime.strptime(max(files), "%Y%m%d").date()
+        spark = build_spark_session(settings, "bench-replay")
+        began = time.perf_counter()
+        rows = replay.run(spark, settings, DateRange(day, last), warmup_days=0)
+        elapsed = time.perf_counter() - began
+        print(f"replay: {args.ticks} ticks in {len(files)} daily files -> {rows} feature rows in {elapsed:.1f} s "
+              f"= {args.ticks / elapsed:,.0f} ticks/s ({settings.spark_master}; session started before timing, first job in it)")
+        spark.stop()
     return 0
 
 

@@ -5,7 +5,7 @@ Checks that the services the pipeline runs on answer for real: a message makes a
 through Kafka, and the MLflow tracking server answers a query of its backend store.
 
 Trigger it from the UI after `make up`, or let it run hourly. A failed task names the
-service and the reason; `make status` shows what runs where. Logic: `volpipe.health`.
+service and the reason; `make status` shows what runs where. Logic: `volpipe.ops.health`.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from airflow.sdk import dag, task
 def pipeline_healthcheck():
     @task
     def check_kafka() -> dict:
-        from volpipe import health
         from volpipe.config import Settings
+        from volpipe.ops import health
 
         return health.check_kafka(Settings.from_env())
 
     @task
     def check_mlflow() -> dict:
-        from volpipe import health
         from volpipe.config import Settings
+        from volpipe.ops import health
 
         return health.check_mlflow(Settings.from_env())
 

@@ -33,12 +33,8 @@ from volpipe.records import deadletter_record, raw_record
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 100_000
-_ENV = {
-    "PIPELINE_DATA_DIR", "RAW_DIR", "QUARANTINE_DIR", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_INPUT_TOPIC",
-    "KAFKA_DEADLETTER_TOPIC", "COINBASE_WS_URL", "PRODUCT_IDS", "STALE_FEED_SECONDS", "RECONNECT_INITIAL_SECONDS",
-    "RECONNECT_MAX_SECONDS", "RECONNECT_MAX_ATTEMPTS", "PRODUCER_BUFFER_MESSAGES", "PRODUCER_MESSAGE_TIMEOUT_SECONDS",
-    "SHUTDOWN_FLUSH_SECONDS", "METRICS_PORT", "METRICS_LOG_SECONDS",
-}
+# The settings the ingestor reads, listed in its --help.
+ENV_GROUPS = ("storage", "logging", "kafka", "ingest")
 class Ingestor:
     """Accounts for every frame; owns the queue, the sinks and the counters.
 
@@ -230,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
         description="Coinbase Advanced Trade ticker ingestor: WebSocket -> Kafka ticks.raw + daily NDJSON.",
-        epilog="Environment (flags win):\n" + "\n".join(f"  {e}={d!r}: {doc}" for e, d, doc in describe() if e in _ENV),
+        epilog="Environment (flags win):\n" + "\n".join(f"  {e}={d!r}: {doc}" for e, d, doc in describe(*ENV_GROUPS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--url", dest="coinbase_ws_url", help="exchange WebSocket URL (COINBASE_WS_URL)")

@@ -18,6 +18,7 @@ import orjson
 from confluent_kafka import Producer
 
 from volpipe.config import Settings
+from volpipe.errors import PipelineError, ResendError
 from volpipe.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def resend(settings: Settings, path: Path, ranges: list[tuple[int, int]], timeou
     """Produces the chosen lines again (idempotent producer, acks=all); returns how many.
 
     Raises:
-        RuntimeError: Some were still not acknowledged after ``timeout`` seconds.
+        ResendError: Some were still not acknowledged after ``timeout`` seconds.
     """
     chosen = select(path, ranges)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
@@ -63,7 +64,7 @@ def resend(settings: Settings, path: Path, ranges: list[tuple[int, int]], timeou
         producer.produce(settings.kafka_deadletter_topic if key is None else settings.kafka_input_topic, value, key)
     left = producer.flush(timeout)
     if left:
-        raise RuntimeError(f"{left} of {len(chosen)} records still unacknowledged after {timeout}s")
+        raise ResendError(f"{left} of {len(chosen)} records from {path} still unacknowledged after {timeout}s")
     log.info("re-sent records=%d file=%s", len(chosen), path)
     return len(chosen)
 
@@ -80,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         ranges = parse_ranges(args.ingest_seq)
     except ValueError:
         parser.error(f"not ingest_seq ranges: {args.ingest_seq!r}")
-    settings = Settings.from_env(kafka_bootstrap_servers=args.kafka_bootstrap_servers)
-    print(resend(settings, args.file, ranges))
+    try:
+        settings = Settings.from_env(kafka_bootstrap_servers=args.kafka_bootstrap_servers)
+        print(resend(settings, args.file, ranges))
+    except PipelineError as exc:
+        log.error("re-send failed: %s", exc)
+        return 1
     return 0
 
 

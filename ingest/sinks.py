@@ -10,7 +10,6 @@ enqueues into librdkafka, deliveries are confirmed by a poll thread.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import logging
 import os
@@ -25,12 +24,12 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from volpipe.config import Settings
+from volpipe.dates import NS_PER_DAY, daily_file_stem
 
 log = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^\d{8}\.ndjson$")
 _TAIL_BYTES = 64 * 1024
-DAY_NS = 86_400_000_000_000
 
 
 class Record(NamedTuple):
@@ -41,16 +40,6 @@ class Record(NamedTuple):
     value: bytes
     ingest_seq: int
     recv_ns: int
-
-
-def day_of(recv_ns: int) -> str:
-    """The UTC date of a receipt time, as the NDJSON file stem (YYYYMMDD)."""
-    return _day(recv_ns // DAY_NS)
-
-
-@functools.lru_cache(maxsize=64)
-def _day(epoch_day: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=epoch_day)).strftime("%Y%m%d")
 
 
 def last_ingest_seq(*dirs: Path) -> int | None:
@@ -106,11 +95,11 @@ class DailyFiles:
 
     def path_for(self, recv_ns: int) -> Path:
         """The file a record received at ``recv_ns`` goes to."""
-        return self.folder / f"{day_of(recv_ns)}.ndjson"
+        return self.folder / f"{daily_file_stem(recv_ns)}.ndjson"
 
     def write(self, recv_ns: int, data: bytes) -> None:
         """Appends ``data`` (whole lines) to the file of ``recv_ns``'s day."""
-        day = day_of(recv_ns)
+        day = daily_file_stem(recv_ns)
         if day != self.day:
             self.close()
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -263,7 +252,7 @@ class Writer:
             if record.deadletter:
                 self.quarantine.write(record.recv_ns, record.value + b"\n")
                 continue
-            if pending and record.recv_ns // DAY_NS != pending_ns // DAY_NS:
+            if pending and record.recv_ns // NS_PER_DAY != pending_ns // NS_PER_DAY:
                 self.raw.write(pending_ns, b"".join(pending))  # the batch spans midnight
                 pending = []
             pending.append(record.value + b"\n")

@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import orjson
 
-from volpipe.market import SyntheticMarket, parse_timestamp, ticker_object
+from volpipe.coinbase import parse_timestamp, ticker_object
+from volpipe.market import SyntheticMarket
 
 
 class Tick(NamedTuple):

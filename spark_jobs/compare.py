@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import logging
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import add_date_range
-from spark_jobs.replay import day_bounds_ns
 from volpipe.config import Settings
+from volpipe.dates import DateRange, add_range_flags, range_from_args
 from volpipe.errors import ReplayMismatch
-from volpipe.schema import FEATURE_TABLE_COLUMNS
+from volpipe.tables import FEATURES, FEATURES_REPLAY, ROW_KEYS, recorded_kernel, table_columns, table_properties
 
 log = logging.getLogger(__name__)
-KEYS = ("product_id", "ingest_seq", "ticker_idx")
-COMPARED = tuple(c for c in FEATURE_TABLE_COLUMNS if c not in KEYS and c != "produced_ns")
+KEYS = ROW_KEYS
+COMPARED = tuple(c for c in table_columns(FEATURES) if c not in KEYS and c != "produced_ns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,19 +55,35 @@ class ComparisonReport:
                 f"only_stream={self.only_stream} only_replay={self.only_replay} differing_values: {diffs}")
 
 
-def compare(spark: SparkSession, settings: Settings, start: dt.date, end: dt.date, *, examples: int = 10) -> ComparisonReport:
+def kernels_match(settings: Settings) -> None:
+    """Checks that both tables exist and were computed by the same kernel parameters.
+
+    Raises:
+        ReplayMismatch: A table is missing, or the two record different kernels (a comparison
+            of different windows would report every value as different).
+    """
+    recorded = {}
+    for table in (FEATURES, FEATURES_REPLAY):
+        properties = table_properties(settings.delta_table(table))
+        if properties is None:
+            raise ReplayMismatch(f"table {table} does not exist at {settings.delta_table(table)}")
+        recorded[table] = recorded_kernel(properties)
+    if recorded[FEATURES] != recorded[FEATURES_REPLAY]:
+        raise ReplayMismatch(f"the tables were computed by different kernels: {FEATURES} {recorded[FEATURES]}, "
+                             f"{FEATURES_REPLAY} {recorded[FEATURES_REPLAY]}")
+
+
+def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, examples: int = 10) -> ComparisonReport:
     """Joins the two tables on (product_id, ingest_seq, ticker_idx) and counts every difference.
 
     Raises:
-        ReplayMismatch: One of the tables does not exist (nothing to compare is a failure).
+        ReplayMismatch: A table does not exist (nothing to compare is a failure) or the two
+            were computed by different kernel parameters.
     """
-    start_ns, end_ns = day_bounds_ns(start, end)
+    kernels_match(settings)
     sides = {}
-    for side, table in (("s", "features"), ("r", "features_replay")):
-        path = settings.delta_table(table)
-        if not (path / "_delta_log").exists():
-            raise ReplayMismatch(f"table {table} does not exist at {path}")
-        frame = spark.read.format("delta").load(str(path)).where(f"recv_ns >= {start_ns} AND recv_ns < {end_ns}")
+    for side, table in (("s", FEATURES), ("r", FEATURES_REPLAY)):
+        frame = spark.read.format("delta").load(str(settings.delta_table(table))).where(dates.where_ns("recv_ns"))
         sides[side] = frame.select(*KEYS, *(F.col(c).alias(f"{side}_{c}") for c in COMPARED), F.lit(True).alias(f"{side}_present"))
     joined = sides["s"].join(sides["r"], list(KEYS), "full_outer").cache()
     try:
@@ -88,7 +103,7 @@ def compare(spark: SparkSession, settings: Settings, start: dt.date, end: dt.dat
     finally:
         joined.unpersist()
     report = ComparisonReport(
-        start=str(start), end=str(end), stream_rows=counts["stream_rows"], replay_rows=counts["replay_rows"],
+        start=str(dates.start), end=str(dates.end), stream_rows=counts["stream_rows"], replay_rows=counts["replay_rows"],
         only_stream=counts["only_stream"], only_replay=counts["only_replay"],
         differing={c: counts[c] for c in COMPARED}, examples=rows,
     )
@@ -96,38 +111,59 @@ def compare(spark: SparkSession, settings: Settings, start: dt.date, end: dt.dat
     return report
 
 
-def check(spark: SparkSession, settings: Settings, start: dt.date, end: dt.date) -> ComparisonReport:
+def check(spark: SparkSession, settings: Settings, dates: DateRange) -> ComparisonReport:
     """Like ``compare`` but raises when anything differs (for the Airflow task).
 
     Raises:
         ReplayMismatch: With the report's summary and its first examples.
     """
-    report = compare(spark, settings, start, end)
+    report = compare(spark, settings, dates)
     if not report.ok:
         raise ReplayMismatch(f"{report.summary()}; examples: {json.dumps(report.examples[:3], default=str)}")
     return report
 
 
+def write_verdict(report: ComparisonReport | None, dates: DateRange, path: Path, *, error: str | None = None) -> None:
+    """The JSON verdict of one comparison (or of why there was none), for the DAG and for people.
+
+    Written atomically, so a reader never sees half a verdict.
+    """
+    verdict = {"range": {"start": str(dates.start), "end": str(dates.end)},
+               "equal": bool(report and report.ok), "error": error,
+               "report": dataclasses.asdict(report) if report else None,
+               "summary": report.summary() if report else error}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(verdict, indent=2, default=str) + "\n")
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Prints the report; exit code 0 = identical, 1 = differences."""
+    """Prints the report (and writes its JSON verdict); exit code 0 = identical, 1 = differences."""
     from volpipe.logs import configure_logging
     from volpipe.spark import build_spark_session
 
     parser = argparse.ArgumentParser(prog="spark_jobs.compare", description=__doc__.split("\n")[0])
-    add_date_range(parser)
+    add_range_flags(parser)
     parser.add_argument("--examples", type=int, default=10, help="differing rows to print")
+    parser.add_argument("--verdict", type=Path, help="also write the JSON verdict to this file")
     args = parser.parse_args(argv)
+    dates = range_from_args(parser, args)
     configure_logging()
     settings = Settings.from_env()
     spark = build_spark_session(settings, "volpipe-compare")
     try:
-        report = compare(spark, settings, args.start, args.end or args.start, examples=args.examples)
+        report = compare(spark, settings, dates, examples=args.examples)
     except ReplayMismatch as exc:
         log.error("cannot compare: %s", exc)
+        if args.verdict:
+            write_verdict(None, dates, args.verdict, error=str(exc))
         return 1
     finally:
         spark.stop()
-    print(report.summary())
+    if args.verdict:
+        write_verdict(report, dates, args.verdict)
+    print(("EQUAL " if report.ok else "DIFFERENT ") + report.summary())
     for row in report.examples:
         print(json.dumps(row, default=str))
     return 0 if report.ok else 1

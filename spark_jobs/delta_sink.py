@@ -19,42 +19,27 @@ from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
-from volpipe.schema import (
-    FEATURE_TABLE_COLUMNS, PROCESSOR_COLUMNS, QUARANTINE_COLUMNS, TICK_COLUMNS, nullable_ints, struct_of,
-)
+from volpipe.schema import nullable_ints, struct_of, with_layout
+from volpipe.tables import COLUMNS, PROCESSOR_COLUMNS, ROW_RULES, STREAM_TABLES
 
 log = logging.getLogger(__name__)
 
 HISTORY_LOOKBACK = 100  # commits read first when looking for a resumed batch's marker
 
-# Delta's own checkpoint would run inside a commit every 10 commits (1-3.5 s, the worst spike of
-# the live latency); DeltaCheckpointer writes them in the background instead, and this interval
-# only remains as a fallback. Statistics cover the leading key and time columns (data skipping
-# for product/time filters) rather than all 26 feature columns.
-TABLE_PROPERTIES = {
-    "ticks": {"delta.checkpointInterval": "10000", "delta.dataSkippingNumIndexedCols": "7"},
-    "features": {"delta.checkpointInterval": "10000", "delta.dataSkippingNumIndexedCols": "8"},
-    "quarantine": {"delta.checkpointInterval": "10000"},
-}
-
 
 def _row_kinds() -> dict[str, Column]:
-    """Which ``PROCESSOR_COLUMNS`` rows each table takes."""
-    is_tick = F.col("kind") == "tick"
-    return {"ticks": is_tick, "features": is_tick & F.col("rolling_vol").isNotNull(),
-            "quarantine": F.col("kind") == "quarantine"}
+    """Which ``PROCESSOR_COLUMNS`` rows each table takes (``volpipe.tables.ROW_RULES``)."""
+    return {name: F.expr(rule) for name, rule in ROW_RULES.items()}
 
 
 def table_frames(rows: DataFrame) -> dict[str, DataFrame]:
-    """``PROCESSOR_COLUMNS`` rows -> what goes into each Delta table (``ticks``, ``features``, ``quarantine``)."""
+    """``PROCESSOR_COLUMNS`` rows -> what goes into each stream table, in its stored columns."""
     kinds = _row_kinds()
-    return {
-        "ticks": nullable_ints(rows.where(kinds["ticks"]), TICK_COLUMNS),
-        "features": nullable_ints(rows.where(kinds["features"]), FEATURE_TABLE_COLUMNS),
-        "quarantine": nullable_ints(rows.where(kinds["quarantine"]), QUARANTINE_COLUMNS)
-        .withColumnRenamed("error", "reason"),
-    }
+    renamed = rows.withColumnRenamed("error", "reason")
+    return {name: with_layout(nullable_ints(renamed.where(kinds[name]), COLUMNS[name]), name)
+            for name in STREAM_TABLES}
 
 
 def _delta_log(path: str) -> deltalake.DeltaTable | None:
@@ -70,24 +55,10 @@ def _delta_log(path: str) -> deltalake.DeltaTable | None:
 
 
 def prepare_tables(spark: SparkSession, settings: Settings) -> None:
-    """Creates the stream's tables (schema, ``TABLE_PROPERTIES``) if missing; sets missing properties."""
-    from delta.tables import DeltaTable
-
+    """Creates the stream's tables (layout, properties) if missing; sets missing properties."""
     empty = spark.createDataFrame([], struct_of(PROCESSOR_COLUMNS))
     for name, frame in table_frames(empty).items():
-        path = str(settings.delta_table(name))
-        existing = _delta_log(path)
-        if existing is None:
-            builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(frame.schema)
-            for key, value in TABLE_PROPERTIES[name].items():
-                builder = builder.property(key, value)
-            builder.execute()
-            continue
-        current = existing.metadata().configuration
-        stale = {key: value for key, value in TABLE_PROPERTIES[name].items() if current.get(key) != value}
-        if stale:
-            pairs = ", ".join(f"'{key}' = '{value}'" for key, value in stale.items())
-            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
+        ensure_table(spark, settings, name, frame.schema)
 
 
 class DeltaCheckpointer:
@@ -104,7 +75,7 @@ class DeltaCheckpointer:
     def __init__(self, settings: Settings, every_commits: int) -> None:
         self.settings = settings
         self.every_commits = every_commits
-        self._commits = dict.fromkeys(TABLE_PROPERTIES, 0)
+        self._commits = dict.fromkeys(STREAM_TABLES, 0)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-checkpoint")
         self._running: Future[None] | None = None
 

@@ -21,7 +21,8 @@ from confluent_kafka import KafkaError, Producer
 from pyspark.sql.types import DataType, DoubleType
 
 from volpipe.errors import PipelineError
-from volpipe.schema import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS, struct_of
+from volpipe.schema import struct_of
+from volpipe.tables import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS
 
 # One producer per Python worker process and broker list: workers are reused across batches,
 # processors are not (each batch unpickles a new one).

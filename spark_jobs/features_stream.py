@@ -35,8 +35,10 @@ from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, Struc
 from spark_jobs.delta_sink import BatchWriter, prepare_tables
 from spark_jobs.feature_topic import FeaturePublisher
 from volpipe.config import Settings
-from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
-from volpipe.schema import PROCESSOR_COLUMNS, parse_raw, quarantine_output, struct_of, tick_output
+from volpipe.errors import PipelineError
+from volpipe.features import FEATURE_COLUMNS, INPUT_COLUMNS, WindowState, featurize_frame
+from volpipe.schema import parse_raw, struct_of
+from volpipe.tables import KERNEL_TABLES, PROCESSOR_COLUMNS, STREAM_TABLES, check_table
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,22 @@ DEDUPE_STATE = StructType([
     StructField("last_ingest_seq", LongType()), StructField("last_ticker_idx", LongType()),
     StructField("last_conn_id", StringType()), StructField("max_sequence_num", LongType()),
 ])
+
+
+def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
+    """Kernel output (``featurize_frame``) -> ``PROCESSOR_COLUMNS`` rows of kind 'tick'."""
+    n = len(rows)
+    return rows.assign(
+        kind="tick", produced_ns=np.full(n, time.time_ns(), np.int64), error=None, raw=None, source=None
+    )[list(PROCESSOR_COLUMNS)]
+
+
+def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
+    """Parsed bad rows -> ``PROCESSOR_COLUMNS`` rows of kind 'quarantine' (features null)."""
+    out = rows.assign(kind="quarantine", produced_ns=np.full(len(rows), time.time_ns(), np.int64))
+    for name in FEATURE_COLUMNS:
+        out[name] = False if name == "mid_fallback" else np.nan
+    return out[list(PROCESSOR_COLUMNS)]
 
 
 class FeatureProcessor(StatefulProcessor):
@@ -134,7 +152,14 @@ def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> Str
 
 
 def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True) -> StreamingQuery:
-    """Read -> transform -> write with ``settings``; returns the running query."""
+    """Read -> transform -> write with ``settings``; returns the running query.
+
+    Raises:
+        KernelMismatch: ``features`` holds rows of another W or kernel version.
+        TableLayoutError: A table of the stream has an older layout.
+    """
+    for table in STREAM_TABLES:  # delta-rs reads, milliseconds: refuse before anything runs
+        check_table(settings.delta_table(table), settings.feature_window_size if table in KERNEL_TABLES else None)
     raw = read_raw(spark, settings, fail_on_data_loss=fail_on_data_loss)
     publisher = FeaturePublisher(settings.kafka_bootstrap_servers, settings.kafka_output_topic,
                                  settings.producer_message_timeout_seconds)
@@ -166,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         stream_trigger_seconds=args.trigger_seconds, stream_max_offsets_per_trigger=args.max_offsets_per_trigger,
     )
     spark = build_spark_session(settings, "volpipe-features-stream", ui=args.ui)
-    query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss)
+    try:
+        query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss)
+    except PipelineError as exc:
+        log.error("features stream not started: %s", exc)
+        spark.stop()
+        return 1
 
     stop_requested = threading.Event()
 

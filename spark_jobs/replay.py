@@ -17,7 +17,6 @@ rows of the range. Run as a module or with spark-submit::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import sys
 import time
@@ -27,26 +26,20 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import add_date_range
+from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
+from volpipe.dates import DateRange, add_range_flags, file_stem, range_from_args
+from volpipe.errors import PipelineError
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
-from volpipe.schema import FEATURE_TABLE_COLUMNS, nullable_ints, parse_raw, struct_of
+from volpipe.schema import nullable_ints, parse_raw, struct_of, with_layout
+from volpipe.tables import FEATURE_TABLE_COLUMNS, FEATURES_REPLAY
 
 log = logging.getLogger(__name__)
-NS_PER_DAY = 86_400 * 1_000_000_000
 
 
-def day_bounds_ns(start: dt.date, end: dt.date) -> tuple[int, int]:
-    """[start 00:00 UTC, end + 1 day 00:00 UTC) as epoch nanoseconds."""
-    epoch = dt.date(1970, 1, 1)
-    return (start - epoch).days * NS_PER_DAY, ((end - epoch).days + 1) * NS_PER_DAY
-
-
-def raw_files(settings: Settings, start: dt.date, end: dt.date, warmup_days: int) -> list[Path]:
-    """Existing daily files from ``start - warmup_days`` to ``end``, in date order."""
-    first = start - dt.timedelta(days=warmup_days)
-    days = ((first + dt.timedelta(days=i)) for i in range((end - first).days + 1))
-    paths = (settings.raw_dir / f"{day:%Y%m%d}.ndjson" for day in days)  # type: ignore[operator]
+def raw_files(settings: Settings, dates: DateRange, warmup_days: int) -> list[Path]:
+    """Existing daily files from ``warmup_days`` before the range to its end, in date order."""
+    paths = (settings.raw_dir / f"{file_stem(day)}.ndjson" for day in dates.days(before=warmup_days))  # type: ignore[operator]
     return [path for path in paths if path.exists()]
 
 
@@ -57,8 +50,9 @@ def read_raw(spark: SparkSession, files: list[Path]) -> DataFrame:
     return spark.read.text([str(path) for path in files]).select("value", F.col("_metadata.file_path").alias("source"))
 
 
-def transform(raw: DataFrame, window: int, start_ns: int, end_ns: int) -> DataFrame:
-    """Raw lines -> feature rows (``FEATURE_TABLE_COLUMNS``) received in [start_ns, end_ns)."""
+def transform(raw: DataFrame, window: int, dates: DateRange) -> DataFrame:
+    """Raw lines -> ``features_replay`` rows received (``recv_ns``) in ``dates``."""
+    start_ns, end_ns = dates.bounds_ns
 
     def replay_product(rows: pd.DataFrame) -> pd.DataFrame:
         out, _ = featurize_frame(rows, WindowState(), window)
@@ -67,32 +61,33 @@ def transform(raw: DataFrame, window: int, start_ns: int, end_ns: int) -> DataFr
 
     ticks = parse_raw(raw).where(F.col("error").isNull()).select(*INPUT_COLUMNS)
     features = ticks.groupBy("product_id").applyInPandas(replay_product, struct_of(FEATURE_TABLE_COLUMNS))
-    return nullable_ints(features, FEATURE_TABLE_COLUMNS)
+    return with_layout(nullable_ints(features, FEATURE_TABLE_COLUMNS), FEATURES_REPLAY)
 
 
-def write(features: DataFrame, settings: Settings, start_ns: int, end_ns: int) -> None:
-    """Replaces the range in ``features_replay`` (creates the table on first use)."""
+def write(features: DataFrame, settings: Settings, dates: DateRange) -> None:
+    """Replaces the range in ``features_replay`` (created with its layout and kernel parameters first).
+
+    Raises:
+        KernelMismatch: The table holds rows of another W or kernel version.
+    """
+    ensure_table(features.sparkSession, settings, FEATURES_REPLAY, features.schema)
     (features.write.format("delta").mode("overwrite")
-     .option("replaceWhere", f"recv_ns >= {start_ns} AND recv_ns < {end_ns}")
-     .save(str(settings.delta_table("features_replay"))))
+     .option("replaceWhere", dates.where_ns("recv_ns"))
+     .save(str(settings.delta_table(FEATURES_REPLAY))))
 
 
-def run(spark: SparkSession, settings: Settings, start: dt.date, end: dt.date, *, warmup_days: int = 1) -> int:
-    """Replays [start, end] into ``features_replay``.
+def run(spark: SparkSession, settings: Settings, dates: DateRange, *, warmup_days: int = 1) -> int:
+    """Replays ``dates`` into ``features_replay``.
 
     Returns:
         The number of feature rows written for the range.
     """
-    if end < start:
-        raise ValueError(f"--end {end} is before --start {start}")
-    files = raw_files(settings, start, end, warmup_days)
-    start_ns, end_ns = day_bounds_ns(start, end)
-    features = transform(read_raw(spark, files), settings.feature_window_size, start_ns, end_ns)
-    write(features, settings, start_ns, end_ns)
-    written = (spark.read.format("delta").load(str(settings.delta_table("features_replay")))
-               .where(f"recv_ns >= {start_ns} AND recv_ns < {end_ns}").count())
-    log.info("replay written start=%s end=%s files=%d rows=%d table=%s", start, end, len(files), written,
-             settings.delta_table("features_replay"))
+    files = raw_files(settings, dates, warmup_days)
+    write(transform(read_raw(spark, files), settings.feature_window_size, dates), settings, dates)
+    written = (spark.read.format("delta").load(str(settings.delta_table(FEATURES_REPLAY)))
+               .where(dates.where_ns("recv_ns")).count())
+    log.info("replay written range=%s files=%d rows=%d table=%s", dates, len(files), written,
+             settings.delta_table(FEATURES_REPLAY))
     return written
 
 
@@ -101,15 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.spark import build_spark_session
 
     parser = argparse.ArgumentParser(prog="spark_jobs.replay", description=__doc__.split("\n")[0])
-    add_date_range(parser)
+    add_range_flags(parser)
     parser.add_argument("--warmup-days", type=int, default=1, help="earlier days read to rebuild the window")
     parser.add_argument("--window", type=int, help="W (FEATURE_WINDOW_SIZE); must match the stream's")
     args = parser.parse_args(argv)
+    dates = range_from_args(parser, args)
     configure_logging()
     settings = Settings.from_env(feature_window_size=args.window)
     spark = build_spark_session(settings, "volpipe-replay")
     try:
-        run(spark, settings, args.start, args.end or args.start, warmup_days=args.warmup_days)
+        run(spark, settings, dates, warmup_days=args.warmup_days)
+    except PipelineError as exc:
+        log.error("replay failed: %s", exc)
+        return 1
     finally:
         spark.stop()
     return 0

@@ -9,26 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from volpipe.config import Settings
-from volpipe.services.process import free_port
-
-
-def isolated_settings(data_dir: Path, **env: str) -> Settings:
-    """Settings whose every port is free and whose every path is under ``data_dir``."""
-    base = {
-        "PIPELINE_DATA_DIR": str(data_dir),
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-        "KAFKA_CONTROLLER_PORT": str(free_port()),
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
-        "AIRFLOW_PORT": str(free_port()),
-        "METRICS_PORT": "0",
-        "SPARK_SHUFFLE_PARTITIONS": "2",
-    }
-    return Settings.from_env({**base, **env})
+from volpipe.ops.sandbox import isolated_settings
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +25,10 @@ def session_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def kafka_broker(session_settings: Settings) -> Iterator[Settings]:
     """A real single-node KRaft broker with the pipeline's topics; yields its settings."""
-    from volpipe.services import kafka
+    from volpipe.ops.services import KAFKA, running
 
-    kafka.start(session_settings)
-    try:
+    with running(session_settings, KAFKA):
         yield session_settings
-    finally:
-        kafka.stop(session_settings)
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +52,7 @@ def spark(session_settings: Settings, kafka_broker: Settings):
 @pytest.fixture(scope="session")
 def mlflow_server(session_settings: Settings) -> Iterator[Settings]:
     """A real MLflow tracking server on a sqlite backend; yields its settings."""
-    from volpipe.services import mlflow_server as server
+    from volpipe.ops.services import MLFLOW, running
 
-    server.start(session_settings)
-    try:
+    with running(session_settings, MLFLOW):
         yield session_settings
-    finally:
-        server.stop(session_settings)

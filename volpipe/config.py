@@ -101,9 +101,17 @@ def _optional_path(raw: str) -> Path | None:
     return _path(raw) if raw else None
 
 
-def setting(env: str, default: str, parse: Callable[[str], Any], doc: str) -> Any:
-    """Declares one setting: its variable, its default as the text a user would write."""
-    return dataclasses.field(metadata={"env": env, "default": default, "parse": parse, "doc": doc})
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def setting(env: str, default: str, parse: Callable[[str], Any], doc: str, *, group: str) -> Any:
+    """Declares one setting: its variable, its default as the text a user would write, and the
+    group of settings it belongs to (what a command's ``--help`` lists)."""
+    return dataclasses.field(metadata={"env": env, "default": default, "parse": parse, "doc": doc, "group": group})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,102 +119,139 @@ class Settings:
     """The pipeline's configuration. Build with ``from_env``; pass it down, never re-read."""
 
     # Storage layout. Relative paths are resolved against the project root.
-    data_dir: Path = setting("PIPELINE_DATA_DIR", "data", _path, "Root of all runtime data.")
+    data_dir: Path = setting("PIPELINE_DATA_DIR", "data", _path, "Root of all runtime data.", group="storage")
     raw_dir: Path | None = setting(
-        "RAW_DIR", "", _optional_path, "Daily NDJSON of raw exchange messages (default DATA_DIR/raw)."
+        "RAW_DIR", "", _optional_path, "Daily NDJSON of raw exchange messages (default DATA_DIR/raw).",
+        group="storage",
     )
     quarantine_dir: Path | None = setting(
-        "QUARANTINE_DIR", "", _optional_path, "Rejected messages with reasons (default DATA_DIR/quarantine)."
+        "QUARANTINE_DIR", "", _optional_path, "Rejected messages with reasons (default DATA_DIR/quarantine).",
+        group="storage",
     )
     delta_dir: Path | None = setting(
-        "DELTA_DIR", "", _optional_path, "Root of the Delta tables (default DATA_DIR/delta)."
+        "DELTA_DIR", "", _optional_path, "Root of the Delta tables (default DATA_DIR/delta).",
+        group="storage",
     )
     checkpoint_dir: Path | None = setting(
-        "CHECKPOINT_DIR", "", _optional_path, "Structured Streaming checkpoints (default DATA_DIR/checkpoints)."
+        "CHECKPOINT_DIR", "", _optional_path, "Structured Streaming checkpoints (default DATA_DIR/checkpoints).",
+        group="storage",
+    )
+
+    # Logging.
+    log_level: str = setting(
+        "LOG_LEVEL", "INFO", _log_level, "Log level of every command: DEBUG, INFO, WARNING or ERROR.", group="logging"
     )
 
     # Kafka.
     kafka_bootstrap_servers: str = setting(
-        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", _host_ports, "Kafka brokers, host:port[,host:port]."
+        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", _host_ports, "Kafka brokers, host:port[,host:port].",
+        group="kafka",
     )
-    kafka_input_topic: str = setting("KAFKA_INPUT_TOPIC", "ticks.raw", _name, "Raw exchange messages.")
-    kafka_output_topic: str = setting("KAFKA_OUTPUT_TOPIC", "ticks.features", _name, "Feature rows as JSON.")
+    kafka_input_topic: str = setting("KAFKA_INPUT_TOPIC", "ticks.raw", _name, "Raw exchange messages.", group="kafka")
+    kafka_output_topic: str = setting(
+        "KAFKA_OUTPUT_TOPIC", "ticks.features", _name, "Feature rows as JSON.", group="kafka"
+    )
     kafka_deadletter_topic: str = setting(
-        "KAFKA_DEADLETTER_TOPIC", "ticks.deadletter", _name, "Rejected messages with their reason."
+        "KAFKA_DEADLETTER_TOPIC", "ticks.deadletter", _name, "Rejected messages with their reason.",
+        group="kafka",
     )
     kafka_topic_partitions: int = setting(
-        "KAFKA_TOPIC_PARTITIONS", "2", _positive_int, "Partitions of the topics the project creates."
+        "KAFKA_TOPIC_PARTITIONS", "2", _positive_int, "Partitions of the topics the project creates.",
+        group="kafka",
     )
     kafka_controller_port: int = setting(
-        "KAFKA_CONTROLLER_PORT", "9093", _port, "KRaft controller port of the embedded broker."
+        "KAFKA_CONTROLLER_PORT", "9093", _port, "KRaft controller port of the embedded broker.",
+        group="kafka",
     )
 
     # Exchange and ingestor.
     coinbase_ws_url: str = setting(
-        "COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com", _url("ws", "wss"), "Market-data WebSocket."
+        "COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com", _url("ws", "wss"), "Market-data WebSocket.",
+        group="ingest",
     )
-    product_ids: tuple[str, ...] = setting("PRODUCT_IDS", "BTC-USD", _csv, "Products to subscribe to.")
+    product_ids: tuple[str, ...] = setting("PRODUCT_IDS", "BTC-USD", _csv, "Products to subscribe to.", group="ingest")
     stale_feed_seconds: float = setting(
-        "STALE_FEED_SECONDS", "20", _positive_float, "Silence (heartbeats included) that means a dead feed."
+        "STALE_FEED_SECONDS", "20", _positive_float, "Silence (heartbeats included) that means a dead feed.",
+        group="ingest",
     )
     reconnect_initial_seconds: float = setting(
-        "RECONNECT_INITIAL_SECONDS", "0.5", _positive_float, "First reconnect backoff."
+        "RECONNECT_INITIAL_SECONDS", "0.5", _positive_float, "First reconnect backoff.",
+        group="ingest",
     )
     reconnect_max_seconds: float = setting(
-        "RECONNECT_MAX_SECONDS", "30", _positive_float, "Backoff cap."
+        "RECONNECT_MAX_SECONDS", "30", _positive_float, "Backoff cap.",
+        group="ingest",
     )
     reconnect_max_attempts: int = setting(
-        "RECONNECT_MAX_ATTEMPTS", "0", int, "Consecutive failed attempts before giving up; 0 = never."
+        "RECONNECT_MAX_ATTEMPTS", "0", int, "Consecutive failed attempts before giving up; 0 = never.",
+        group="ingest",
     )
     producer_buffer_messages: int = setting(
-        "PRODUCER_BUFFER_MESSAGES", "1000000", _positive_int, "Messages the Kafka producer holds while the broker is down."
+        "PRODUCER_BUFFER_MESSAGES", "1000000", _positive_int,
+        "Messages the Kafka producer holds while the broker is down.",
+        group="ingest",
     )
     producer_message_timeout_seconds: float = setting(
         "PRODUCER_MESSAGE_TIMEOUT_SECONDS", "600", _positive_float,
         "How long the producer retries a message (broker down) before counting it failed.",
+        group="ingest",
     )
     shutdown_flush_seconds: float = setting(
-        "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries."
+        "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries.",
+        group="ingest",
     )
-    metrics_port: int = setting("METRICS_PORT", "9108", int, "Ingestor Prometheus port; 0 = off.")
+    metrics_port: int = setting("METRICS_PORT", "9108", int, "Ingestor Prometheus port; 0 = off.", group="ingest")
     metrics_log_seconds: float = setting(
-        "METRICS_LOG_SECONDS", "30", _positive_float, "Interval of the one-line metrics summary."
+        "METRICS_LOG_SECONDS", "30", _positive_float, "Interval of the one-line metrics summary.",
+        group="ingest",
     )
 
     # Features and the streaming job.
     feature_window_size: int = setting(
-        "FEATURE_WINDOW_SIZE", "60", _positive_int, "W: returns in the rolling window (ticks)."
+        "FEATURE_WINDOW_SIZE", "60", _positive_int, "W: returns in the rolling window (ticks).",
+        group="stream",
     )
-    spark_master: str = setting("SPARK_MASTER", "local[2]", _spark_master, "Spark master URL.")
+    spark_master: str = setting("SPARK_MASTER", "local[2]", _spark_master, "Spark master URL.", group="stream")
     spark_shuffle_partitions: int = setting(
         "SPARK_SHUFFLE_PARTITIONS", "2", _positive_int,
         "Shuffle partitions; frozen into a stateful query's checkpoint.",
+        group="stream",
     )
-    spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "2g", _name, "Driver heap (local mode runs here).")
-    spark_jars_dir: Path = setting("SPARK_JARS_DIR", ".jars/spark", _path, "Jars fetched by `make setup`.")
+    spark_driver_memory: str = setting(
+        "SPARK_DRIVER_MEMORY", "2g", _name, "Driver heap (local mode runs here).", group="stream"
+    )
+    spark_jars_dir: Path = setting(
+        "SPARK_JARS_DIR", ".jars/spark", _path, "Jars fetched by `make setup`.", group="stream"
+    )
     stream_trigger_seconds: float = setting(
-        "STREAM_TRIGGER_SECONDS", "0", _non_negative_float, "Micro-batch interval; 0 = as fast as possible."
+        "STREAM_TRIGGER_SECONDS", "0", _non_negative_float, "Micro-batch interval; 0 = as fast as possible.",
+        group="stream",
     )
     stream_max_offsets_per_trigger: int = setting(
-        "STREAM_MAX_OFFSETS_PER_TRIGGER", "500000", _positive_int, "Kafka records per micro-batch at most."
+        "STREAM_MAX_OFFSETS_PER_TRIGGER", "500000", _positive_int, "Kafka records per micro-batch at most.",
+        group="stream",
     )
     stream_delta_checkpoint_commits: int = setting(
         "STREAM_DELTA_CHECKPOINT_COMMITS", "100", _positive_int,
         "Stream commits to a Delta table between the log checkpoints it writes in the background.",
+        group="stream",
     )
 
     # MLflow.
     mlflow_tracking_uri: str = setting(
-        "MLFLOW_TRACKING_URI", "http://localhost:5001", _url("http", "https"), "MLflow tracking server."
+        "MLFLOW_TRACKING_URI", "http://localhost:5001", _url("http", "https"), "MLflow tracking server.",
+        group="mlflow",
     )
     mlflow_backend_store_uri: str = setting(
-        "MLFLOW_BACKEND_STORE_URI", "", str, "Server's backend store (default sqlite:///DATA_DIR/mlflow/mlflow.db)."
+        "MLFLOW_BACKEND_STORE_URI", "", str, "Server's backend store (default sqlite:///DATA_DIR/mlflow/mlflow.db).",
+        group="mlflow",
     )
 
     # Airflow (the embedded `airflow standalone`).
-    airflow_port: int = setting("AIRFLOW_PORT", "8080", _port, "Airflow API server and UI port.")
+    airflow_port: int = setting("AIRFLOW_PORT", "8080", _port, "Airflow API server and UI port.", group="airflow")
     airflow_parallelism: int = setting(
-        "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB."
+        "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB.",
+        group="airflow",
     )
 
     @classmethod
@@ -229,12 +274,7 @@ class Settings:
             if field.name in overrides and overrides[field.name] is not None:
                 values[field.name] = overrides[field.name]
                 continue
-            meta = field.metadata
-            raw = environ.get(meta["env"], meta["default"]).strip()
-            try:
-                values[field.name] = meta["parse"](raw)
-            except ValueError as exc:
-                raise ConfigError(f"{meta['env']}={raw!r} is invalid: {exc}") from None
+            values[field.name] = setting_from_env(field.name, environ)
         unknown = set(overrides) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -293,14 +333,31 @@ class Settings:
         return urlparse(self.mlflow_tracking_uri).port or 5001
 
 
+def setting_from_env(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting (by field name) parsed from the environment, for code that runs before the
+    whole ``Settings`` is read (logging set-up).
+
+    Raises:
+        ConfigError: The variable is malformed.
+    """
+    field = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    meta = field.metadata
+    raw = (os.environ if environ is None else environ).get(meta["env"], meta["default"]).strip()
+    try:
+        return meta["parse"](raw)
+    except ValueError as exc:
+        raise ConfigError(f"{meta['env']}={raw!r} is invalid: {exc}") from None
+
+
 def env_names() -> dict[str, str]:
     """Every variable the pipeline reads, with its default (for .env.example and tests)."""
     return {f.metadata["env"]: f.metadata["default"] for f in dataclasses.fields(Settings)}
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(variable, default, description) rows, for docs and ``--help`` epilogs."""
-    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)]
+def describe(*groups: str) -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows of ``groups`` (default: all), for docs and ``--help``."""
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)
+            if not groups or f.metadata["group"] in groups]
 
 
 def main(argv: list[str] | None = None) -> int:

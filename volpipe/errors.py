@@ -11,12 +11,16 @@ class ConfigError(PipelineError):
     """Raised when a setting is missing or malformed; the message names the variable."""
 
 
-class SchemaError(PipelineError):
-    """Raised when a record does not have the shape the pipeline expects."""
-
-
 class ReplayMismatch(PipelineError):
     """Raised when replayed features differ from the stream's for the same input."""
+
+
+class KernelMismatch(PipelineError):
+    """Raised when a features table was computed with other kernel parameters (W, windows, version)."""
+
+
+class TableLayoutError(PipelineError):
+    """Raised when a Delta table exists with another layout than the pipeline writes (partitions)."""
 
 
 class ExhaustedRetries(PipelineError):
@@ -29,3 +33,11 @@ class ServiceError(PipelineError):
 
 class SetupError(PipelineError):
     """Raised when something `make setup` provides (jars, virtualenv) is missing."""
+
+
+class HarnessError(PipelineError):
+    """Raised when a process the harness drives (exchange, ingestor) exits or fails to answer."""
+
+
+class ResendError(PipelineError):
+    """Raised when logged ingest_seq ranges cannot be re-sent (bad range, file or broker)."""

@@ -18,6 +18,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+# Bumped whenever any formula, ordering or dedupe rule changes: tables record it (volpipe.tables).
+KERNEL_VERSION = 1
 # Extra features with a fixed window in their name: (column, statistic, window in returns).
 EXTRA_WINDOWS = (("vol_300t", "std", 300), ("ret_mean_30t", "mean", 30), ("abs_ret_mean_60t", "abs_mean", 60))
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import orjson
 
-RAW_FIELDS = ("ingest_seq", "recv_ns", "conn_id", "msg")
-DEADLETTER_FIELDS = ("ingest_seq", "recv_ns", "conn_id", "reason", "raw")
-
 
 def raw_record(ingest_seq: int, recv_ns: int, conn_id: str, frame: bytes) -> bytes:
     """The raw record for one accepted exchange message, without the trailing newline.

@@ -1,4 +1,4 @@
-"""Spark schemas of the pipeline's tables and the ONE transform that parses raw records.
+"""Spark types of the pipeline's columns and the ONE transform that parses raw records.
 
 Inputs: a DataFrame of raw records (docs/record-format.md) in a ``value`` column, binary
 (Kafka) or string (NDJSON lines via ``spark.read.text``), plus a ``source`` string naming
@@ -13,17 +13,23 @@ by string arithmetic: Spark timestamps hold microseconds, Coinbase sends up to n
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    ArrayType, BinaryType, BooleanType, DoubleType, LongType, StringType, StructField, StructType,
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
 )
 
-from volpipe.features import FEATURE_COLUMNS, INPUT_COLUMNS
+from volpipe.features import FEATURE_COLUMNS
+from volpipe.tables import PARTITION_COLUMN, PLACEHOLDER_INT_COLUMNS, layout_columns
 
 _TICKER = StructType([
     StructField(name, StringType())
@@ -51,29 +57,16 @@ _TYPES = {
     **{name: DoubleType() for name in _PRICES},
     **{name: DoubleType() for name in FEATURE_COLUMNS}, "mid_fallback": BooleanType(),
     "produced_ns": LongType(), "error": StringType(), "raw": BinaryType(), "source": StringType(),
-    "kind": StringType(),
+    "kind": StringType(), "reason": StringType(), "exchange_ts": TimestampType(), "recv_ts": TimestampType(),
+    PARTITION_COLUMN: DateType(),
 }
 
 
 def struct_of(columns: tuple[str, ...] | list[str]) -> StructType:
-    """The Spark schema of ``columns`` (names from this module's tables)."""
+    """The Spark schema of ``columns`` (names from ``volpipe.tables``)."""
     return StructType([StructField(name, _TYPES[name]) for name in columns])
 
 
-# The parsed rows: kernel input plus the quarantine fields (null on good rows).
-PARSED_COLUMNS = (*INPUT_COLUMNS, "error", "raw", "source")
-# Integer columns that ``parse_raw`` fills with -1 when absent; every output turns them into nulls.
-PLACEHOLDER_INT_COLUMNS = ("ingest_seq", "ticker_idx", "sequence_num", "exchange_ts_ns", "recv_ns")
-TICK_COLUMNS = INPUT_COLUMNS
-FEATURE_TABLE_COLUMNS = (
-    "product_id", "ingest_seq", "ticker_idx", "conn_id", "sequence_num", "exchange_ts_ns", "recv_ns",
-    "produced_ns", *FEATURE_COLUMNS,
-)
-QUARANTINE_COLUMNS = ("source", "ingest_seq", "recv_ns", "conn_id", "error", "raw")
-# The tables' string columns with few distinct values: the only ones worth a Parquet dictionary.
-REPEATING_STRING_COLUMNS = ("product_id", "conn_id", "event_type", "reason")
-# What the stream's stateful processor emits: tick rows (with features) and quarantine rows.
-PROCESSOR_COLUMNS = ("kind", *INPUT_COLUMNS, *FEATURE_COLUMNS, "produced_ns", "error", "raw", "source")
 _TS = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.(\d{1,9}))?Z$"
 
 
@@ -173,17 +166,6 @@ def nullable_ints(frame: DataFrame, columns: tuple[str, ...]) -> DataFrame:
                           for c in columns))
 
 
-def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
-    """Kernel output (``featurize_frame``) -> ``PROCESSOR_COLUMNS`` rows of kind 'tick'."""
-    n = len(rows)
-    return rows.assign(
-        kind="tick", produced_ns=np.full(n, time.time_ns(), np.int64), error=None, raw=None, source=None
-    )[list(PROCESSOR_COLUMNS)]
-
-
-def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
-    """Parsed bad rows -> ``PROCESSOR_COLUMNS`` rows of kind 'quarantine' (features null)."""
-    out = rows.assign(kind="quarantine", produced_ns=np.full(len(rows), time.time_ns(), np.int64))
-    for name in FEATURE_COLUMNS:
-        out[name] = False if name == "mid_fallback" else np.nan
-    return out[list(PROCESSOR_COLUMNS)]
+def with_layout(frame: DataFrame, table: str) -> DataFrame:
+    """Adds ``table``'s readable timestamp and ``date`` partition column (``volpipe.tables.layout_columns``)."""
+    return frame.select("*", *(F.expr(sql).alias(name) for name, sql in layout_columns(table).items()))

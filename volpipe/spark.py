@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from volpipe.config import Settings
 from volpipe.errors import SetupError
-from volpipe.schema import REPEATING_STRING_COLUMNS
+from volpipe.tables import ALL_TABLES, REPEATING_STRING_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -123,17 +123,36 @@ def build_spark_session(
     return session
 
 
+def table_views(settings: Settings) -> str:
+    """``CREATE TEMPORARY VIEW`` statements naming each existing table, for ``spark-sql -i``.
+
+    Delta addresses a table by an absolute path only (a relative ``delta.`data/...``` fails with
+    UNSUPPORTED_DATASOURCE_FOR_DIRECT_QUERY): the views let a shell say ``FROM features``.
+    """
+    return "".join(
+        f"CREATE OR REPLACE TEMPORARY VIEW {table} AS SELECT * FROM delta.`{settings.delta_table(table)}`;\n"
+        for table in ALL_TABLES if (settings.delta_table(table) / "_delta_log").is_dir()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m volpipe.spark",
-        description="Print the project's Spark configuration as spark-submit or spark-sql arguments.",
+        description="Print the project's Spark configuration as spark-submit or spark-sql arguments, or the "
+        "views that name its tables in a spark-sql shell.",
+        epilog="spark-sql $(python -m volpipe.spark submit-args) -i <(python -m volpipe.spark views)",
     )
-    parser.add_argument("what", choices=["submit-args"], help="`--conf k=v` arguments for spark-submit/spark-sql")
+    parser.add_argument("what", choices=["submit-args", "views"],
+                        help="submit-args: `--conf k=v` arguments for spark-submit/spark-sql; "
+                        "views: CREATE TEMPORARY VIEW statements for spark-sql -i")
     parser.add_argument("--ui", action="store_true", help="enable the Spark UI")
     args = parser.parse_args(argv)
-    conf = spark_conf(Settings.from_env(), ui=args.ui)
+    settings = Settings.from_env()
+    if args.what == "views":
+        print(table_views(settings), end="")
+        return 0
     # Unquoted on purpose: the output is meant for $(...) word splitting in a shell.
-    print(" ".join(f"--conf {key}={value}" for key, value in conf.items()))
+    print(" ".join(f"--conf {key}={value}" for key, value in spark_conf(settings, ui=args.ui).items()))
     return 0
 
 

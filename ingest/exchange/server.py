@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ingest.sources import Tick
-from volpipe.market import FRAME, format_timestamp
+from volpipe.coinbase import FRAME, format_timestamp
 
 log = logging.getLogger(__name__)
 

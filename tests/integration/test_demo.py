@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import isolated_settings
 from volpipe.config import PROJECT_ROOT
-from volpipe.services.process import port_open
+from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services.process import port_open
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_demo_brings_every_service_up_and_runs_a_dag(tmp_path):
         "AIRFLOW_PORT": str(settings.airflow_port),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "volpipe.demo", "--down", "--seconds", "20", "--speed", "20"],
+        [sys.executable, "-m", "volpipe.ops.demo", "--down", "--seconds", "20", "--speed", "20"],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,

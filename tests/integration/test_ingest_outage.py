@@ -10,28 +10,35 @@ import time
 import orjson
 import pytest
 
-from ingest.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
-from tests.conftest import isolated_settings
-from volpipe.services import kafka
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
+from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services import KAFKA
 
 pytestmark = pytest.mark.integration
 
 
 def test_broker_stopped_for_30s_loses_nothing(tmp_path):
     settings = isolated_settings(tmp_path / "pipeline")
-    kafka.start(settings)
+    KAFKA.start(settings)
     exchange = None
     try:
         exchange = ExchangeProcess("--speed", "1", "--rate", "200")
         ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
         raw = settings.raw_dir
         wait_until(lambda: len(ndjson_records(raw)) > 200, 30, "ticks flowing")
-        kafka.stop(settings)
+        KAFKA.stop(settings)
         stopped_at = len(ndjson_records(raw))
         time.sleep(30)
         during = len(ndjson_records(raw))
         assert during > stopped_at + 3000  # the read loop and the files never waited for Kafka
-        kafka.start(settings)
+        KAFKA.start(settings)
         wait_until(lambda: len(ndjson_records(raw)) > during + 200, 60, "ticks after the broker is back")
         final = ingestor.stop(timeout=120)
     finally:
@@ -39,7 +46,7 @@ def test_broker_stopped_for_30s_loses_nothing(tmp_path):
             exchange.stop()
         lines = ndjson_records(settings.raw_dir)
         records = topic_records(settings, settings.kafka_input_topic, len(lines), timeout=60)
-        kafka.stop(settings)
+        KAFKA.stop(settings)
     assert final["failed"] == 0 and final["reconnects"] == 0
     assert final["tickers"] == final["delivered"] == len(lines)
     assert sorted(value for _, _, value in records) == sorted(lines)

@@ -13,10 +13,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
-from tests.conftest import isolated_settings
 from volpipe.config import Settings
-from volpipe.services import kafka
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
+from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
-from ingest.harness import topic_records
 from ingest.resend import main, parse_ranges
-from tests.conftest import isolated_settings
 from volpipe.market import synthetic_raw_records
+from volpipe.ops.harness import topic_records
+from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services import kafka
 from volpipe.records import deadletter_record
-from volpipe.services import kafka
 
 pytestmark = pytest.mark.integration
 

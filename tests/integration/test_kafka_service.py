@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from tests.conftest import isolated_settings
 from volpipe.config import PROJECT_ROOT
-from volpipe.services import kafka
-from volpipe.services.process import port_open
+from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services import KAFKA
+from volpipe.ops.services.process import port_open
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes,
 
 def _cli(settings_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "volpipe.services", *args],
+        [sys.executable, "-m", "volpipe.ops.services", *args],
         env={**__import__("os").environ, **settings_env},
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -95,5 +95,5 @@ def test_broker_round_trip_and_restart_keeps_data(tmp_path: Path):
         assert (tmp_path / "kafka" / "data" / "meta.properties").exists()
         assert (tmp_path / "kafka" / "logs" / "server.log").stat().st_size > 0
     finally:
-        kafka.stop(settings)
+        KAFKA.stop(settings)
     assert not port_open(host, port)

@@ -10,10 +10,11 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from spark_jobs import delta_sink, features_stream
+from spark_jobs import features_stream
 from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, reference_features, same_bits
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.market import synthetic_raw_records
+from volpipe.tables import DELTA_PROPERTIES, FEATURES, kernel_properties
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -92,7 +93,9 @@ def test_stream_checkpoints_its_delta_logs_in_the_background(spark, kafka_broker
 
     for name in ("ticks", "features"):
         detail = DeltaTable.forPath(spark, str(settings.delta_table(name))).detail().first()
-        assert detail["properties"] == delta_sink.TABLE_PROPERTIES[name]
+        expected = {**DELTA_PROPERTIES[name], **(kernel_properties(5) if name == FEATURES else {})}
+        assert detail["properties"] == expected
+        assert detail["partitionColumns"] == ["date"]
         last_checkpoint = settings.delta_table(name) / "_delta_log" / "_last_checkpoint"
         deadline = time.monotonic() + 60
         while not last_checkpoint.exists() and time.monotonic() < deadline:

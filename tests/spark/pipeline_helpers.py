@@ -11,14 +11,14 @@ import orjson
 import pandas as pd
 from confluent_kafka import Consumer, Producer
 
+from volpipe.coinbase import parse_timestamp
 from volpipe.config import Settings
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
-from volpipe.market import parse_timestamp
 
 
 def pipeline_settings(broker: Settings, root: Path, window: int = 5) -> Settings:
     """The broker's settings with fresh topics and every table/checkpoint/raw file under ``root``."""
-    from volpipe.services.kafka import create_topics
+    from volpipe.ops.services.kafka import create_topics
 
     tag = uuid.uuid4().hex[:8]
     settings = dataclasses.replace(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from volpipe.records import raw_record
-from volpipe.schema import PARSED_COLUMNS, parse_raw
+from volpipe.schema import parse_raw
+from volpipe.tables import PARSED_COLUMNS
 
 pytestmark = pytest.mark.spark
 

@@ -15,7 +15,8 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 from ingest.exchange import LocalExchange
 from ingest.protocol import Accepted, classify, subscribe_messages
 from ingest.sources import load_recording, replay_ticks, synthetic_ticks
-from volpipe.market import SyntheticMarket, format_timestamp, parse_timestamp, synthetic_raw_records, ticker_frame
+from volpipe.coinbase import format_timestamp, parse_timestamp, ticker_frame
+from volpipe.market import SyntheticMarket, synthetic_raw_records
 
 PRODUCTS = ["BTC-USD", "ETH-USD"]
 

@@ -7,10 +7,11 @@ import orjson
 import pytest
 
 from spark_jobs.feature_topic import FeaturePublisher, feature_values
+from spark_jobs.features_stream import tick_output
 from tests.unit.test_features import frame
 from volpipe.errors import PipelineError
 from volpipe.features import WindowState, featurize_frame
-from volpipe.schema import FEATURE_TABLE_COLUMNS, tick_output
+from volpipe.tables import FEATURE_TABLE_COLUMNS
 
 
 def feature_rows(n=8, window=3):
@@ -56,7 +57,7 @@ def test_values_write_non_finite_doubles_as_null(value):
 
 
 def test_publish_raises_when_kafka_never_acknowledges():
-    from volpipe.services.process import free_port
+    from volpipe.ops.services.process import free_port
 
     publisher = FeaturePublisher(f"127.0.0.1:{free_port()}", "ticks.features", timeout_seconds=1.0)
     with pytest.raises(PipelineError, match="unacknowledged"):

@@ -9,8 +9,9 @@ from prometheus_client import generate_latest
 
 from ingest.ingestor import Ingestor, build_parser
 from ingest.sinks import Record
-from tests.conftest import isolated_settings
-from volpipe.market import SyntheticMarket, ticker_frame
+from volpipe.coinbase import ticker_frame
+from volpipe.market import SyntheticMarket
+from volpipe.ops.sandbox import isolated_settings
 from volpipe.records import raw_record
 
 BEAT = b'{"channel":"heartbeats","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":%d,"events":[{}]}'

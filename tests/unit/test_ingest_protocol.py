@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from ingest.connection import Backoff
 from ingest.protocol import Accepted, Rejected, SequenceTracker, classify, subscribe_messages
-from volpipe.market import SyntheticMarket, ticker_frame
+from volpipe.coinbase import ticker_frame
+from volpipe.market import SyntheticMarket
 
 PRODUCTS = frozenset({"BTC-USD", "ETH-USD"})
 

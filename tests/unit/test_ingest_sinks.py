@@ -7,8 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from ingest.sinks import Record, Writer, day_of, last_ingest_seq
-from tests.conftest import isolated_settings
+from ingest.sinks import Record, Writer, last_ingest_seq
+from volpipe.dates import daily_file_stem
+from volpipe.ops.sandbox import isolated_settings
 from volpipe.records import deadletter_record, raw_record
 
 MIDNIGHT_NS = 1_775_433_600 * 1_000_000_000  # 2026-04-06T00:00:00Z
@@ -34,9 +35,9 @@ def _write(tmp_path: Path, records: list[Record]) -> Writer:
     return writer
 
 
-def test_day_of_is_the_utc_date():
-    assert day_of(MIDNIGHT_NS - 1) == "20260405"
-    assert day_of(MIDNIGHT_NS) == "20260406"
+def test_daily_file_stem_is_the_utc_date():
+    assert daily_file_stem(MIDNIGHT_NS - 1) == "20260405"
+    assert daily_file_stem(MIDNIGHT_NS) == "20260406"
 
 
 def test_records_rotate_at_utc_midnight_and_dead_letters_go_to_quarantine(tmp_path):

@@ -10,13 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from volpipe.market import (
-    SyntheticMarket,
-    format_timestamp,
-    parse_timestamp,
-    synthetic_raw_records,
-    ticker_frame,
-)
+from volpipe.coinbase import format_timestamp, parse_timestamp, ticker_frame
+from volpipe.market import SyntheticMarket, synthetic_raw_records
 from volpipe.records import raw_record
 
 TICKER_KEYS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from volpipe.services.kafka import _cluster_id, server_properties
-from tests.conftest import isolated_settings
+from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services.kafka import _cluster_id, server_properties
 
 
 def test_cluster_ids_are_kafka_uuids_that_never_look_like_options():

@@ -2,7 +2,7 @@
 
 Inputs: ``Settings`` (AIRFLOW_PORT, AIRFLOW_PARALLELISM). Output: api-server (UI and REST
 API), scheduler, dag-processor and triggerer in one process group, reading DAGs from
-``dags/``, with a ``spark_default`` connection to ``local[*]`` (without it the Spark
+``dags/``, with a ``spark_default`` connection to SPARK_MASTER (without it the Spark
 provider silently submits to YARN).
 """
 
@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.services.process import ManagedProcess
+from volpipe.ops.services.process import ManagedProcess
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -42,7 +42,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # Task processes report to the API server; its default URL assumes port 8080.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{settings.airflow_port}/execution/",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[*]"}),
+        # The master of every spark-submit task: the pipeline's own (SPARK_MASTER).
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark_master}),
         # spark-submit and the project's entrypoints come from the project virtualenv.
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "PIPELINE_DATA_DIR": str(settings.data_dir),
@@ -75,12 +76,12 @@ def standalone(settings: Settings) -> ManagedProcess:
     )
 
 
-def start(settings: Settings) -> bool:
-    """Starts Airflow unless it runs (the first start migrates its sqlite DB). True if started."""
+def prepare(settings: Settings) -> None:
+    """Creates AIRFLOW_HOME (the first start migrates its sqlite DB there)."""
     airflow_home(settings).mkdir(parents=True, exist_ok=True)
-    return standalone(settings).start()
 
 
-def stop(settings: Settings) -> bool:
-    """Stops every Airflow component. True when it was running."""
-    return standalone(settings).stop()
+def where(settings: Settings) -> str:
+    """Where users reach it, where the admin password is, where it keeps its data."""
+    return (f"UI http://127.0.0.1:{settings.airflow_port} (user admin, password in "
+            f"{password_file(settings)}), home {airflow_home(settings)}")

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from volpipe.config import Settings
-from volpipe.services.process import ManagedProcess
+from volpipe.ops.services.process import ManagedProcess
 
 
 def _home(settings: Settings) -> Path:
@@ -52,12 +52,11 @@ def server(settings: Settings) -> ManagedProcess:
     )
 
 
-def start(settings: Settings) -> bool:
-    """Starts the server unless it runs. True when this call started it."""
+def prepare(settings: Settings) -> None:
+    """Creates the server's home (sqlite DB and artifacts live there)."""
     _home(settings).mkdir(parents=True, exist_ok=True)
-    return server(settings).start()
 
 
-def stop(settings: Settings) -> bool:
-    """Stops the server. True when it was running."""
-    return server(settings).stop()
+def where(settings: Settings) -> str:
+    """Where users reach it and where it keeps its data."""
+    return f"UI {settings.mlflow_tracking_uri}, data {_home(settings)}"

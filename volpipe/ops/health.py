@@ -79,7 +79,7 @@ class AirflowClient:
     """The few Airflow REST v2 calls the project makes, authenticated as the admin user."""
 
     def __init__(self, settings: Settings) -> None:
-        from volpipe.services.airflow import password_file
+        from volpipe.ops.services.airflow import password_file
 
         self.base = f"http://127.0.0.1:{settings.airflow_port}"
         try:

@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from volpipe import health
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import PipelineError, ServiceError
 from volpipe.logs import configure_logging
-from volpipe.services import SERVICES
+from volpipe.ops import health
+from volpipe.ops.services import SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _ndjson_lines(folder: Path) -> int:
 
 def run_pipeline(settings: Settings, seconds: float, speed: float) -> dict[str, object]:
     """Exchange -> ingestor -> stream for ``seconds``; returns the counts of every stage."""
-    from ingest.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
+    from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
 
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def newest_features(settings: Settings, limit: int = 5) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m volpipe.demo",
+        prog="python -m volpipe.ops.demo",
         description="Run the pipeline on embedded defaults: services, exchange, ingestor, feature stream.",
     )
     parser.add_argument("--seconds", type=float, default=60, help="how long ticks flow (default 60)")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, object] = dict(start_services(settings, run_dag=not args.no_dag))
         if not args.services_only:
             results["pipeline"] = run_pipeline(settings, args.seconds, args.speed)
-    except (PipelineError, TimeoutError, RuntimeError) as exc:
+    except (PipelineError, TimeoutError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.services_only:
         print(f"\nnewest feature rows ({settings.delta_table('features')}):\n{newest_features(settings)}")
     if not args.down:
-        from volpipe.services.airflow import password_file
+        from volpipe.ops.services.airflow import password_file
 
         print(f"\nAirflow UI: http://127.0.0.1:{settings.airflow_port} (admin / password in {password_file(settings)})")
         print(f"MLflow UI:  {settings.mlflow_tracking_uri}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import ServiceError, SetupError
-from volpipe.services.process import ManagedProcess, port_open
+from volpipe.ops.services.process import ManagedProcess, port_open
 
 log = logging.getLogger(__name__)
 
@@ -99,27 +99,20 @@ def broker(settings: Settings) -> ManagedProcess:
     )
 
 
-def start(settings: Settings) -> bool:
-    """Formats storage on first start, starts the broker, creates the topics.
-
-    Returns:
-        True when the broker was started, False when it was already running.
-    """
+def prepare(settings: Settings) -> None:
+    """Writes the broker's config files; formats its storage on the very first start."""
     home = _home(settings)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     (home / "server.properties").write_text(server_properties(settings))
     (home / "log4j2.properties").write_text(_LOG4J2.format(log_dir=home / "logs"))
-    process = broker(settings)
-    if process.pid() is None and not (home / "data" / "meta.properties").exists():
+    if broker(settings).pid() is None and not (home / "data" / "meta.properties").exists():
         _format_storage(home)
-    started = process.start()
-    create_topics(settings)
-    return started
 
 
-def stop(settings: Settings) -> bool:
-    """Stops the broker cleanly (controlled shutdown keeps its data). True if it ran."""
-    return broker(settings).stop()
+def where(settings: Settings) -> str:
+    """Where users reach it and where it keeps its data (for `status` and the demo)."""
+    host, port = settings.kafka_listener
+    return f"bootstrap {host}:{port}, data {_home(settings)}"
 
 
 def _format_storage(home: Path) -> None:

@@ -23,7 +23,8 @@ import orjson
 from confluent_kafka import Consumer, KafkaError
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.services.process import free_port, port_open
+from volpipe.errors import HarnessError
+from volpipe.ops.services.process import free_port, port_open
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
@@ -57,7 +58,7 @@ class ExchangeProcess:
             raise
         if self.proc.poll() is not None:
             self.log.seek(0)
-            raise RuntimeError(f"exchange exited: {self.log.read().decode()[-2000:]}")
+            raise HarnessError(f"exchange exited: {self.log.read().decode()[-2000:]}")
 
     def control(self, action: str, **params: object) -> dict:
         """``GET /control/<action>?params``; returns the exchange's stats after it."""
@@ -113,13 +114,13 @@ class IngestorProcess:
         """SIGTERM; returns the ``final`` counts it printed.
 
         Raises:
-            RuntimeError: It did not exit 0 (the message quotes its log).
+            HarnessError: It did not exit 0 (the message quotes its log).
         """
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=timeout)
         if self.proc.returncode != 0 or not out.strip():
-            raise RuntimeError(f"ingestor exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            raise HarnessError(f"ingestor exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
         return orjson.loads(out.strip().splitlines()[-1])["final"]
 
 
@@ -152,7 +153,7 @@ def topic_records(settings: Settings, topic: str, expected: int, timeout: float 
             batch = consumer.consume(num_messages=5000, timeout=0.5)
             for message in batch:
                 if message.error() is not None and message.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(f"consume {topic}: {message.error()}")
+                    raise HarnessError(f"consume {topic}: {message.error()}")
                 records.append((message.partition(), message.key(), message.value()))
             if batch:
                 quiet_since = None
