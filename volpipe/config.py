@@ -90,6 +90,19 @@ def _spark_master(raw: str) -> str:
     return raw
 
 
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 1:
+        raise ValueError("must be a number strictly between 0 and 1")
+    return value
+
+
+def _label_mode(raw: str) -> str:
+    if raw not in ("forward", "relative", "current"):
+        raise ValueError("must be forward, relative or current")
+    return raw
+
+
 def _path(raw: str) -> Path:
     if not raw:
         raise ValueError("must be a path")
@@ -208,6 +221,37 @@ class Settings:
     airflow_parallelism: int = setting(
         "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB."
     )
+
+    # Modeling.
+    label_mode: str = setting(
+        "LABEL_MODE", "forward", _label_mode, "Label: forward (honest), relative, or current (the seed's leak)."
+    )
+    label_horizon: int = setting(
+        "LABEL_HORIZON", "60", _positive_int, "H: future returns (ticks) of the forward volatility; also the embargo."
+    )
+    label_quantile: float = setting(
+        "LABEL_QUANTILE", "0.95", _fraction, "tau = this quantile of the label's volatility over the training split."
+    )
+    label_relative_k: float = setting(
+        "LABEL_RELATIVE_K", "1.5", _positive_float, "relative mode: y = 1 when forward vol >= k x the trailing vol."
+    )
+    label_relative_column: str = setting(
+        "LABEL_RELATIVE_COLUMN", "vol_300t", _name, "relative mode: the trailing volatility column."
+    )
+    model_name: str = setting("MODEL_NAME", "volpipe-volatility", _name, "Registered model name in MLflow.")
+    mlflow_experiment: str = setting(
+        "MLFLOW_EXPERIMENT", "volpipe-volatility", _name, "Experiment of training and evaluation runs."
+    )
+    train_min_rows: int = setting(
+        "TRAIN_MIN_ROWS", "1000", _positive_int, "Labelled rows a training needs at least (else TrainingDataError)."
+    )
+    walk_forward_folds: int = setting(
+        "WALK_FORWARD_FOLDS", "5", _positive_int, "Expanding-window folds of the walk-forward evaluation."
+    )
+    bootstrap_samples: int = setting(
+        "BOOTSTRAP_SAMPLES", "200", _positive_int, "Moving-block bootstrap resamples of the PR-AUC differences."
+    )
+    model_seed: int = setting("MODEL_SEED", "42", int, "Seed of the models and the bootstrap.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

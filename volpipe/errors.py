@@ -29,3 +29,12 @@ class ServiceError(PipelineError):
 
 class SetupError(PipelineError):
     """Raised when something `make setup` provides (jars, virtualenv) is missing."""
+
+
+class TrainingDataError(PipelineError):
+    """Raised when the data cannot train or evaluate a model: too few rows, a missing column,
+    no labelled row, or a single class in a split; the message names the cause and the split."""
+
+
+class ModelRegistryError(PipelineError):
+    """Raised when a registered model or alias (e.g. ``@champion``) cannot be found or loaded."""
