@@ -10,6 +10,7 @@ training logs so a run can be reproduced.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,3 +81,18 @@ def read_features(
     log.info("features read table=%s version=%d rows=%d start_ns=%s end_ns=%s products=%s",
              table, delta.version(), len(frame), start_ns, end_ns, ",".join(products or []) or "all")
     return FeatureData(order_rows(frame), Path(table), delta.version())
+
+
+def day_range_ns(start: dt.date | None, end: dt.date | None) -> tuple[int | None, int | None]:
+    """[start 00:00 UTC, end + 1 day 00:00 UTC) in epoch ns; (None, None) when no date is given.
+
+    ``end`` defaults to ``start``. The one import of the date helper (moving to a date module).
+    """
+    if start is None and end is None:
+        return None, None
+    from spark_jobs.replay import day_bounds_ns
+
+    start_ns, end_ns = day_bounds_ns(start or end, end or start)  # type: ignore[arg-type]
+    if end_ns <= start_ns:
+        raise TrainingDataError(f"end date {end} is before start date {start}")
+    return start_ns, end_ns
