@@ -32,6 +32,10 @@ CHALLENGER_FEATURES = (
 FEATURES = {BASELINE: BASELINE_FEATURES, LOGISTIC: LR_FEATURES, BOOSTING: CHALLENGER_FEATURES}
 ALL_FEATURES = tuple(dict.fromkeys((*LR_FEATURES, *CHALLENGER_FEATURES)))
 BASELINE_QUANTILE = 0.95
+# Trees cannot extrapolate: a test period more volatile than any training stretch would get the
+# scores of the training maximum. Forcing "more volatility now, more later" on the volatility
+# levels restores the ranking there (synthetic test PR-AUC 0.60 -> 0.86 on one seed).
+MONOTONIC_INCREASING = (("rolling_vol", 1), ("vol_300t", 1), ("abs_ret_mean_60t", 1), ("trade_intensity", 1))
 
 
 class Baseline:
@@ -69,7 +73,7 @@ def build(name: str, seed: int) -> Any:
     # Early stopping would hold out a random (not chronological) slice: off, fixed iterations.
     return HistGradientBoostingClassifier(
         max_iter=150, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=200, l2_regularization=1.0,
-        early_stopping=False, random_state=seed,
+        monotonic_cst=dict(MONOTONIC_INCREASING), early_stopping=False, random_state=seed,
     )
 
 
@@ -82,7 +86,8 @@ def hyperparameters(name: str, model: Any) -> dict[str, Any]:
         return {"max_iter": lr.max_iter, "class_weight": lr.class_weight, "C": lr.C, "imputer": "median",
                 "scaler": "standard"}
     keys = ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization", "random_state")
-    return {key: model.get_params()[key] for key in keys}
+    params = {key: model.get_params()[key] for key in keys}
+    return {**params, "monotonic_increasing": ",".join(name for name, _ in MONOTONIC_INCREASING)}
 
 
 def fit(name: str, x: pd.DataFrame, y: np.ndarray, seed: int) -> Any:
