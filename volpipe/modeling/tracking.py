@@ -47,6 +47,22 @@ def common_params(settings: Settings, spec: L.LabelSpec, data: FeatureData, prep
     return params
 
 
+def pip_requirements() -> list[str]:
+    """The packages a logged model needs, pinned to the versions that trained it."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas")]
+
+
+def _log_figure(fig: Any, path: str) -> None:
+    """Logs a matplotlib figure as a PNG artifact and frees it (pyplot keeps figures open)."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, path)
+    plt.close(fig)
+
+
 def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], register_as: str | None,
                seed: int) -> Any:
     """One model's child run; returns the registered ``ModelVersion`` number or None."""
@@ -63,17 +79,19 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], r
     val = prepared.splits["validation"]
     val_y, test_y = val["y"].to_numpy(int), prepared.splits["test"]["y"].to_numpy(int)
     curves = {"validation": (val_y, trained.scores["validation"]), "test": (test_y, trained.scores["test"])}
-    mlflow.log_figure(M.pr_curve_figure(curves, f"{name}: precision-recall"), "pr_curve.png")
+    _log_figure(M.pr_curve_figure(curves, f"{name}: precision-recall"), "pr_curve.png")
     mlflow.log_dict(prepared.bounds, "split_bounds.json")
     if name == M.BASELINE:
         return None
-    mlflow.log_figure(M.calibration_figure(test_y, trained.scores["test"], f"{name}: calibration (test)"),
-                      "calibration.png")
-    mlflow.log_figure(M.importance_figure(name, trained.model, val, val_y, seed), "importance.png")
+    _log_figure(M.calibration_figure(test_y, trained.scores["test"], f"{name}: calibration (test)"),
+                "calibration.png")
+    _log_figure(M.importance_figure(name, trained.model, val, val_y, seed), "importance.png")
     example = prepared.splits["train"][features].head(200)
     info = mlflow.sklearn.log_model(
         trained.model, name="model", signature=infer_signature(example, trained.model.predict_proba(example)),
         input_example=example.head(3), registered_model_name=register_as, pyfunc_predict_fn="predict_proba",
+        # Inferring them runs a subprocess that re-imports the model (~8 s each): they are known.
+        pip_requirements=pip_requirements(),
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
     return info.registered_model_version
@@ -86,7 +104,8 @@ def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None
         return None, None
     model, _ = registry.load(settings.mlflow_tracking_uri, settings.model_name, current.version)
     val = prepared.splits["validation"]
-    probabilities = np.asarray(model.predict(val[registry.input_columns(model)]))[:, 1]
+    with M.single_threaded():
+        probabilities = np.asarray(model.predict(val[registry.input_columns(model)]))[:, 1]
     return current, M.pr_auc(val["y"].to_numpy(int), probabilities)
 
 

@@ -157,7 +157,8 @@ def run(
     prepared = prepare(data.frame, spec, settings.train_min_rows)
     trained = train_models(prepared, settings.model_seed)
     candidate = max((M.LOGISTIC, M.BOOSTING), key=lambda name: trained[name].metrics["validation"]["pr_auc"])
-    summary = log_training(settings, spec, data, prepared, trained, candidate, git_commit())
+    with M.single_threaded():  # logging predicts too (input example, champion re-scoring)
+        summary = log_training(settings, spec, data, prepared, trained, candidate, git_commit())
     log.info("training done %s", " ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
     return summary
 
