@@ -81,12 +81,10 @@ def write(predictions: DataFrame, settings: Settings, start_ns: int, end_ns: int
      .save(str(settings.delta_table("predictions"))))
 
 
-def written_rows(spark: SparkSession, settings: Settings) -> int:
-    """Rows the last commit of ``predictions`` wrote (its operation metrics: no scan of the table)."""
-    from delta.tables import DeltaTable
-
-    last = DeltaTable.forPath(spark, str(settings.delta_table("predictions"))).history(1).collect()[0]
-    return int(last["operationMetrics"].get("numOutputRows", 0))
+def written_rows(spark: SparkSession, settings: Settings, start_ns: int, end_ns: int) -> int:
+    """Rows of ``predictions`` in the range (reads one column; an empty range may commit nothing)."""
+    return (spark.read.format("delta").load(str(settings.delta_table("predictions"))).select("exchange_ts_ns")
+            .where(f"exchange_ts_ns >= {start_ns} AND exchange_ts_ns < {end_ns}").count())
 
 
 def resolve_model(settings: Settings, version: str | None) -> tuple[dict[str, Any], list[str], dict[str, str]]:
@@ -156,7 +154,7 @@ def run(spark: SparkSession, settings: Settings, start: dt.date, end: dt.date,
     model, columns, params = resolve_model(settings, model_version)
     write(transform(read(spark, settings, start_ns, end_ns), settings.mlflow_tracking_uri, model, columns),
           settings, start_ns, end_ns)
-    rows = written_rows(spark, settings)
+    rows = written_rows(spark, settings, start_ns, end_ns)
     metrics = realised_metrics(settings, model, params, start_ns, end_ns)
     evaluation = log_evaluation(settings, model, metrics, start_ns, end_ns) if metrics else None
     log.info("predictions written start=%s end=%s rows=%d model=%s version=%s evaluation_run=%s",
