@@ -179,3 +179,20 @@ def test_extra_columns_and_a_date_partition_are_tolerated(offline, rows):
     assert len(data.frame) == 5_000 and "exchange_ts" not in data.frame and "date" not in data.frame
     assert (data.frame["ingest_seq"].diff().dropna()[data.frame["product_id"].eq(
         data.frame["product_id"].shift())] > 0).all()  # the kernel's order per product
+
+
+def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    monkeypatch.setenv("DELTA_DIR", str(settings.delta_dir))
+    monkeypatch.setenv("MODEL_NAME", "vol-from-env")
+    monkeypatch.setenv("LABEL_HORIZON", "7")
+    assert train.main(["--start", "2026-01-01", "--horizon", "60", "--model-name", settings.model_name]) == 0
+    out = capsys.readouterr().out  # MLflow prints run links first; the summary is the last thing
+    summary = json.loads(out[out.index('{\n  "run_id"'):])
+    assert summary["model_name"] == settings.model_name and summary["promoted"]
+    params = registry.client(settings.mlflow_tracking_uri).get_run(summary["models"]["baseline"]["run_id"]).data.params
+    assert params["horizon"] == "60"
+    with pytest.raises(TrainingDataError, match="no feature rows"):
+        train.main(["--start", "2026-02-01"])
