@@ -36,6 +36,7 @@ PREDICTION_SCHEMA = (
     "product_id string, ingest_seq long, ticker_idx long, exchange_ts_ns long, probability double, "
     "predicted_label int, threshold double, model_name string, model_version string, run_id string, label_mode string"
 )
+SCORED_SCHEMA = "product_id string, ingest_seq long, ticker_idx long, exchange_ts_ns long, probability double"
 PREDICTION_COLUMNS = tuple(part.split()[0] for part in PREDICTION_SCHEMA.split(", "))
 # Bigger Arrow batches: each predict call has a fixed cost (schema check, DataFrame build).
 SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}
@@ -51,6 +52,8 @@ def transform(features: DataFrame, tracking_uri: str, model: dict[str, Any], col
     """Scores every row with the model; ``model`` holds uri, name, version, run_id, threshold, label_mode.
 
     The model is loaded once per partition iterator inside the Python worker, not per batch.
+    Only the keys and the probability cross to and from Python; the constant columns are
+    added in the JVM (strings through Arrow cost more than the prediction).
     """
     threshold = float(model["threshold"])
 
@@ -65,13 +68,16 @@ def transform(features: DataFrame, tracking_uri: str, model: dict[str, Any], col
         with single_threaded():
             for batch in batches:
                 probability = np.asarray(loaded.predict(batch[columns]))[:, 1]
-                yield batch[list(KEYS)].assign(
-                    probability=probability, predicted_label=(probability >= threshold).astype(np.int32),
-                    threshold=threshold, model_name=model["name"], model_version=str(model["version"]),
-                    run_id=model["run_id"], label_mode=model["label_mode"],
-                )
+                yield batch[list(KEYS)].assign(probability=probability)
 
-    return features.select(*KEYS, *columns).mapInPandas(predict, PREDICTION_SCHEMA)
+    scored = features.select(*KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
+    return scored.select(
+        *KEYS, "probability",
+        (F.col("probability") >= F.lit(threshold)).cast("int").alias("predicted_label"),
+        F.lit(threshold).alias("threshold"), F.lit(model["name"]).alias("model_name"),
+        F.lit(str(model["version"])).alias("model_version"), F.lit(model["run_id"]).alias("run_id"),
+        F.lit(model["label_mode"]).alias("label_mode"),
+    )
 
 
 def write(predictions: DataFrame, settings: Settings, start_ns: int, end_ns: int) -> None:
