@@ -35,10 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="bench-inference-"))
-    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    settings = Settings.from_env(
+        {"PIPELINE_DATA_DIR": str(root), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    )
     rows = synthetic_features(args.ticks, tuple(args.products.split(",")), seed=3)
     write_features(settings.delta_table("features"), rows)
-    first, last = (dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).date() for ns in rows["exchange_ts_ns"].agg(["min", "max"]))
+    bounds = rows["exchange_ts_ns"].agg(["min", "max"])
+    first, last = (dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).date() for ns in bounds)
     mlflow_server.start(settings)
     spark = build_spark_session(settings, "bench-inference", extra_conf=batch_inference.SPARK_CONF)
     try:

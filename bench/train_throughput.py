@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    settings = Settings.from_env(
+        {"PIPELINE_DATA_DIR": str(root), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    )
     began = time.perf_counter()
     rows = synthetic_features(args.ticks, tuple(args.products.split(",")), seed=args.seed)
     write_features(settings.delta_table("features"), rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import logging
 import subprocess
@@ -168,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.modeling.dataset import day_range_ns
 
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--start", type=_date, help="first UTC date of the data, YYYY-MM-DD (default: all)")
-    parser.add_argument("--end", type=_date, help="last UTC date (default: --start, or all)")
+    parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
+    parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
     parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
     parser.add_argument("--label-mode", choices=L.LABEL_MODES, help="LABEL_MODE")
     parser.add_argument("--horizon", type=int, help="LABEL_HORIZON (H, ticks)")
@@ -191,12 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(settings, start_ns=start_ns, end_ns=end_ns, products=args.products)
     print(json.dumps(summary, indent=2, default=str))
     return 0
-
-
-def _date(text: str):
-    import datetime as dt
-
-    return dt.date.fromisoformat(text)
 
 
 if __name__ == "__main__":
