@@ -90,6 +90,25 @@ def _spark_master(raw: str) -> str:
     return raw
 
 
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 1:
+        raise ValueError("must be a number strictly between 0 and 1")
+    return value
+
+
+def _label_mode(raw: str) -> str:
+    if raw not in ("forward", "relative", "current"):
+        raise ValueError("must be forward, relative or current")
+    return raw
+
+
+def _cron(raw: str) -> str:
+    if len(raw.split()) != 5:
+        raise ValueError("must be a cron expression of five fields, e.g. '0 2 * * *'")
+    return raw
+
+
 def _path(raw: str) -> Path:
     if not raw:
         raise ValueError("must be a path")
@@ -252,6 +271,55 @@ class Settings:
     airflow_parallelism: int = setting(
         "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB.",
         group="airflow",
+    )
+
+    # Modeling.
+    label_mode: str = setting(
+        "LABEL_MODE", "forward", _label_mode, "Label: forward (honest), relative, or current (the seed's leak).",
+        group="modeling",
+    )
+    label_horizon: int = setting(
+        "LABEL_HORIZON", "60", _positive_int, "H: future returns (ticks) of the forward volatility; also the embargo.",
+        group="modeling",
+    )
+    label_quantile: float = setting(
+        "LABEL_QUANTILE", "0.95", _fraction, "tau = this quantile of the label's volatility over the training split.",
+        group="modeling",
+    )
+    label_relative_k: float = setting(
+        "LABEL_RELATIVE_K", "1.5", _positive_float, "relative mode: y = 1 when forward vol >= k x the trailing vol.",
+        group="modeling",
+    )
+    label_relative_column: str = setting(
+        "LABEL_RELATIVE_COLUMN", "vol_300t", _name, "relative mode: the trailing volatility column.",
+        group="modeling",
+    )
+    model_name: str = setting(
+        "MODEL_NAME", "volpipe-volatility", _name, "Registered model name in MLflow.", group="modeling"
+    )
+    mlflow_experiment: str = setting(
+        "MLFLOW_EXPERIMENT", "volpipe-volatility", _name, "Experiment of training and evaluation runs.",
+        group="modeling",
+    )
+    train_min_rows: int = setting(
+        "TRAIN_MIN_ROWS", "1000", _positive_int, "Labelled rows a training needs at least (else TrainingDataError).",
+        group="modeling",
+    )
+    walk_forward_folds: int = setting(
+        "WALK_FORWARD_FOLDS", "5", _positive_int, "Expanding-window folds of the walk-forward evaluation.",
+        group="modeling",
+    )
+    bootstrap_samples: int = setting(
+        "BOOTSTRAP_SAMPLES", "200", _positive_int, "Moving-block bootstrap resamples of the PR-AUC differences.",
+        group="modeling",
+    )
+    model_seed: int = setting("MODEL_SEED", "42", int, "Seed of the models and the bootstrap.", group="modeling")
+    train_schedule: str = setting(
+        "TRAIN_SCHEDULE", "0 2 * * *", _cron, "Cron schedule (UTC) of the train_nightly DAG.", group="modeling"
+    )
+    train_window_days: int = setting(
+        "TRAIN_WINDOW_DAYS", "7", _positive_int, "Days of features before the run that train_nightly trains on.",
+        group="modeling",
     )
 
     @classmethod

@@ -67,6 +67,10 @@ class DateRange:
         low, high = self.bounds_ns
         return f"{column} >= {low} AND {column} < {high}"
 
+    def where_partitions(self, column: str = "date") -> str:
+        """A SQL predicate selecting the range's days on a DATE partition column."""
+        return f"{column} >= DATE'{self.start}' AND {column} <= DATE'{self.end}'"
+
     def __str__(self) -> str:
         return f"{self.start}..{self.end}"
 
@@ -89,6 +93,18 @@ def parse_range(start: str | dt.date | None, end: str | dt.date | None = None) -
 
 def _date(value: str | dt.date) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def optional_bounds_ns(start: dt.date | None, end: dt.date | None) -> tuple[int | None, int | None]:
+    """``DateRange(start, end).bounds_ns``, or (None, None) when neither date is given (all data);
+    a missing ``end`` is ``start`` and a missing ``start`` is ``end``.
+
+    Raises:
+        ValueError: ``end`` is before ``start``.
+    """
+    if start is None and end is None:
+        return None, None
+    return DateRange(start or end, end or start).bounds_ns  # type: ignore[arg-type]
 
 
 def add_range_flags(parser: argparse.ArgumentParser) -> None:

@@ -41,3 +41,12 @@ class HarnessError(PipelineError):
 
 class ResendError(PipelineError):
     """Raised when logged ingest_seq ranges cannot be re-sent (bad range, file or broker)."""
+
+
+class TrainingDataError(PipelineError):
+    """Raised when the data cannot train or evaluate a model: too few rows, a missing column,
+    no labelled row, or a single class in a split; the message names the cause and the split."""
+
+
+class ModelRegistryError(PipelineError):
+    """Raised when a registered model or alias (e.g. ``@champion``) cannot be found or loaded."""

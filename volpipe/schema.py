@@ -21,6 +21,7 @@ from pyspark.sql.types import (
     BooleanType,
     DateType,
     DoubleType,
+    IntegerType,
     LongType,
     StringType,
     StructField,
@@ -57,7 +58,9 @@ _TYPES = {
     **{name: DoubleType() for name in _PRICES},
     **{name: DoubleType() for name in FEATURE_COLUMNS}, "mid_fallback": BooleanType(),
     "produced_ns": LongType(), "error": StringType(), "raw": BinaryType(), "source": StringType(),
-    "kind": StringType(), "reason": StringType(), "exchange_ts": TimestampType(), "recv_ts": TimestampType(),
+    "kind": StringType(), "reason": StringType(), "probability": DoubleType(), "predicted_label": IntegerType(),
+    "threshold": DoubleType(), "model_name": StringType(), "model_version": StringType(), "run_id": StringType(),
+    "label_mode": StringType(), "exchange_ts": TimestampType(), "recv_ts": TimestampType(),
     PARTITION_COLUMN: DateType(),
 }
 

@@ -13,10 +13,16 @@ they depend on no session time zone.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from volpipe.dates import NS_PER_DAY
 from volpipe.errors import KernelMismatch, TableLayoutError
 from volpipe.features import EXTRA_WINDOWS, FEATURE_COLUMNS, INPUT_COLUMNS, KERNEL_VERSION
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TICKS = "ticks"
 FEATURES = "features"
@@ -42,9 +48,15 @@ FEATURE_TABLE_COLUMNS = (
     "produced_ns", *FEATURE_COLUMNS,
 )
 QUARANTINE_COLUMNS = ("source", "ingest_seq", "recv_ns", "conn_id", "reason", "raw")
+# A prediction's identity: the feature row it scores, and that row's exchange time.
+PREDICTION_KEYS = (*ROW_KEYS, "exchange_ts_ns")
+PREDICTION_COLUMNS = (
+    *PREDICTION_KEYS, "probability", "predicted_label", "threshold", "model_name", "model_version", "run_id",
+    "label_mode",
+)
 COLUMNS = {
     TICKS: TICK_COLUMNS, FEATURES: FEATURE_TABLE_COLUMNS, QUARANTINE: QUARANTINE_COLUMNS,
-    FEATURES_REPLAY: FEATURE_TABLE_COLUMNS,
+    FEATURES_REPLAY: FEATURE_TABLE_COLUMNS, PREDICTIONS: PREDICTION_COLUMNS,
 }
 
 # Which processor rows each stream table takes, as SQL over ``PROCESSOR_COLUMNS``.
@@ -72,6 +84,17 @@ def layout_columns(table: str) -> dict[str, str]:
     }
 
 
+def arrow_layout_columns(table: str, ns: np.ndarray) -> dict[str, pa.Array]:
+    """``layout_columns`` computed in Arrow from the nanoseconds, for writers without Spark
+    (delta-rs in tests and benchmarks); tests/spark/test_layout.py checks both agree."""
+    import pyarrow as pa
+
+    ns = np.asarray(ns, np.int64)
+    _, ts = TIME_COLUMNS[table]
+    return {ts: pa.array(ns // 1000, pa.timestamp("us", tz="UTC")),
+            PARTITION_COLUMN: pa.array((ns // NS_PER_DAY).astype(np.int32), pa.int32()).cast(pa.date32())}
+
+
 def table_columns(table: str) -> tuple[str, ...]:
     """Every column of ``table`` as stored: the writer's columns, then the derived ones."""
     return (*COLUMNS[table], *layout_columns(table))
@@ -91,6 +114,7 @@ DELTA_PROPERTIES = {
     FEATURES: {**_STREAM_PROPERTIES, "delta.dataSkippingStatsColumns": _KEY_TIME_STATS},
     QUARANTINE: {**_STREAM_PROPERTIES, "delta.dataSkippingStatsColumns": "ingest_seq,recv_ns,recv_ts"},
     FEATURES_REPLAY: {"delta.dataSkippingStatsColumns": _KEY_TIME_STATS},
+    PREDICTIONS: {"delta.dataSkippingStatsColumns": "product_id,ingest_seq,ticker_idx,exchange_ts_ns,exchange_ts"},
 }
 # Tables whose rows the feature kernel computed: they record its parameters.
 KERNEL_TABLES = (FEATURES, FEATURES_REPLAY)

@@ -20,7 +20,7 @@ from volpipe.config import PROJECT_ROOT
 
 ENTRYPOINTS = ("ingest", "spark_jobs", "dags", "bench", "tests")
 PURE = ("volpipe/tables.py", "volpipe/dates.py", "volpipe/features.py", "volpipe/config.py", "volpipe/errors.py",
-        "volpipe/coinbase.py", "volpipe/market.py", "volpipe/records.py")
+        "volpipe/coinbase.py", "volpipe/market.py", "volpipe/records.py", "volpipe/modeling/label.py")
 
 
 def imported_modules(path: Path) -> set[str]:

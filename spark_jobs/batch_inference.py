@@ -1,0 +1,191 @@
+"""Batch inference: ``features`` for a date range -> a registered model -> Delta ``predictions``.
+
+Inputs: ``features`` rows whose ``exchange_ts_ns`` falls in [start 00:00 UTC, end + 1 day),
+and ``MODEL_NAME`` at ``@champion`` or ``--model-version``. Output: ``predictions`` rows
+(``volpipe.tables.PREDICTION_COLUMNS``, partitioned by ``date`` like every table) for those
+days, replaced idempotently (``replaceWhere`` on the days' partitions): a re-run leaves one copy. When
+the range's rows can be labelled (the model's label mode and tau, complete horizons), the
+realised metrics go to MLflow as an evaluation run. Run as a module or with spark-submit::
+
+    .venv/bin/python -m spark_jobs.batch_inference --start 2026-01-01 --end 2026-01-01
+    source .venv/bin/activate && spark-submit $(python -m volpipe.spark submit-args) \\
+        spark_jobs/batch_inference.py --start 2026-01-01 --model-version 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.delta_tables import ensure_table
+from volpipe.config import Settings
+from volpipe.dates import DateRange, add_range_flags, range_from_args
+from volpipe.errors import PipelineError
+from volpipe.modeling import registry
+from volpipe.schema import struct_of, with_layout
+from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
+
+log = logging.getLogger(__name__)
+KEYS = PREDICTION_KEYS
+SCORED_SCHEMA = struct_of((*KEYS, "probability"))
+# Bigger Arrow batches: each predict call has a fixed cost (schema check, DataFrame build).
+SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}
+
+
+def read(spark: SparkSession, settings: Settings, dates: DateRange) -> DataFrame:
+    """Feature rows of ``dates`` (the partition filter prunes, the nanosecond one is exact)."""
+    return (spark.read.format("delta").load(str(settings.delta_table(FEATURES)))
+            .where(dates.where_partitions()).where(dates.where_ns("exchange_ts_ns")))
+
+
+def transform(features: DataFrame, tracking_uri: str, model: dict[str, Any], columns: list[str]) -> DataFrame:
+    """Scores every row with the model; ``model`` holds uri, name, version, run_id, threshold, label_mode.
+
+    The model is loaded once per partition iterator inside the Python worker, not per batch.
+    Only the keys and the probability cross to and from Python; the constant columns are
+    added in the JVM (strings through Arrow cost more than the prediction).
+    """
+    threshold = float(model["threshold"])
+
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import mlflow
+
+        from volpipe.modeling.models import single_threaded
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        loaded = mlflow.pyfunc.load_model(model["uri"])
+        with single_threaded():
+            for batch in batches:
+                probability = np.asarray(loaded.predict(batch[columns]))[:, 1]
+                yield batch[list(KEYS)].assign(probability=probability)
+
+    scored = features.select(*KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
+    return with_layout(scored.select(
+        *KEYS, "probability",
+        (F.col("probability") >= F.lit(threshold)).cast("int").alias("predicted_label"),
+        F.lit(threshold).alias("threshold"), F.lit(model["name"]).alias("model_name"),
+        F.lit(str(model["version"])).alias("model_version"), F.lit(model["run_id"]).alias("run_id"),
+        F.lit(model["label_mode"]).alias("label_mode"),
+    ), PREDICTIONS)
+
+
+def write(predictions: DataFrame, settings: Settings, dates: DateRange) -> None:
+    """Replaces the days of ``dates`` in ``predictions`` (created with its layout on first use)."""
+    ensure_table(predictions.sparkSession, settings, PREDICTIONS, predictions.schema)
+    (predictions.write.format("delta").mode("overwrite")
+     .option("replaceWhere", dates.where_partitions())
+     .save(str(settings.delta_table(PREDICTIONS))))
+
+
+def written_rows(spark: SparkSession, settings: Settings, dates: DateRange) -> int:
+    """Rows of ``predictions`` in the range (an empty range may commit nothing)."""
+    return (spark.read.format("delta").load(str(settings.delta_table(PREDICTIONS)))
+            .where(dates.where_partitions()).count())
+
+
+def resolve_model(settings: Settings, version: str | None) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """The model to score with (champion or ``version``), its input columns and its training params."""
+    model, found = registry.load(settings.mlflow_tracking_uri, settings.model_name, version)
+    params = registry.client(settings.mlflow_tracking_uri).get_run(found.run_id).data.params
+    info = {"uri": registry.model_uri(settings.model_name, found.version), "name": settings.model_name,
+            "version": found.version, "run_id": found.run_id,
+            "threshold": registry.decision_threshold(settings.mlflow_tracking_uri, found),
+            "label_mode": params.get("label_mode", "unknown")}
+    return info, registry.input_columns(model), params
+
+
+def realised_metrics(settings: Settings, model: dict[str, Any], params: dict[str, str], start_ns: int,
+                     end_ns: int) -> dict[str, float] | None:
+    """Metrics of the written predictions against labels of the model's definition; None if unlabelled."""
+    from volpipe.modeling import label as L
+    from volpipe.modeling import models as M
+    from volpipe.modeling.dataset import read_features
+
+    spec = L.LabelSpec(params.get("label_mode", "forward"), int(params.get("horizon", settings.label_horizon)),
+                       relative_k=float(params.get("relative_k", settings.label_relative_k)),
+                       relative_column=params.get("relative_column", settings.label_relative_column))
+    frame = read_features(settings.delta_table(FEATURES), ["midprice_return", "rolling_vol", spec.relative_column],
+                          start_ns, end_ns).frame
+    y = L.make_labels(frame, L.label_target(frame, spec), spec, float(params.get("tau", "nan")))
+    labelled = frame[list(KEYS)].assign(y=y)[np.isfinite(y)]
+    predicted = read_features(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame
+    joined = labelled.merge(predicted, on=list(KEYS))
+    if joined.empty or joined["y"].nunique() < 2:
+        log.info("no realised metrics start_ns=%d end_ns=%d labelled_rows=%d", start_ns, end_ns, len(joined))
+        return None
+    return M.metrics(joined["y"].to_numpy(), joined["probability"].to_numpy(), float(model["threshold"]))
+
+
+def log_evaluation(settings: Settings, model: dict[str, Any], metrics: dict[str, float], start_ns: int,
+                   end_ns: int) -> str:
+    """One MLflow run with the realised metrics of a scored range; returns its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    with mlflow.start_run(run_name="batch-inference-evaluation") as run:
+        mlflow.set_tags({"model_name": model["name"], "model_version": str(model["version"]),
+                         "model_run_id": model["run_id"]})
+        mlflow.log_params({"start_ns": start_ns, "end_ns": end_ns, "label_mode": model["label_mode"],
+                           "decision_threshold": model["threshold"]})
+        mlflow.log_metrics({f"realised_{key}": value for key, value in metrics.items()})
+    return run.info.run_id
+
+
+def run(spark: SparkSession, settings: Settings, dates: DateRange,
+        model_version: str | None = None) -> dict[str, Any]:
+    """Scores [start, end] into ``predictions`` and logs realised metrics when labels exist.
+
+    Returns:
+        rows written, the model's name/version/run id, and the evaluation run id (or None).
+
+    Raises:
+        ModelRegistryError: No champion (or no such version): nothing is written.
+    """
+    start_ns, end_ns = dates.bounds_ns
+    model, columns, params = resolve_model(settings, model_version)
+    write(transform(read(spark, settings, dates), settings.mlflow_tracking_uri, model, columns), settings, dates)
+    rows = written_rows(spark, settings, dates)
+    metrics = realised_metrics(settings, model, params, start_ns, end_ns)
+    evaluation = log_evaluation(settings, model, metrics, start_ns, end_ns) if metrics else None
+    log.info("predictions written range=%s rows=%d model=%s version=%s evaluation_run=%s", dates, rows, model["name"], model["version"], evaluation)
+    return {"rows": rows, "model_name": model["name"], "model_version": str(model["version"]),
+            "run_id": model["run_id"], "evaluation_run_id": evaluation, "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from volpipe.logs import configure_logging
+    from volpipe.spark import build_spark_session
+
+    parser = argparse.ArgumentParser(prog="spark_jobs.batch_inference", description=__doc__.split("\n")[0])
+    add_range_flags(parser)
+    parser.add_argument("--model-version", help="registered version to use (default or empty: @champion)")
+    parser.add_argument("--model-name", help="MODEL_NAME")
+    args = parser.parse_args(argv)
+    dates = range_from_args(parser, args)
+    configure_logging()
+    settings = Settings.from_env(model_name=args.model_name)
+    spark = build_spark_session(settings, "volpipe-batch-inference", extra_conf=SPARK_CONF)
+    try:
+        summary = run(spark, settings, dates, args.model_version or None)
+    except PipelineError as exc:
+        log.error("batch inference failed: %s", exc)
+        return 1
+    finally:
+        spark.stop()
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Training against a real MLflow server and a real Delta table: runs, registry, promotion, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import isolated_settings
+from volpipe.errors import TrainingDataError
+from volpipe.modeling import label as L
+from volpipe.modeling import models as M
+from volpipe.modeling import registry, train
+from volpipe.modeling.synthetic import synthetic_features, write_features
+
+pytestmark = pytest.mark.integration
+MARKET = {"calm_seconds": 120.0, "burst_seconds": 60.0, "burst_multiplier": 5.0}  # bursts in every split
+CONTRACT_PARAMS = ("train_start_ns", "train_end_ns", "products", "feature_columns", "label_mode")
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    return synthetic_features(20_000, seed=4, **MARKET)
+
+
+@pytest.fixture
+def settings(mlflow_server, rows, tmp_path):
+    """The session's MLflow server, a fresh features table and a model name of this test's own."""
+    s = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", model_name=f"vol-test-{next(_names)}",
+                            train_min_rows=1000)
+    write_features(s.delta_table("features"), rows)
+    return s
+
+
+def register_champion(settings, model, features: list[str], example: pd.DataFrame) -> str:
+    """Logs and registers ``model`` outside training and makes it champion; returns its version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    with mlflow.start_run(run_name="hand-made champion"):
+        info = mlflow.sklearn.log_model(
+            model, name="model", signature=infer_signature(example[features], model.predict_proba(example[features])),
+            registered_model_name=settings.model_name, pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+        )
+    registry.promote(settings.mlflow_tracking_uri, settings.model_name, info.registered_model_version, {})
+    return str(info.registered_model_version)
+
+
+def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first(settings):
+    summary = train.run(settings)
+    client = registry.client(settings.mlflow_tracking_uri)
+    version = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
+    assert summary["promoted"] and version.version == summary["registered_version"] == summary["champion_version"]
+    candidate = summary["candidate"]
+    assert candidate in (M.LOGISTIC, M.BOOSTING)
+    assert version.run_id == summary["models"][candidate]["run_id"]  # the contract: the child run
+    children = client.search_runs([client.get_run(summary["run_id"]).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    assert sorted(run.info.run_name for run in children) == sorted(M.MODEL_NAMES)
+    for child in children:
+        params = child.data.params
+        assert all(key in params for key in CONTRACT_PARAMS)
+        assert params["label_mode"] == "forward" and params["products"] == "BTC-USD,ETH-USD"
+        assert params["feature_columns"] == ",".join(M.FEATURES[child.info.run_name])
+        assert int(params["train_start_ns"]) < int(params["train_end_ns"]) <= int(params["val_start_ns"])
+        assert params["delta_version"] == "0" and float(params["tau"]) > 0
+        assert {"train_pr_auc", "validation_pr_auc", "test_pr_auc", "test_roc_auc", "test_f1"} <= set(child.data.metrics)
+        assert child.data.tags["mlflow.source.git.commit"]
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"pr_curve.png", "split_bounds.json"} <= artifacts
+        if child.info.run_name != M.BASELINE:
+            assert {"calibration.png", "importance.png"} <= artifacts
+    # Loads by alias; the pyfunc returns both class probabilities, like predict_proba.
+    model, loaded = registry.load(settings.mlflow_tracking_uri, settings.model_name)
+    assert loaded.version == version.version
+    frame = pd.DataFrame(synthetic_features(2_000, seed=9))[registry.input_columns(model)]
+    probabilities = np.asarray(model.predict(frame))
+    assert probabilities.shape == (len(frame), 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    assert registry.decision_threshold(settings.mlflow_tracking_uri, version) > 0
+
+    # The same training again scores exactly as the champion on the same rows: a tie keeps it.
+    again = train.run(settings)
+    assert not again["promoted"]
+    assert again["candidate_validation_pr_auc"] == pytest.approx(again["champion_validation_pr_auc"])
+    assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == version.version
+    tags = client.get_model_version(settings.model_name, again["registered_version"]).tags
+    assert tags["promotion.decision"] == "kept_champion"
+    assert tags["promotion.champion_version_before"] == version.version
+
+
+def test_a_better_model_takes_champion_and_a_worse_one_does_not(settings, rows):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    spec = train.label_spec(settings)
+    prepared = train.prepare(L.order_rows(rows), spec, settings.train_min_rows)
+    tr, val = prepared.splits["train"], prepared.splits["validation"]
+    noise = np.random.default_rng(0).integers(0, 2, len(tr))
+    weak = LogisticRegression().fit(tr[["midprice_return"]], noise)
+    weak_version = register_champion(settings, weak, ["midprice_return"], tr)
+    better = train.run(settings)
+    assert better["promoted"] and better["champion_validation_pr_auc"] < better["candidate_validation_pr_auc"]
+    assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == better["registered_version"]
+    assert better["registered_version"] != weak_version
+
+    # A champion fitted on the validation rows themselves cannot be beaten on those rows.
+    with M.single_threaded():
+        oracle = HistGradientBoostingClassifier(random_state=0).fit(val[list(M.CHALLENGER_FEATURES)], val["y"])
+    oracle_version = register_champion(settings, oracle, list(M.CHALLENGER_FEATURES), val)
+    worse = train.run(settings)
+    assert not worse["promoted"]
+    assert worse["champion_validation_pr_auc"] > worse["candidate_validation_pr_auc"]
+    assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == oracle_version
+    run_tags = registry.client(settings.mlflow_tracking_uri).get_run(worse["run_id"]).data.tags
+    assert run_tags["promotion.decision"] == "kept_champion"
+    assert float(run_tags["promotion.champion_validation_pr_auc"]) == pytest.approx(worse["champion_validation_pr_auc"])
+
+
+def test_a_failed_training_registers_and_promotes_nothing(settings):
+    first = train.run(settings)
+    client = registry.client(settings.mlflow_tracking_uri)
+    versions = len(client.search_model_versions(f"name = '{settings.model_name}'"))
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+    runs = len(client.search_runs([experiment], max_results=1000))
+    with pytest.raises(TrainingDataError, match="too few labelled rows"):
+        train.run(dataclasses.replace(settings, train_min_rows=10**9))
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == versions
+    assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == first["champion_version"]
+    assert len(client.search_runs([experiment], max_results=1000)) == runs
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """Settings with no MLflow server behind them: bad data must fail before any MLflow call."""
+    return isolated_settings(tmp_path, TRAIN_MIN_ROWS="100")
+
+
+def test_a_missing_table_is_named(offline):
+    with pytest.raises(TrainingDataError, match="no Delta table"):
+        train.run(offline)
+
+
+def test_a_missing_column_is_named(offline, rows):
+    write_features(offline.delta_table("features"), rows.drop(columns=["vol_300t"]).head(5_000))
+    with pytest.raises(TrainingDataError, match=r"lacks columns \['vol_300t'\]"):
+        train.run(offline)
+
+
+def test_an_empty_range_and_unlabelled_rows_are_named(offline, rows):
+    write_features(offline.delta_table("features"), rows.head(3_000))
+    with pytest.raises(TrainingDataError, match="no feature rows"):
+        train.run(offline, products=["DOGE-USD"])
+    with pytest.raises(TrainingDataError, match="no labelled rows"):
+        train.run(dataclasses.replace(offline, label_horizon=5_000))
+
+
+def test_a_split_with_one_class_is_named(offline, rows):
+    write_features(offline.delta_table("features"), rows.head(5_000))
+    # Forward volatility never reaches 1000 x the trailing one: every label is 0.
+    with pytest.raises(TrainingDataError, match=r"the train split has \d+ rows and classes \[0\]"):
+        train.run(dataclasses.replace(offline, label_mode="relative", label_relative_k=1000.0))
+
+
+def test_the_tables_layout_columns_are_read_past(offline, rows):
+    write_features(offline.delta_table("features"), rows.head(5_000))  # date partitions, exchange_ts
+    start, end = int(rows["exchange_ts_ns"].min()), int(rows["exchange_ts_ns"].max()) + 1
+    data = train.read_features(offline.delta_table("features"), train.required_columns(train.label_spec(offline)),
+                               start, end)
+    assert len(data.frame) == 5_000 and "exchange_ts" not in data.frame and "date" not in data.frame
+    assert (data.frame["ingest_seq"].diff().dropna()[data.frame["product_id"].eq(
+        data.frame["product_id"].shift())] > 0).all()  # the kernel's order per product
+
+
+def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    monkeypatch.setenv("DELTA_DIR", str(settings.delta_dir))
+    monkeypatch.setenv("MODEL_NAME", "vol-from-env")
+    monkeypatch.setenv("LABEL_HORIZON", "7")
+    assert train.main(["--start", "2026-01-01", "--horizon", "60", "--model-name", settings.model_name]) == 0
+    out = capsys.readouterr().out  # MLflow prints run links first; the summary is the last thing
+    summary = json.loads(out[out.index('{\n  "run_id"'):])
+    assert summary["model_name"] == settings.model_name and summary["promoted"]
+    params = registry.client(settings.mlflow_tracking_uri).get_run(summary["models"]["baseline"]["run_id"]).data.params
+    assert params["horizon"] == "60"
+    with pytest.raises(TrainingDataError, match="no feature rows"):
+        train.main(["--start", "2026-02-01"])

@@ -1,0 +1,173 @@
+"""MLflow side of training: parent and child runs, model logging, registration, promotion.
+
+Inputs: the fitted models and labelled splits from ``volpipe.modeling.train``. Outputs: runs
+on the tracking server, one registered version of the candidate, the ``champion`` alias
+moved when the candidate wins, and the summary dict that ``train.run`` returns.
+
+Contract with monitoring (docs/modeling.md): each model's child run logs ``train_start_ns``,
+``train_end_ns`` (half-open exchange-time bounds of the training rows), ``products``,
+``feature_columns`` (comma-separated) and ``label_mode``; the registered version's run is
+that child run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from volpipe.config import Settings
+from volpipe.modeling import label as L
+from volpipe.modeling import models as M
+from volpipe.modeling import registry
+from volpipe.modeling.dataset import FeatureData
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+# Types of the fitted boosting model that skops does not trust by default. We trust them
+# because the registry only holds models this module wrote (loading reads the list back).
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+def common_params(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any) -> dict[str, Any]:
+    """Parameters shared by the parent and every child run."""
+    products = sorted(set().union(*(set(part["product_id"]) for part in prepared.splits.values())))
+    params = {
+        "label_mode": spec.mode, "window": settings.feature_window_size, "horizon": spec.horizon,
+        "tau": prepared.tau, "label_quantile": spec.quantile, "products": ",".join(products),
+        "delta_table": str(data.table), "delta_version": data.version, "seed": settings.model_seed,
+    }
+    if spec.mode == "relative":
+        params.update(relative_k=spec.relative_k, relative_column=spec.relative_column)
+    for split in SPLITS:
+        prefix = "train" if split == "train" else ("val" if split == "validation" else "test")
+        params[f"{prefix}_start_ns"] = prepared.bounds[split]["start_ns"]
+        params[f"{prefix}_end_ns"] = prepared.bounds[split]["end_ns"]
+    return params
+
+
+def pip_requirements() -> list[str]:
+    """The packages a logged model needs, pinned to the versions that trained it."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas")]
+
+
+def _log_figure(fig: Any, path: str) -> None:
+    """Logs a matplotlib figure as a PNG artifact and frees it (pyplot keeps figures open)."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, path)
+    plt.close(fig)
+
+
+def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], register_as: str | None,
+               seed: int) -> Any:
+    """One model's child run; returns the registered ``ModelVersion`` number or None."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    features = list(M.FEATURES[name])
+    mlflow.log_params({**params, "model": name, "feature_columns": ",".join(features),
+                       registry.THRESHOLD_PARAM: trained.threshold,
+                       **{f"hp_{k}": v for k, v in M.hyperparameters(name, trained.model).items()}})
+    mlflow.log_metrics({f"{split}_{key}": value for split in SPLITS
+                        for key, value in trained.metrics[split].items()})
+    val = prepared.splits["validation"]
+    val_y, test_y = val["y"].to_numpy(int), prepared.splits["test"]["y"].to_numpy(int)
+    curves = {"validation": (val_y, trained.scores["validation"]), "test": (test_y, trained.scores["test"])}
+    _log_figure(M.pr_curve_figure(curves, f"{name}: precision-recall"), "pr_curve.png")
+    mlflow.log_dict(prepared.bounds, "split_bounds.json")
+    if name == M.BASELINE:
+        return None
+    _log_figure(M.calibration_figure(test_y, trained.scores["test"], f"{name}: calibration (test)"),
+                "calibration.png")
+    _log_figure(M.importance_figure(name, trained.model, val, val_y, seed), "importance.png")
+    example = prepared.splits["train"][features].head(200)
+    info = mlflow.sklearn.log_model(
+        trained.model, name="model", signature=infer_signature(example, trained.model.predict_proba(example)),
+        input_example=example.head(3), registered_model_name=register_as, pyfunc_predict_fn="predict_proba",
+        # Inferring them runs a subprocess that re-imports the model (~8 s each): they are known.
+        pip_requirements=pip_requirements(),
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+    )
+    return info.registered_model_version
+
+
+def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None]:
+    """The current champion and its PR-AUC re-scored on this training's validation rows."""
+    current = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
+    if current is None:
+        return None, None
+    model, _ = registry.load(settings.mlflow_tracking_uri, settings.model_name, current.version)
+    val = prepared.splits["validation"]
+    with M.single_threaded():
+        probabilities = np.asarray(model.predict(val[registry.input_columns(model)]))[:, 1]
+    return current, M.pr_auc(val["y"].to_numpy(int), probabilities)
+
+
+def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any,
+                 trained: dict[str, Any], candidate: str, commit: str) -> dict[str, Any]:
+    """Logs the parent and child runs, registers ``candidate`` and decides the promotion.
+
+    Returns:
+        The training summary (see ``volpipe.modeling.train.run``).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    params = common_params(settings, spec, data, prepared)
+    tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version)}
+    versions, child_runs = {}, {}
+    with mlflow.start_run(run_name=f"train-{spec.mode}", tags=tags) as parent:
+        mlflow.log_params({**params, "candidate": candidate})
+        mlflow.log_dict(prepared.bounds, "split_bounds.json")
+        # The candidate goes last: a failure while logging the others registers nothing.
+        for name in sorted(M.MODEL_NAMES, key=lambda n: n == candidate):
+            with mlflow.start_run(run_name=name, nested=True, tags=tags) as child:
+                register_as = settings.model_name if name == candidate else None
+                versions[name] = _log_child(name, trained[name], prepared, params, register_as,
+                                            settings.model_seed)
+                child_runs[name] = child.info.run_id
+            for split in ("validation", "test"):
+                mlflow.log_metric(f"{name}_{split}_pr_auc", trained[name].metrics[split]["pr_auc"])
+        version = versions[candidate]
+        new_score = trained[candidate].metrics["validation"]["pr_auc"]
+        current, old_score = champion_score(settings, prepared)
+        promoted = old_score is None or new_score > old_score
+        decision = {
+            "promotion.decision": "promoted" if promoted else "kept_champion",
+            "promotion.candidate_version": str(version),
+            "promotion.candidate_validation_pr_auc": f"{new_score:.6f}",
+            "promotion.champion_version_before": str(current.version) if current else "none",
+            "promotion.champion_validation_pr_auc": "none" if old_score is None else f"{old_score:.6f}",
+        }
+        mlflow.set_tags(decision)
+        client = registry.client(settings.mlflow_tracking_uri)
+        client.set_tag(child_runs[candidate], "promotion.decision", decision["promotion.decision"])
+        for key, value in decision.items():
+            client.set_model_version_tag(settings.model_name, str(version), key, value)
+        if promoted:
+            registry.promote(settings.mlflow_tracking_uri, settings.model_name, version, {})
+    log.info("promotion model=%s version=%s decision=%s candidate_val_pr_auc=%.4f champion_val_pr_auc=%s",
+             settings.model_name, version, decision["promotion.decision"], new_score, old_score)
+    test = prepared.splits["test"]
+    return {
+        "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": prepared.tau, "delta_version": data.version,
+        "rows": {split: len(prepared.splits[split]) for split in SPLITS},
+        "positive_rate": {split: float(prepared.splits[split]["y"].mean()) for split in SPLITS},
+        "models": {name: {"validation_pr_auc": trained[name].metrics["validation"]["pr_auc"],
+                          "test_pr_auc": trained[name].metrics["test"]["pr_auc"], "run_id": child_runs[name]}
+                   for name in M.MODEL_NAMES},
+        "test_rows": len(test), "candidate": candidate, "model_name": settings.model_name,
+        "registered_version": str(version), "promoted": promoted,
+        "candidate_validation_pr_auc": new_score, "champion_validation_pr_auc": old_score,
+        "champion_version": str(version) if promoted else str(current.version),
+        "test_pr_auc_vs_baseline": trained[candidate].metrics["test"]["pr_auc"]
+        - trained[M.BASELINE].metrics["test"]["pr_auc"],
+    }
