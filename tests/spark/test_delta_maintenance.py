@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,16 @@ def small_files_table(spark, path: Path) -> None:
             f"{T0_NS}L + id * 100000000L AS exchange_ts_ns", "rand(7) AS rolling_vol",
         )
         rows.coalesce(1).write.format("delta").mode("append").option("userMetadata", f"{MARKER}{batch}").save(str(path))
+
+
+def partitioned_table(spark, path: Path, dates: list[str]) -> None:
+    """Predictions-like rows partitioned by ``date``, two small files per date."""
+    for day in dates:
+        for part in range(2):
+            spark.range(part * ROWS, (part + 1) * ROWS).selectExpr(
+                "'BTC-USD' AS product_id", "id AS ingest_seq", f"{T0_NS}L + id AS exchange_ts_ns",
+                "rand(3) AS probability", f"'{day}' AS date",
+            ).coalesce(1).write.format("delta").mode("append").partitionBy("date").save(str(path))
 
 
 def newest_marker(path: Path) -> str:
@@ -54,9 +65,14 @@ def test_compacts_then_vacuums_only_old_unreferenced_files(spark, session_settin
     settings = dataclasses.replace(session_settings, delta_dir=tmp_path / "delta")
     path = settings.delta_table("features")
     small_files_table(spark, path)
+    today = dt.datetime.now(dt.UTC).date()
+    partitioned_table(spark, settings.delta_table("predictions"), ["2020-01-01", today.isoformat()])
 
     # Default retention (7 days): compacted, the replaced files stay for readers of older snapshots.
-    (summary,) = maintain(spark, settings, TABLES)  # the other tables do not exist: skipped
+    summary, predictions = maintain(spark, settings, TABLES)  # the other tables do not exist: skipped
+    # Partitioned by date: only the recent partitions are Z-ordered again; the old one keeps its files.
+    assert (predictions.table, predictions.files_before, predictions.files_after) == ("predictions", 4, 3)
+    assert predictions.rows == 4 * ROWS and predictions.zorder == ["product_id", "exchange_ts_ns"]
     assert (summary.table, summary.files_before, summary.files_after, summary.rows) == ("features", APPENDS, 1, APPENDS * ROWS)
     assert summary.zorder == ["product_id", "exchange_ts_ns"]
     assert (summary.vacuumed_files, summary.data_files_on_disk_after) == (0, APPENDS + 1)
