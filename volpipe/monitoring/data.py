@@ -145,8 +145,9 @@ def read_window(
 def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
     """At most ``max_rows`` rows drawn uniformly without replacement (seeded), in their original order.
 
-    Drift statistics on 10^5 rows are stable to the second decimal, and the report's time
-    grows linearly with the rows, so a long training window is sampled rather than read whole.
+    Sampling noise is far below the drift thresholds (two 20,000-row samples of one
+    distribution score 0.001-0.02 against thresholds of 0.1 and 0.2, tests/unit), and the
+    report's time grows linearly with the rows, so a long training window is sampled.
     """
     if len(frame) <= max_rows:
         return frame

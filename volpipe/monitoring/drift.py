@@ -98,10 +98,10 @@ def drift_columns(feature_columns: list[str] | tuple[str, ...]) -> list[str]:
     return tested
 
 
-def _dataset(frame: pd.DataFrame, columns: list[str], **definition: Any):
+def _dataset(frame: pd.DataFrame, columns: list[str]):
     from evidently import DataDefinition, Dataset
 
-    return Dataset.from_pandas(frame[columns], data_definition=DataDefinition(numerical_columns=columns, **definition))
+    return Dataset.from_pandas(frame[columns], data_definition=DataDefinition(numerical_columns=columns))
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str], window: str) -> pd.DataFrame:
@@ -235,8 +235,9 @@ def classification_quality(predictions: pd.DataFrame, label: str = "y") -> tuple
         label: Name of the 0/1 label column.
 
     Returns:
-        The snapshot and ``{"rows", "positives", metric name: value}``, or None when there is no
-        label column or no labelled row (labels need the future, so recent rows have none).
+        The snapshot and ``{"rows", "positives", "threshold", metric name: value}``, or None when
+        there is no label column, no labelled row (labels need the future, so recent rows have
+        none) or a single class.
     """
     if label not in predictions.columns:
         return None
@@ -247,8 +248,8 @@ def classification_quality(predictions: pd.DataFrame, label: str = "y") -> tuple
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.presets import ClassificationPreset
 
-    threshold = float(predictions["threshold"].dropna().iloc[0]) if "threshold" in predictions.columns and \
-        predictions["threshold"].notna().any() else None
+    thresholds = predictions["threshold"].dropna() if "threshold" in predictions.columns else pd.Series(dtype="float64")
+    threshold = float(thresholds.iloc[0]) if len(thresholds) else None  # the model's decision threshold
     definition = DataDefinition(numerical_columns=["probability"], classification=[
         BinaryClassification(target=label, prediction_probas="probability", pos_label=1)])
     snapshot = Report([ClassificationPreset(probas_threshold=threshold)]).run(

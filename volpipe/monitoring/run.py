@@ -193,7 +193,7 @@ def run_monitoring(
     mlflow.set_experiment(settings.monitoring_experiment)
     with mlflow.start_run(run_name=f"monitoring {report_date}") as run:
         verdict.mlflow_run_id = run.info.run_id
-        verdict.files = _write(Path(verdict.report_dir), snapshots, verdict)
+        _write(Path(verdict.report_dir), snapshots, verdict)
         mlflow.log_params({"model_name": model_name, "model_version": verdict.model_version,
                            "reference_run_id": version.run_id, "products": ",".join(products),
                            "current_start_ns": current_start_ns, "current_end_ns": current_end_ns,
@@ -209,8 +209,8 @@ def run_monitoring(
     return verdict
 
 
-def _write(folder: Path, snapshots: dict[str, Any], verdict: Verdict) -> list[str]:
-    """Saves each snapshot as ``<name>.html`` and ``<name>.json``, then ``verdict.json``; returns the paths."""
+def _write(folder: Path, snapshots: dict[str, Any], verdict: Verdict) -> None:
+    """Saves each snapshot as ``<name>.html`` and ``<name>.json``, then ``verdict.json``; sets ``verdict.files``."""
     folder.mkdir(parents=True, exist_ok=True)
     for stale in [*folder.glob("*.html"), *folder.glob("*.json")]:  # a re-run for the same date replaces them
         stale.unlink()
@@ -220,6 +220,5 @@ def _write(folder: Path, snapshots: dict[str, Any], verdict: Verdict) -> list[st
         snapshot.save_json(str(folder / f"{name}.json"))
         files += [str(folder / f"{name}.html"), str(folder / f"{name}.json")]
     files.append(str(folder / "verdict.json"))
-    verdict.files = files
+    verdict.files = files  # before the dump: verdict.json lists the files too
     (folder / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
-    return files
