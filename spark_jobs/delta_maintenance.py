@@ -103,13 +103,15 @@ def _data_files_on_disk(path: Path) -> int:
     return sum(1 for p in path.rglob("*.parquet") if "_delta_log" not in p.parts)
 
 
-def count_rows(spark: SparkSession, path: Path, version: int) -> int:
-    """Rows of the table's snapshot ``version``, read from its data files (fails if one is missing).
+def count_rows(path: Path, version: int) -> int:
+    """Rows of the table's snapshot ``version``, from its data files' footers (fails if one is missing).
 
-    Delta would answer a count from the log's statistics without opening a file.
+    Read with delta-rs: Delta-Spark would answer from the log's statistics without opening a
+    file, and refuses time travel beyond the table's deletedFileRetentionDuration.
     """
-    with _conf(spark, {"spark.databricks.delta.optimizeMetadataQuery.enabled": "false"}):
-        return spark.read.format("delta").option("versionAsOf", version).load(str(path)).count()
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path), version=version).to_pyarrow_dataset().count_rows()
 
 
 def _detail(spark: SparkSession, path: Path) -> dict:
@@ -135,9 +137,17 @@ def _optimize(spark: SparkSession, path: Path, columns: list[str], *, zorder: bo
 def _vacuum(spark: SparkSession, path: Path, hours: float, *, dry_run: bool) -> int:
     """VACUUM (or its dry run); returns the data files it deleted (or would delete)."""
     on_disk = _data_files_on_disk(path)
-    # Delta refuses a retention below the table's deletedFileRetentionDuration (7 days) unless
-    # its check is off; check_retention has already applied this project's own minimum.
-    with _conf(spark, {"spark.databricks.delta.retentionDurationCheck.enabled": "false"}):
+    conf = {
+        # Delta refuses a retention below the table's deletedFileRetentionDuration (7 days) unless
+        # its check is off; check_retention has already applied this project's own minimum.
+        "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+        # Since delta-io/delta#5028 (Delta 4.x), VACUUM ignores RETAIN n HOURS unless n is 0 and
+        # uses the table's deletedFileRetentionDuration instead, whatever it is (seen: a table
+        # set to 1 s was vacuumed at 1 s when asked for 200 h). Setting the property is a
+        # metadata commit, which would fail the stream's concurrent append: honour the argument.
+        "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
+    }
+    with _conf(spark, conf):
         listed = spark.sql(f"VACUUM delta.`{path}` RETAIN {hours} HOURS{' DRY RUN' if dry_run else ''}").collect()
     return len(listed) if dry_run else on_disk - _data_files_on_disk(path)
 
@@ -148,7 +158,7 @@ def maintain_table(spark: SparkSession, name: str, path: Path, *, retention_hour
 
     OPTIMIZE: its commit's snapshot is compared with the one just before it, so appends the
     stream commits meanwhile (their own versions) do not count as changes. VACUUM: the newest
-    snapshot is read again afterwards, which also proves that none of its files went.
+    snapshot is counted again afterwards from its files' footers, so a deleted live file fails.
 
     Raises:
         MaintenanceError: OPTIMIZE or VACUUM changed the row count.
@@ -166,12 +176,12 @@ def maintain_table(spark: SparkSession, name: str, path: Path, *, retention_hour
         optimized = commits.select("version").first()
         if optimized is not None:  # no commit when there was nothing to rewrite
             version = optimized.version
-            check_rows(name, "OPTIMIZE", version, count_rows(spark, path, version - 1), count_rows(spark, path, version))
+            check_rows(name, "OPTIMIZE", version, count_rows(path, version - 1), count_rows(path, version))
     latest = table.history(1).first().version
-    rows = count_rows(spark, path, latest)
+    rows = count_rows(path, latest)
     optimized_at = time.perf_counter()
     vacuumed = _vacuum(spark, path, retention_hours, dry_run=dry_run)
-    check_rows(name, "VACUUM", latest, rows, count_rows(spark, path, latest))
+    check_rows(name, "VACUUM", latest, rows, count_rows(path, latest))
     summary = TableSummary(
         table=name, files_before=files_before, files_after=_detail(spark, path)["numFiles"],
         rows=rows, zorder=zorder_by, data_files_on_disk_before=on_disk_before,
