@@ -120,6 +120,28 @@ def _optional_path(raw: str) -> Path | None:
     return _path(raw) if raw else None
 
 
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be a share in (0, 1]")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return raw.lower() in ("true", "1", "yes")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -322,6 +344,42 @@ class Settings:
         group="modeling",
     )
 
+    # Monitoring and maintenance.
+    reports_dir: Path | None = setting(
+        "REPORTS_DIR", "", _optional_path, "Reports: Evidently under evidently/<date>/ (default DATA_DIR/reports).",
+        group="monitoring",
+    )
+    monitoring_experiment: str = setting(
+        "MONITORING_EXPERIMENT", "volpipe-monitoring", _name, "MLflow experiment of the monitoring runs.",
+        group="monitoring",
+    )
+    monitoring_window_hours: float = setting(
+        "MONITORING_WINDOW_HOURS", "24", _positive_float, "Current window of the drift reports: hours before its end.",
+        group="monitoring",
+    )
+    drift_share_threshold: float = setting(
+        "DRIFT_SHARE_THRESHOLD", "0.5", _share, "Share of drifted features from which the data counts as drifted.",
+        group="monitoring",
+    )
+    drift_action: str = setting(
+        "DRIFT_ACTION", "warn", _choice("fail", "warn"), "What the monitoring run does on drift: fail or warn.",
+        group="monitoring",
+    )
+    drift_trigger_retrain: bool = setting(
+        "DRIFT_TRIGGER_RETRAIN", "false", _bool, "On drift, ask for an early retrain (train_nightly).",
+        group="monitoring",
+    )
+    delta_vacuum_retention_hours: float = setting(
+        "DELTA_VACUUM_RETENTION_HOURS", "168", _positive_float,
+        "VACUUM deletes unreferenced data files older than this (Delta's default: 7 days).",
+        group="monitoring",
+    )
+    delta_vacuum_min_retention_hours: float = setting(
+        "DELTA_VACUUM_MIN_RETENTION_HOURS", "168", _positive_float,
+        "Lowest retention maintenance accepts without --force (readers and the stream need the files).",
+        group="monitoring",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Reads every setting from ``environ`` (default ``os.environ``).
@@ -371,6 +429,7 @@ class Settings:
             quarantine_dir=self.quarantine_dir or data / "quarantine",
             delta_dir=self.delta_dir or data / "delta",
             checkpoint_dir=self.checkpoint_dir or data / "checkpoints",
+            reports_dir=self.reports_dir or data / "reports",
             mlflow_backend_store_uri=self.mlflow_backend_store_uri
             or f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
         )

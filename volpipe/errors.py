@@ -50,3 +50,19 @@ class TrainingDataError(PipelineError):
 
 class ModelRegistryError(PipelineError):
     """Raised when a registered model or alias (e.g. ``@champion``) cannot be found or loaded."""
+
+
+class MonitoringDataError(PipelineError):
+    """Raised when a monitoring report lacks its input: a missing table, an empty window, missing columns."""
+
+
+class ReferenceWindowError(PipelineError):
+    """Raised when the champion model (alias, run or its training-window params) cannot give a reference window."""
+
+
+class DriftDetected(PipelineError):
+    """Raised when the share of drifted features reaches DRIFT_SHARE_THRESHOLD and DRIFT_ACTION is ``fail``."""
+
+
+class MaintenanceError(PipelineError):
+    """Raised when Delta maintenance is unsafe (retention below the minimum) or changed a table's row count."""

@@ -1,0 +1,182 @@
+"""Monitoring against a real MLflow server and real Delta tables: reference window, reports, run, verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.unit.monitoring_helpers import T0_NS, TICK_NS, feature_rows, prediction_rows, write_table
+from volpipe.config import Settings
+from volpipe.errors import DriftDetected, MonitoringDataError, ReferenceWindowError
+from volpipe.features import FEATURE_COLUMNS
+
+pytestmark = pytest.mark.integration
+
+N = 6_000
+DAY_NS = 86_400 * 1_000_000_000
+CURRENT_START_NS = T0_NS + DAY_NS
+CURRENT_END_NS = CURRENT_START_NS + N * TICK_NS
+PRODUCTS = ("BTC-USD", "ETH-USD")
+
+
+def register_champion(settings: Settings, name: str, params: dict[str, str]) -> str:
+    """Logs a run with ``params`` and a trivial sklearn model, registers it as ``name`` and makes it champion."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment("monitoring-tests")
+    X = pd.DataFrame({"rolling_vol": [1e-4, 2e-4, 3e-4, 4e-4], "imbalance_1t": [0.1, -0.2, 0.3, -0.4]})
+    with mlflow.start_run() as run:
+        mlflow.log_params(params)
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), name="model",
+                                        registered_model_name=name)
+    MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(name, "champion", info.registered_model_version)
+    return run.info.run_id
+
+
+def contract_params(start_ns: int, end_ns: int, columns=FEATURE_COLUMNS, products=PRODUCTS) -> dict[str, str]:
+    return {"train_start_ns": str(start_ns), "train_end_ns": str(end_ns), "products": ",".join(products),
+            "feature_columns": ",".join(columns)}
+
+
+def test_reference_window_follows_the_champion(mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    from volpipe.monitoring.data import reference_window
+
+    client = MlflowClient(mlflow_server.mlflow_tracking_uri)
+    name = f"volpipe-ref-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ReferenceWindowError, match=f"no champion for model '{name}'"):
+        reference_window(client, name)
+    register_champion(mlflow_server, name, contract_params(10, 20, ["rolling_vol", "imbalance_1t"], ["BTC-USD"]))
+    assert reference_window(client, name) == (10, 20, ("BTC-USD",), ("rolling_vol", "imbalance_1t"))
+    # A new champion moves the reference with it.
+    register_champion(mlflow_server, name, contract_params(30, 40))
+    assert reference_window(client, name) == (30, 40, PRODUCTS, tuple(FEATURE_COLUMNS))
+    register_champion(mlflow_server, name, {"train_start_ns": "5"})
+    with pytest.raises(ReferenceWindowError, match=r"lacks params \['train_end_ns', 'products', 'feature_columns'\] "
+                                                   rf"\(model={name} version=3 run_id="):
+        reference_window(client, name)
+
+
+@pytest.fixture(scope="module")
+def champion(mlflow_server) -> str:
+    name = f"volpipe-mon-{uuid.uuid4().hex[:8]}"
+    register_champion(mlflow_server, name, contract_params(T0_NS, T0_NS + (N - 1) * TICK_NS))
+    return name
+
+
+def monitored_tables(settings: Settings, root: Path, *, shifted: bool) -> tuple[Settings, pd.DataFrame, pd.DataFrame]:
+    """Settings whose ``features`` hold the training window and a current one (shifted or not); rows to score."""
+    settings = dataclasses.replace(settings, delta_dir=root / "delta", reports_dir=root / "reports")
+    reference = feature_rows(N, seed=1)
+    current = feature_rows(N, seed=2, start_ns=CURRENT_START_NS, vol=1.6 if shifted else 1.0,
+                           imbalance=0.3 if shifted else 0.0)
+    write_table(settings.delta_table("features"), pd.concat([reference, current], ignore_index=True))
+    previous = feature_rows(N, seed=3, start_ns=CURRENT_START_NS - N * TICK_NS)
+    return settings, previous, current
+
+
+def test_a_shifted_window_is_flagged_reported_and_logged(mlflow_server, champion, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from volpipe.monitoring.run import enforce, run_monitoring
+
+    settings, previous, current = monitored_tables(mlflow_server, tmp_path, shifted=True)
+    settings = dataclasses.replace(settings, drift_action="fail", drift_trigger_retrain=True)
+    write_table(settings.delta_table("predictions"), pd.concat(
+        [prediction_rows(previous, 4, model_name=champion), prediction_rows(current, 5, shift=0.15, model_name=champion),
+         prediction_rows(current, 6, model_name="another-model")], ignore_index=True), partition_by=["date"])
+
+    verdict = run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
+
+    assert verdict.drift_detected and verdict.should_fail and verdict.retrain_requested
+    assert verdict.drift_share == 6 / 8 and verdict.drifted_count == 6
+    assert {f.column for f in verdict.features if not f.drifted} == {"trade_intensity", "spread_bps"}
+    assert verdict.reference["rows"] == verdict.current["rows"] == N
+    assert verdict.prediction_drift["reference"] == "previous window" and verdict.prediction_drift["share"] == 1.0
+    assert verdict.prediction_drift["rows"] == N  # the other model's rows are not mixed in
+    with pytest.raises(DriftDetected, match="drifted=6/8"):
+        enforce(verdict)
+
+    folder = settings.reports_dir / "evidently" / "2026-09-22"
+    assert Path(verdict.report_dir) == folder
+    names = {"data_drift", "data_quality", "prediction_drift"}
+    assert {p.name for p in folder.iterdir()} == {f"{n}.{ext}" for n in names for ext in ("html", "json")} | {"verdict.json"}
+    report = json.loads((folder / "data_drift.json").read_text())
+    status = {t["metric_config"]["params"]["column"]: t["status"] for t in report["tests"]
+              if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"}
+    assert status["rolling_vol"] == "FAIL" and status["trade_intensity"] == "SUCCESS"
+    assert "rolling_vol" in (folder / "data_drift.html").read_text()
+    assert json.loads((folder / "verdict.json").read_text())["drift_share"] == 0.75
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(verdict.mlflow_run_id)
+    assert run.data.metrics["drift_share"] == 0.75 and run.data.tags["drift_detected"] == "true"
+    assert run.data.params["model_name"] == champion
+    assert client.get_experiment(run.info.experiment_id).name == settings.monitoring_experiment
+    logged = {a.path for a in client.list_artifacts(verdict.mlflow_run_id, "evidently/2026-09-22")}
+    assert logged == {f"evidently/2026-09-22/{p.name}" for p in folder.iterdir()}
+
+
+def test_a_window_from_the_reference_distribution_stays_quiet(mlflow_server, champion, tmp_path):
+    from volpipe.monitoring.run import enforce, run_monitoring
+
+    settings, _, current = monitored_tables(mlflow_server, tmp_path, shifted=False)
+    settings = dataclasses.replace(settings, drift_action="fail")
+    write_table(settings.delta_table("predictions"), prediction_rows(current, 5, model_name=champion))
+
+    def label_fn(rows: pd.DataFrame) -> pd.Series:  # stands in for the training stage's label
+        labels = (rows["rolling_vol"] > rows["rolling_vol"].median()).astype(float)
+        return labels.where(rows.index < len(rows) - 50)  # no future for the last rows
+
+    verdict = enforce(run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS,
+                                     current_end_ns=CURRENT_END_NS, report_date="quiet", label_fn=label_fn))
+
+    assert not verdict.drift_detected and verdict.drifted_count == 0 and not verdict.retrain_requested
+    assert verdict.quality["failed"] == []
+    # No predictions in the training window nor the window before: nothing to compare them with.
+    assert verdict.prediction_drift["skipped"] == "no predictions to compare (previous window)"
+    assert verdict.classification["rows"] == N - 50
+    folder = settings.reports_dir / "evidently" / "quiet"
+    assert (folder / "classification.html").exists() and not (folder / "prediction_drift.json").exists()
+
+
+def test_missing_table_or_empty_window_is_a_clear_error(mlflow_server, champion, tmp_path):
+    from volpipe.monitoring.run import run_monitoring
+
+    settings = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", reports_dir=tmp_path / "reports")
+    with pytest.raises(MonitoringDataError, match=f"Delta table does not exist at {tmp_path / 'delta' / 'features'}"):
+        run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
+    write_table(settings.delta_table("features"), feature_rows(100, seed=1))
+    with pytest.raises(MonitoringDataError, match=rf"current window is empty: .* start_ns={CURRENT_START_NS} "
+                                                  rf"end_ns={CURRENT_END_NS} products=BTC-USD,ETH-USD"):
+        run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
+    assert not np.any([p.exists() for p in (tmp_path / "reports").glob("**/*.json")])
+
+
+def test_command_line_exit_codes(mlflow_server, champion, tmp_path, monkeypatch, capsys):
+    from volpipe.monitoring.__main__ import main
+
+    # main() configures logging on the root logger: give it a copy of the handlers to replace.
+    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.mlflow_tracking_uri)
+    monkeypatch.setenv("DELTA_DIR", str(tmp_path / "delta"))
+    monkeypatch.setenv("REPORTS_DIR", str(tmp_path / "reports"))
+    window = ["--model-name", champion, "--start", "2026-09-22T14:13:20", "--end", "2026-09-22T14:23:20"]
+    assert main(window) == 2
+    assert "Delta table does not exist" in capsys.readouterr().err
+    monitored_tables(mlflow_server, tmp_path, shifted=True)
+    assert main([*window, "--drift-action", "warn"]) == 0
+    assert json.loads(capsys.readouterr().out)["drift_detected"] is True  # stdout holds the verdict alone
+    assert main([*window, "--drift-action", "fail", "--date", "cli"]) == 1
+    assert "drift: data drift: date=cli" in capsys.readouterr().err
