@@ -196,3 +196,15 @@ def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypat
     assert params["horizon"] == "60"
     with pytest.raises(TrainingDataError, match="no feature rows"):
         train.main(["--start", "2026-02-01"])
+
+
+def test_a_champion_reading_unknown_columns_is_replaced_with_a_note(settings, rows):
+    from sklearn.linear_model import LogisticRegression
+
+    alien = rows[["rolling_vol"]].rename(columns={"rolling_vol": "not_a_feature"}).head(1_000)
+    labels = np.arange(len(alien)) % 2
+    register_champion(settings, LogisticRegression().fit(alien, labels), ["not_a_feature"], alien)
+    summary = train.run(settings)
+    assert summary["promoted"] and summary["champion_validation_pr_auc"] is None
+    tags = registry.client(settings.mlflow_tracking_uri).get_run(summary["run_id"]).data.tags
+    assert "not_a_feature" in tags["promotion.note"]
