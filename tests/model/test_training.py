@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,7 @@ def register_champion(settings, model, features: list[str], example: pd.DataFram
 
 def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first(settings):
     summary = train.run(settings)
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # an XCom-able plain dict
     client = registry.client(settings.mlflow_tracking_uri)
     version = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
     assert summary["promoted"] and version.version == summary["registered_version"] == summary["champion_version"]
@@ -71,7 +73,8 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
         assert params["feature_columns"] == ",".join(M.FEATURES[child.info.run_name])
         assert int(params["train_start_ns"]) < int(params["train_end_ns"]) <= int(params["val_start_ns"])
         assert params["delta_version"] == "0" and float(params["tau"]) > 0
-        assert {"train_pr_auc", "validation_pr_auc", "test_pr_auc", "test_roc_auc", "test_f1"} <= set(child.data.metrics)
+        expected = {"train_pr_auc", "validation_pr_auc", "test_pr_auc", "test_roc_auc", "test_f1", "test_recall"}
+        assert expected <= set(child.data.metrics)
         assert child.data.tags["mlflow.source.git.commit"]
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"pr_curve.png", "split_bounds.json"} <= artifacts
@@ -182,8 +185,6 @@ def test_extra_columns_and_a_date_partition_are_tolerated(offline, rows):
 
 
 def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypatch, capsys):
-    import json
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     monkeypatch.setenv("DELTA_DIR", str(settings.delta_dir))
     monkeypatch.setenv("MODEL_NAME", "vol-from-env")

@@ -168,7 +168,9 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
              settings.model_name, version, decision["promotion.decision"], new_score, old_score)
     test = prepared.splits["test"]
     return {
-        "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": prepared.tau, "delta_version": data.version,
+        # Plain JSON (Airflow returns it as an XCom): relative mode's NaN tau becomes null.
+        "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": None if np.isnan(prepared.tau) else prepared.tau,
+        "delta_version": data.version,
         "rows": {split: len(prepared.splits[split]) for split in SPLITS},
         "positive_rate": {split: float(prepared.splits[split]["y"].mean()) for split in SPLITS},
         "models": {name: {"validation_pr_auc": trained[name].metrics["validation"]["pr_auc"],
