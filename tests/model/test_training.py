@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,7 @@ def register_champion(settings, model, features: list[str], example: pd.DataFram
 
 def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first(settings):
     summary = train.run(settings)
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # an XCom-able plain dict
     client = registry.client(settings.mlflow_tracking_uri)
     version = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
     assert summary["promoted"] and version.version == summary["registered_version"] == summary["champion_version"]
@@ -71,7 +73,8 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
         assert params["feature_columns"] == ",".join(M.FEATURES[child.info.run_name])
         assert int(params["train_start_ns"]) < int(params["train_end_ns"]) <= int(params["val_start_ns"])
         assert params["delta_version"] == "0" and float(params["tau"]) > 0
-        assert {"train_pr_auc", "validation_pr_auc", "test_pr_auc", "test_roc_auc", "test_f1"} <= set(child.data.metrics)
+        expected = {"train_pr_auc", "validation_pr_auc", "test_pr_auc", "test_roc_auc", "test_f1", "test_recall"}
+        assert expected <= set(child.data.metrics)
         assert child.data.tags["mlflow.source.git.commit"]
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"pr_curve.png", "split_bounds.json"} <= artifacts
@@ -180,8 +183,6 @@ def test_the_tables_layout_columns_are_read_past(offline, rows):
 
 
 def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypatch, capsys):
-    import json
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
     monkeypatch.setenv("DELTA_DIR", str(settings.delta_dir))
     monkeypatch.setenv("MODEL_NAME", "vol-from-env")
@@ -194,3 +195,15 @@ def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypat
     assert params["horizon"] == "60"
     with pytest.raises(TrainingDataError, match="no feature rows"):
         train.main(["--start", "2026-02-01"])
+
+
+def test_a_champion_reading_unknown_columns_is_replaced_with_a_note(settings, rows):
+    from sklearn.linear_model import LogisticRegression
+
+    alien = rows[["rolling_vol"]].rename(columns={"rolling_vol": "not_a_feature"}).head(1_000)
+    labels = np.arange(len(alien)) % 2
+    register_champion(settings, LogisticRegression().fit(alien, labels), ["not_a_feature"], alien)
+    summary = train.run(settings)
+    assert summary["promoted"] and summary["champion_validation_pr_auc"] is None
+    tags = registry.client(settings.mlflow_tracking_uri).get_run(summary["run_id"]).data.tags
+    assert "not_a_feature" in tags["promotion.note"]

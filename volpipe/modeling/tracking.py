@@ -97,16 +97,24 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], r
     return info.registered_model_version
 
 
-def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None]:
-    """The current champion and its PR-AUC re-scored on this training's validation rows."""
+def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None, str]:
+    """The current champion, its PR-AUC re-scored on this training's validation rows, and a note.
+
+    A champion that reads a column these rows lack cannot be compared: its score is None and
+    the note says why (the candidate then takes over, as it would from no champion).
+    """
     current = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
     if current is None:
-        return None, None
+        return None, None, "no champion"
     model, _ = registry.load(settings.mlflow_tracking_uri, settings.model_name, current.version)
     val = prepared.splits["validation"]
+    columns = registry.input_columns(model)
+    missing = [column for column in columns if column not in val]
+    if missing:
+        return current, None, f"champion reads columns absent here: {missing}"
     with M.single_threaded():
-        probabilities = np.asarray(model.predict(val[registry.input_columns(model)]))[:, 1]
-    return current, M.pr_auc(val["y"].to_numpy(int), probabilities)
+        probabilities = np.asarray(model.predict(val[columns]))[:, 1]
+    return current, M.pr_auc(val["y"].to_numpy(int), probabilities), "re-scored on the same validation rows"
 
 
 def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any,
@@ -123,6 +131,8 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
     mlflow.set_experiment(settings.mlflow_experiment)
     params = common_params(settings, spec, data, prepared)
     tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version)}
+    # Before any logging: a champion that fails to load stops the training with nothing registered.
+    current, old_score, note = champion_score(settings, prepared)
     versions, child_runs = {}, {}
     with mlflow.start_run(run_name=f"train-{spec.mode}", tags=tags) as parent:
         mlflow.log_params({**params, "candidate": candidate})
@@ -138,7 +148,6 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
                 mlflow.log_metric(f"{name}_{split}_pr_auc", trained[name].metrics[split]["pr_auc"])
         version = versions[candidate]
         new_score = trained[candidate].metrics["validation"]["pr_auc"]
-        current, old_score = champion_score(settings, prepared)
         promoted = old_score is None or new_score > old_score
         decision = {
             "promotion.decision": "promoted" if promoted else "kept_champion",
@@ -146,6 +155,7 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
             "promotion.candidate_validation_pr_auc": f"{new_score:.6f}",
             "promotion.champion_version_before": str(current.version) if current else "none",
             "promotion.champion_validation_pr_auc": "none" if old_score is None else f"{old_score:.6f}",
+            "promotion.note": note,
         }
         mlflow.set_tags(decision)
         client = registry.client(settings.mlflow_tracking_uri)
@@ -158,7 +168,9 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
              settings.model_name, version, decision["promotion.decision"], new_score, old_score)
     test = prepared.splits["test"]
     return {
-        "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": prepared.tau, "delta_version": data.version,
+        # Plain JSON (Airflow returns it as an XCom): relative mode's NaN tau becomes null.
+        "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": None if np.isnan(prepared.tau) else prepared.tau,
+        "delta_version": data.version,
         "rows": {split: len(prepared.splits[split]) for split in SPLITS},
         "positive_rate": {split: float(prepared.splits[split]["y"].mean()) for split in SPLITS},
         "models": {name: {"validation_pr_auc": trained[name].metrics["validation"]["pr_auc"],

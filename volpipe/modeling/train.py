@@ -81,7 +81,8 @@ def prepare(frame: pd.DataFrame, spec: L.LabelSpec, min_rows: int) -> Prepared:
     if keep.sum() < min_rows:
         raise TrainingDataError(f"too few labelled rows: {int(keep.sum())} < TRAIN_MIN_ROWS={min_rows}")
     labelled = frame.assign(y=y, split=split)[keep]
-    splits, bounds = {}, {"label_mode": spec.mode, "horizon": spec.horizon, "embargo_rows": int((split == -1).sum())}
+    embargoed = int((split == L.EMBARGO).sum())
+    splits, bounds = {}, {"label_mode": spec.mode, "horizon": spec.horizon, "embargo_rows": embargoed}
     for code, name in L.SPLIT_NAMES.items():
         part = labelled[labelled["split"] == code].drop(columns="split").reset_index(drop=True)
         classes = sorted(set(part["y"].astype(int)))
