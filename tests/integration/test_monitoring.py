@@ -71,7 +71,7 @@ def test_reference_window_follows_the_champion(mlflow_server):
 @pytest.fixture(scope="module")
 def champion(mlflow_server) -> str:
     name = f"volpipe-mon-{uuid.uuid4().hex[:8]}"
-    register_champion(mlflow_server, name, contract_params(T0_NS, T0_NS + (N - 1) * TICK_NS))
+    register_champion(mlflow_server, name, contract_params(T0_NS, T0_NS + N * TICK_NS))
     return name
 
 
