@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         from volpipe.monitoring.run import run_monitoring
 
         name = "bench-champion"
-        register_champion(settings, name, contract_params(T0_NS, T0_NS + (args.rows - 1) * TICK_NS))
+        register_champion(settings, name, contract_params(T0_NS, T0_NS + args.rows * TICK_NS))
         current_start = T0_NS + args.rows * TICK_NS
         reference = feature_rows(args.rows, seed=1)
         current = feature_rows(args.rows, seed=2, start_ns=current_start, vol=1.3)

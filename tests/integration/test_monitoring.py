@@ -71,7 +71,7 @@ def test_reference_window_follows_the_champion(mlflow_server):
 @pytest.fixture(scope="module")
 def champion(mlflow_server) -> str:
     name = f"volpipe-mon-{uuid.uuid4().hex[:8]}"
-    register_champion(mlflow_server, name, contract_params(T0_NS, T0_NS + (N - 1) * TICK_NS))
+    register_champion(mlflow_server, name, contract_params(T0_NS, T0_NS + N * TICK_NS))
     return name
 
 
@@ -118,6 +118,7 @@ def test_a_shifted_window_is_flagged_reported_and_logged(mlflow_server, champion
     assert status["rolling_vol"] == "FAIL" and status["trade_intensity"] == "SUCCESS"
     assert "rolling_vol" in (folder / "data_drift.html").read_text()
     assert json.loads((folder / "verdict.json").read_text())["drift_share"] == 0.75
+    assert json.loads(json.dumps(verdict.to_dict()))["should_fail"] is True  # plain JSON: an Airflow return value
 
     client = MlflowClient(settings.mlflow_tracking_uri)
     run = client.get_run(verdict.mlflow_run_id)

@@ -112,7 +112,7 @@ def test_read_window_filters_time_and_products_and_tolerates_extra_columns(tmp_p
     assert len(got) == len(expected) == 20
     assert got["exchange_ts_ns"].max() < end and set(got["product_id"]) == {"BTC-USD", "SOL-USD"}
     assert list(got[list(data.ROW_KEY)].itertuples(index=False)) == sorted(got[list(data.ROW_KEY)].itertuples(index=False))
-    assert len(data.read_window(path, start, end, None, end_inclusive=True)) == 31
+    assert len(data.read_window(path, start, end, None)) == 30  # half-open: the row at end_ns is out
     with pytest.raises(MonitoringDataError, match="lacks columns"):
         data.read_window(path, start, end, None, ["probability", "nope"])
     with pytest.raises(MonitoringDataError, match="Delta table does not exist at .*missing"):

@@ -6,7 +6,7 @@ no Spark). Outputs: the reference window's bounds, products and feature columns;
 frames of the rows of a time window.
 
 Contract with the training stage: the champion's run logs the params ``train_start_ns`` and
-``train_end_ns`` (inclusive ``exchange_ts_ns`` bounds of its training rows), ``products`` and
+``train_end_ns`` (half-open ``exchange_ts_ns`` bounds of its training rows), ``products`` and
 ``feature_columns`` (both comma-separated).
 """
 
@@ -33,7 +33,7 @@ ROW_KEY = ("product_id", "ingest_seq", "ticker_idx")
 
 
 class ReferenceWindow(NamedTuple):
-    """The champion's training window: inclusive ``exchange_ts_ns`` bounds, products, feature columns."""
+    """The champion's training window: ``exchange_ts_ns`` in [start_ns, end_ns), products, feature columns."""
 
     start_ns: int
     end_ns: int
@@ -101,7 +101,7 @@ def table_exists(path: Path) -> bool:
 
 def read_window(
     path: Path, start_ns: int, end_ns: int, products: tuple[str, ...] | list[str] | None,
-    columns: list[str] | None = None, *, end_inclusive: bool = False,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """Rows of a Delta table whose ``exchange_ts_ns`` lies in the window, for ``products``.
 
@@ -110,10 +110,9 @@ def read_window(
     Args:
         path: The table.
         start_ns: Inclusive lower bound of ``exchange_ts_ns``.
-        end_ns: Upper bound, exclusive unless ``end_inclusive``.
+        end_ns: Exclusive upper bound.
         products: ``product_id`` values to keep; None keeps all.
         columns: Columns to read (default all).
-        end_inclusive: Include ``end_ns`` itself (the training window's bounds are inclusive).
 
     Returns:
         The rows, sorted by ``(product_id, ingest_seq, ticker_idx)`` when the table has that key.
@@ -131,7 +130,7 @@ def read_window(
     if absent:
         raise MonitoringDataError(f"table {path} lacks columns {absent}")
     ts = ds.field("exchange_ts_ns")
-    where = (ts >= start_ns) & ((ts <= end_ns) if end_inclusive else (ts < end_ns))
+    where = (ts >= start_ns) & (ts < end_ns)
     if products:
         where = where & ds.field("product_id").isin(list(products))
     frame = dataset.to_table(columns=columns, filter=where).to_pandas()

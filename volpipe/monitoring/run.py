@@ -92,10 +92,10 @@ def enforce(verdict: Verdict) -> Verdict:
     return verdict
 
 
-def _read_features(settings: Settings, start_ns: int, end_ns: int, products: tuple[str, ...], window: str,
-                   *, end_inclusive: bool = False) -> pd.DataFrame:
+def _read_features(settings: Settings, start_ns: int, end_ns: int, products: tuple[str, ...],
+                   window: str) -> pd.DataFrame:
     path = settings.delta_table(FEATURES)
-    frame = data.read_window(path, start_ns, end_ns, products, end_inclusive=end_inclusive)
+    frame = data.read_window(path, start_ns, end_ns, products)
     if frame.empty:
         raise MonitoringDataError(f"{window} window is empty: table={path} start_ns={start_ns} end_ns={end_ns} "
                                   f"products={','.join(products)}")
@@ -109,12 +109,12 @@ def _predictions(settings: Settings, model_name: str, products: tuple[str, ...],
     if not data.table_exists(path):
         return pd.DataFrame(), pd.DataFrame(), f"no predictions table at {path}"
 
-    def read(lo: int, hi: int, inclusive: bool = False) -> pd.DataFrame:
-        frame = data.read_window(path, lo, hi, products, end_inclusive=inclusive)
+    def read(lo: int, hi: int) -> pd.DataFrame:
+        frame = data.read_window(path, lo, hi, products)
         return frame[frame["model_name"] == model_name] if "model_name" in frame.columns else frame
 
     current = read(start_ns, end_ns)
-    previous = read(reference.start_ns, reference.end_ns, True)
+    previous = read(reference.start_ns, reference.end_ns)
     source = "training window"
     if previous.empty:
         previous, source = read(2 * start_ns - end_ns, start_ns), "previous window"
@@ -154,7 +154,7 @@ def run_monitoring(
     reference = data.reference_window(client, model_name)
     products = tuple(products or reference.products)
     report_date = report_date or dt.datetime.fromtimestamp((current_end_ns - 1) / 1e9, dt.UTC).date().isoformat()
-    ref_rows = _read_features(settings, reference.start_ns, reference.end_ns, products, "reference", end_inclusive=True)
+    ref_rows = _read_features(settings, reference.start_ns, reference.end_ns, products, "reference")
     cur_rows = _read_features(settings, current_start_ns, current_end_ns, products, "current")
     ref, cur = data.sample_rows(ref_rows, max_rows, SAMPLE_SEED), data.sample_rows(cur_rows, max_rows, SAMPLE_SEED)
 
