@@ -123,15 +123,18 @@ def _optimize(spark: SparkSession, path: Path, columns: list[str], *, zorder: bo
     """Compaction, Z-ordered by the ``ZORDER_COLUMNS`` the table has (if ``zorder``); returns those used."""
     from delta.tables import DeltaTable
 
-    builder = DeltaTable.forPath(spark, str(path)).optimize()
+    table = DeltaTable.forPath(spark, str(path))
     zorder_by = [c for c in ZORDER_COLUMNS if c in columns] if zorder else []
-    if "date" in _detail(spark, path)["partitionColumns"]:
+    if not zorder_by:
+        table.optimize().executeCompaction()
+    elif "date" in _detail(spark, path)["partitionColumns"]:
+        # Z-order rewrites every file it selects: only the recent days, whose layout still changes;
+        # older days are bin-packed, a no-op once a day is one file.
         since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ZORDER_RECENT_DAYS)
-        builder = builder.where(f"date >= '{since.isoformat()}'")
-    if zorder_by:
-        builder.executeZOrderBy(*zorder_by)
+        table.optimize().where(f"date < '{since.isoformat()}'").executeCompaction()
+        table.optimize().where(f"date >= '{since.isoformat()}'").executeZOrderBy(*zorder_by)
     else:
-        builder.executeCompaction()
+        table.optimize().executeZOrderBy(*zorder_by)
     return zorder_by
 
 
@@ -242,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-hours", type=float, help="VACUUM retention (default DELTA_VACUUM_RETENTION_HOURS)")
     parser.add_argument("--force", action="store_true", help="allow a retention below DELTA_VACUUM_MIN_RETENTION_HOURS")
     parser.add_argument("--no-zorder", action="store_true", help="plain compaction (Z-order rewrites what it selects)")
-    parser.add_argument("--dry-run", action="store_true", help="no OPTIMIZE; VACUUM DRY RUN")
+    parser.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=False,
+                        help="no OPTIMIZE; VACUUM DRY RUN (the DAG passes --no-dry-run for a real run)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env()

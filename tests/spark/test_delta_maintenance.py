@@ -81,8 +81,8 @@ def test_compacts_then_vacuums_only_old_unreferenced_files(spark, session_settin
     assert (kept.table, kept.files_after, kept.zorder, kept.vacuumed_files) == ("quarantine", 1, [], 0)
     # No Z-order columns: plain compaction. The 168 h asked for are honoured: every file stays.
     assert kept.data_files_on_disk_after == kept.files_before + 1
-    # Partitioned by date: only the recent partitions are Z-ordered again; the old one keeps its files.
-    assert (predictions.table, predictions.files_before, predictions.files_after) == ("predictions", 4, 3)
+    # Partitioned by date: the recent partition is Z-ordered, the old one bin-packed; one file each.
+    assert (predictions.table, predictions.files_before, predictions.files_after) == ("predictions", 4, 2)
     assert predictions.rows == 4 * ROWS and predictions.zorder == ["product_id", "exchange_ts_ns"]
     assert (summary.table, summary.files_before, summary.files_after, summary.rows) == ("features", APPENDS, 1, APPENDS * ROWS)
     assert summary.zorder == ["product_id", "exchange_ts_ns"]

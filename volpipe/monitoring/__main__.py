@@ -17,7 +17,6 @@ import sys
 from volpipe.config import Settings
 from volpipe.errors import DriftDetected, PipelineError
 
-DEFAULT_MODEL_NAME = "volpipe-volatility"
 
 
 def _utc(text: str) -> dt.datetime:
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Evidently drift, data-quality and prediction reports of a recent window against "
                     "the champion model's training window (docs/monitoring.md).",
     )
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model (its @champion)")
+    parser.add_argument("--model-name", help="registered model whose @champion is the reference (MODEL_NAME)")
     parser.add_argument("--end", type=_utc, help="end of the current window, UTC ISO datetime (default: now)")
     parser.add_argument("--start", type=_utc, help="start of the current window (default: end - MONITORING_WINDOW_HOURS)")
     parser.add_argument("--products", type=_products, help="comma-separated products (default: the champion's)")
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         # MLflow prints "View run at ..." lines: keep stdout for the verdict alone.
         with contextlib.redirect_stdout(sys.stderr):
             verdict = run_monitoring(
-                settings, args.model_name, current_start_ns=_ns(start), current_end_ns=_ns(end),
+                settings, args.model_name or settings.model_name, current_start_ns=_ns(start), current_end_ns=_ns(end),
                 report_date=args.date, products=args.products, max_rows=args.max_rows or DEFAULT_MAX_ROWS,
             )
         print(json.dumps(verdict.to_dict(), indent=2, default=str))

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from volpipe.config import Settings
+from volpipe.dates import day_of_ns, parse_range
 from volpipe.errors import DriftDetected, MonitoringDataError
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.monitoring import data, drift
@@ -153,7 +154,7 @@ def run_monitoring(
     version = data.champion_version(client, model_name)
     reference = data.reference_window(client, model_name)
     products = tuple(products or reference.products)
-    report_date = report_date or dt.datetime.fromtimestamp((current_end_ns - 1) / 1e9, dt.UTC).date().isoformat()
+    report_date = report_date or day_of_ns(current_end_ns - 1).isoformat()  # integers: a float rounds up to midnight
     ref_rows = _read_features(settings, reference.start_ns, reference.end_ns, products, "reference")
     cur_rows = _read_features(settings, current_start_ns, current_end_ns, products, "current")
     ref, cur = data.sample_rows(ref_rows, max_rows, SAMPLE_SEED), data.sample_rows(cur_rows, max_rows, SAMPLE_SEED)
@@ -223,3 +224,38 @@ def _write(folder: Path, snapshots: dict[str, Any], verdict: Verdict) -> None:
     files.append(str(folder / "verdict.json"))
     verdict.files = files  # before the dump: verdict.json lists the files too
     (folder / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
+
+
+def champion_labeller(settings: Settings) -> Callable[[pd.DataFrame], pd.Series] | None:
+    """Labels current rows by the champion's own logged definition (mode, H, tau); None without one."""
+    from volpipe.modeling import label as L
+    from volpipe.modeling import registry
+    from volpipe.modeling.train import label_spec
+
+    version = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
+    if version is None:
+        return None
+    params = registry.client(settings.mlflow_tracking_uri).get_run(version.run_id).data.params
+    spec, tau = L.logged_definition(params, label_spec(settings))
+
+    def labels(rows: pd.DataFrame) -> pd.Series:
+        ordered = rows.sort_values(list(L.ORDER_COLUMNS), kind="stable")  # the kernel's order per product
+        labelled = L.labels_as_trained(ordered.reset_index(drop=True), spec, tau)
+        return pd.Series(labelled, index=ordered.index).reindex(rows.index)
+
+    return labels
+
+
+def monitor_window(settings: Settings, start: str | None, end: str | None, run_after: dt.datetime | None, *,
+                   products: tuple[str, ...] | None = None) -> Verdict:
+    """The monitoring DAG's run: the days ``start``..``end``, or the MONITORING_WINDOW_HOURS before
+    ``run_after``, against the champion's training window, labelled where horizons are complete."""
+    if start:
+        low, high = parse_range(start, end).bounds_ns
+    else:
+        stop = run_after or dt.datetime.now(dt.UTC)
+        high = int(stop.timestamp() * 1e6) * 1000
+        low = high - int(settings.monitoring_window_hours * 3600) * 1_000_000_000
+    return run_monitoring(settings, settings.model_name, current_start_ns=low, current_end_ns=high,
+                          products=products, label_fn=champion_labeller(settings))
+
