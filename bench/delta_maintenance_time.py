@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from spark_jobs.delta_maintenance import maintain
-from volpipe.config import Settings
+from volpipe.ops.sandbox import scratch_settings
 from volpipe.spark import build_spark_session
+from volpipe.tables import FEATURES
 
 T0_NS = 1_790_000_000 * 10**9
 TICK_NS = 100_000_000
@@ -53,18 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appends", type=int, default=500)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="bench-maintenance-"))
-    settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root)})
-    write_small_files(settings.delta_table("features"), args.rows, args.appends)
-    spark = build_spark_session(settings, "bench-maintenance")
-    try:
-        for label, hours in (("retention 168 h", None), ("retention 0 h (forced)", 0.0)):
-            began = time.perf_counter()
-            (summary,) = maintain(spark, settings, ("features",), retention_hours=hours, force=hours is not None)
-            print(f"{label}: {time.perf_counter() - began:.1f} s {dataclasses.asdict(summary)}")
-    finally:
-        spark.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch_settings("bench-maintenance-") as settings:
+        write_small_files(settings.delta_table(FEATURES), args.rows, args.appends)
+        spark = build_spark_session(settings, "bench-maintenance")
+        try:
+            for label, hours in (("retention 168 h", None), ("retention 0 h (forced)", 0.0)):
+                began = time.perf_counter()
+                (summary,) = maintain(spark, settings, (FEATURES,), retention_hours=hours, force=hours is not None)
+                print(f"{label}: {time.perf_counter() - began:.1f} s {dataclasses.asdict(summary)}")
+        finally:
+            spark.stop()
     return 0
 
 

@@ -10,10 +10,11 @@ service and the reason; `make status` shows what runs where. Logic: `volpipe.ops
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow.sdk import dag, task
+
+from volpipe.orchestration import DEFAULT_ARGS, START_DATE, TAGS
 
 
 @dag(
@@ -21,11 +22,11 @@ from airflow.sdk import dag, task
     description="Kafka and MLflow answer for real",
     doc_md=__doc__,
     schedule="@hourly",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    tags=["volpipe", "ops"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
+    tags=[*TAGS, "ops"],
+    default_args=DEFAULT_ARGS,
 )
 def pipeline_healthcheck():
     @task

@@ -111,12 +111,12 @@ def realised_metrics(settings: Settings, model: dict[str, Any], params: dict[str
     from volpipe.modeling import models as M
     from volpipe.modeling.dataset import read_features
 
-    spec = L.LabelSpec(params.get("label_mode", "forward"), int(params.get("horizon", settings.label_horizon)),
-                       relative_k=float(params.get("relative_k", settings.label_relative_k)),
-                       relative_column=params.get("relative_column", settings.label_relative_column))
+    from volpipe.modeling.train import label_spec
+
+    spec, tau = L.logged_definition(params, label_spec(settings))
     frame = read_features(settings.delta_table(FEATURES), ["midprice_return", "rolling_vol", spec.relative_column],
                           start_ns, end_ns).frame
-    y = L.make_labels(frame, L.label_target(frame, spec), spec, float(params.get("tau", "nan")))
+    y = L.labels_as_trained(frame, spec, tau)
     labelled = frame[list(KEYS)].assign(y=y)[np.isfinite(y)]
     predicted = read_features(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame
     joined = labelled.merge(predicted, on=list(KEYS))

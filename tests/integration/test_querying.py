@@ -15,8 +15,7 @@ import sys
 
 import pytest
 
-from spark_jobs import features_stream
-from tests.spark.pipeline_helpers import pipeline_settings, produce
+from tests.spark.pipeline_helpers import pipeline_settings, stream_everything
 from volpipe.config import PROJECT_ROOT
 from volpipe.dates import NS_PER_DAY
 from volpipe.market import synthetic_raw_records
@@ -39,12 +38,7 @@ def tables(spark, kafka_broker, tmp_path_factory):
     settings = pipeline_settings(kafka_broker, root / "data", window=5)  # tables in <root>/data/delta
     today = (dt.datetime.now(dt.UTC).date() - dt.date(1970, 1, 1)).days
     records = list(synthetic_raw_records(1500, ("BTC-USD", "ETH-USD"), seed=4, start_ns=today * NS_PER_DAY))
-    produce(settings, records + [BAD])
-    query = features_stream.start(spark, settings)
-    try:
-        query.processAllAvailable()
-    finally:
-        query.stop()
+    stream_everything(spark, settings, [*records, BAD])
     return root, settings
 
 

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from spark_jobs import compare, features_stream, replay
-from tests.spark.pipeline_helpers import pipeline_settings, produce
+from tests.spark.pipeline_helpers import pipeline_settings, produce, stream_everything, write_raw_files
 from volpipe.dates import DateRange
 from volpipe.errors import KernelMismatch, ReplayMismatch
 from volpipe.market import DEFAULT_START_NS, synthetic_raw_records
@@ -19,22 +19,11 @@ DAY1, DAY2 = dt.date(2025, 12, 31), dt.date(2026, 1, 1)
 ONLY_DAY2, BOTH_DAYS = DateRange(DAY2, DAY2), DateRange(DAY1, DAY2)
 
 
-def _write_raw_files(settings, records):
-    """Daily NDJSON files by UTC receipt date, as the ingestor writes them."""
-    import orjson
-
-    settings.raw_dir.mkdir(parents=True)
-    for _, value in records:
-        day = dt.datetime.fromtimestamp(orjson.loads(value)["recv_ns"] // 10**9, dt.UTC).strftime("%Y%m%d")
-        with (settings.raw_dir / f"{day}.ndjson").open("ab") as out:
-            out.write(value + b"\n")
-
-
 def test_replay_matches_stream_bit_for_bit_and_compare_finds_changes(spark, kafka_broker, tmp_path):
     settings = pipeline_settings(kafka_broker, tmp_path, window=5)
     # Minutes before midnight onwards: two daily files, two products.
     records = list(synthetic_raw_records(4000, ("BTC-USD", "ETH-USD"), seed=5, start_ns=DEFAULT_START_NS - 200 * 10**9))
-    _write_raw_files(settings, records)
+    write_raw_files(settings, records)
     assert sorted(p.name for p in settings.raw_dir.iterdir()) == ["20251231.ndjson", "20260101.ndjson"]
     # The stream sees the records in uneven micro-batches, with redeliveries.
     settings = dataclasses.replace(settings, stream_max_offsets_per_trigger=700)
@@ -71,13 +60,8 @@ def test_window_parameters_travel_with_the_tables(spark, kafka_broker, tmp_path)
 
     settings = pipeline_settings(kafka_broker, tmp_path, window=5)
     records = list(synthetic_raw_records(300, ("BTC-USD",), seed=2, start_ns=DEFAULT_START_NS))
-    _write_raw_files(settings, records)
-    produce(settings, records)
-    query = features_stream.start(spark, settings)
-    try:
-        query.processAllAvailable()
-    finally:
-        query.stop()
+    write_raw_files(settings, records)
+    stream_everything(spark, settings, records)
     replay.run(spark, settings, ONLY_DAY2)
     for table in (FEATURES, FEATURES_REPLAY):  # readable without Spark, one delta-rs call
         properties = table_properties(settings.delta_table(table))

@@ -12,6 +12,7 @@ import pandas as pd
 from confluent_kafka import Consumer, Producer
 
 from volpipe.coinbase import parse_timestamp
+from volpipe.dates import daily_file_stem
 from volpipe.config import Settings
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
 
@@ -36,6 +37,27 @@ def produce(settings: Settings, records: list[tuple[str, bytes]]) -> None:
     for key, value in records:
         producer.produce(settings.kafka_input_topic, key=key.encode(), value=value)
     assert producer.flush(30) == 0
+
+
+def write_raw_files(settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    """Daily NDJSON files by UTC receipt date, as the ingestor writes them."""
+    settings.raw_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+    for _, value in records:
+        path = settings.raw_dir / f"{daily_file_stem(orjson.loads(value)['recv_ns'])}.ndjson"  # type: ignore[operator]
+        with path.open("ab") as out:
+            out.write(value + b"\n")
+
+
+def stream_everything(spark, settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    """Produces ``records`` and runs the feature stream until it has processed all of them."""
+    from spark_jobs import features_stream
+
+    produce(settings, records)
+    query = features_stream.start(spark, settings)
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
 
 
 def consume(settings: Settings, topic: str, expected: int, rounds: int = 30) -> list[dict]:

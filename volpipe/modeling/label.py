@@ -18,6 +18,7 @@ window. Modes (docs/modeling.md):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -181,3 +182,18 @@ def make_labels(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: f
         threshold = np.full(len(target), tau)
     known = np.isfinite(target) & np.isfinite(threshold)
     return np.where(known, (target >= threshold).astype(np.float64), np.nan)
+
+
+def logged_definition(params: Mapping[str, str], fallback: LabelSpec) -> tuple[LabelSpec, float]:
+    """The label definition and tau a training run logged as its params, so that rows scored
+    later (batch inference, monitoring) are labelled exactly as the model was trained."""
+    spec = LabelSpec(params.get("label_mode", fallback.mode), int(params.get("horizon", fallback.horizon)),
+                     relative_k=float(params.get("relative_k", fallback.relative_k)),
+                     relative_column=params.get("relative_column", fallback.relative_column))
+    return spec, float(params.get("tau", "nan"))
+
+
+def labels_as_trained(frame: pd.DataFrame, spec: LabelSpec, tau: float) -> np.ndarray:
+    """0/1 labels (NaN where unknown) of rows in the kernel's order, by a logged definition."""
+    return make_labels(frame, label_target(frame, spec), spec, tau)
+

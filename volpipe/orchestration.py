@@ -1,0 +1,97 @@
+"""What the DAG files share: default arguments, the trigger form's Params, the Assets of the
+tables and the registered model, and the spark-submit operator that carries the project's
+Spark settings.
+
+Imported while Airflow parses ``dags/``: only Airflow and the standard library at top level,
+no I/O. Settings are read from the environment (no file, no network); the Spark settings,
+which list the jar folder, only when a task runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, Param
+
+from volpipe.config import PROJECT_ROOT, Settings
+from volpipe.dates import DateRange, parse_range
+from volpipe.tables import FEATURES, FEATURES_REPLAY, PREDICTIONS, QUARANTINE, TICKS
+
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "volpipe",
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=10),
+}
+TAGS = ["volpipe"]
+
+
+def date_params(what: str) -> dict[str, Param]:
+    """The trigger form's date range: empty means yesterday (UTC)."""
+    return {
+        "start": Param(None, type=["null", "string"], format="date", title="First UTC date",
+                       description=f"First day {what} (YYYY-MM-DD); empty = yesterday, UTC."),
+        "end": Param(None, type=["null", "string"], format="date", title="Last UTC date",
+                     description="Last day, included (YYYY-MM-DD); empty = the first day."),
+    }
+
+
+def products_param() -> dict[str, Param]:
+    """The trigger form's product filter: empty means every product."""
+    return {"products": Param([], type="array", items={"type": "string"}, title="Products",
+                              description="Product ids, one per line (e.g. BTC-USD); empty = all.")}
+
+
+def resolve_range(params: dict[str, Any], run_after: dt.datetime | None) -> DateRange:
+    """The run's date range: the Params, or the day before the run (a nightly run covers yesterday)."""
+    if params.get("start"):
+        return parse_range(params["start"], params.get("end"))
+    day = (run_after or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date() - dt.timedelta(days=1)
+    return DateRange(day, day)
+
+
+def trailing_range(params: dict[str, Any], run_after: dt.datetime | None, days: int) -> DateRange:
+    """The Params' range, or the ``days`` days before the run's (a nightly run trains on the last week)."""
+    if params.get("start"):
+        return parse_range(params["start"], params.get("end"))
+    end = resolve_range({}, run_after).end
+    return DateRange(end - dt.timedelta(days=days - 1), end)
+
+
+def table_asset(name: str, settings: Settings | None = None) -> Asset:
+    """The Asset of Delta table ``name`` (its URI is the table's folder)."""
+    settings = settings or Settings.from_env()
+    return Asset(name=f"volpipe.{name}", uri=settings.delta_table(name).as_uri(), group="delta")
+
+
+def model_asset(settings: Settings | None = None) -> Asset:
+    """The Asset of the registered model (a new version or a moved ``champion`` alias)."""
+    settings = settings or Settings.from_env()
+    host = settings.mlflow_tracking_uri.split("://", 1)[1].rstrip("/")
+    return Asset(name="volpipe.model", uri=f"mlflow://{host}/models/{settings.model_name}", group="model")
+
+
+ASSET_TABLES = (TICKS, FEATURES, QUARANTINE, FEATURES_REPLAY, PREDICTIONS)
+
+
+class PipelineSparkSubmitOperator(SparkSubmitOperator):
+    """``spark-submit spark_jobs/<job>.py`` with the project's Spark settings (``volpipe.spark``).
+
+    The master comes from the ``spark_default`` connection the project defines (SPARK_MASTER),
+    the jars and every other setting from ``volpipe.spark.spark_conf``, read when the task
+    runs; spark-submit's output, the Spark driver's log included, goes to the task log.
+    """
+
+    def __init__(self, *, job: str, **kwargs: Any) -> None:
+        super().__init__(application=str(PROJECT_ROOT / "spark_jobs" / f"{job}.py"), name=f"volpipe-{job}",
+                         **kwargs)
+
+    def execute(self, context: Any) -> None:
+        from volpipe.spark import spark_conf
+
+        self.conf = {**spark_conf(Settings.from_env()), **(self.conf or {})}
+        return super().execute(context)
