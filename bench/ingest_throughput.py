@@ -25,14 +25,7 @@ import orjson
 
 from volpipe.config import Settings
 from volpipe.market import synthetic_raw_records
-from volpipe.ops.harness import (
-    ExchangeProcess,
-    IngestorProcess,
-    ingestor_env,
-    ndjson_records,
-    topic_records,
-    wait_until,
-)
+from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.process import free_port

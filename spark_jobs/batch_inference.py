@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -152,15 +153,20 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange,
     Raises:
         ModelRegistryError: No champion (or no such version): nothing is written.
     """
+    began = time.perf_counter()
     start_ns, end_ns = dates.bounds_ns
     model, columns, params = resolve_model(settings, model_version)
     write(transform(read(spark, settings, dates), settings.mlflow_tracking_uri, model, columns), settings, dates)
     rows = written_rows(spark, settings, dates)
+    scored = time.perf_counter()
     metrics = realised_metrics(settings, model, params, start_ns, end_ns)
     evaluation = log_evaluation(settings, model, metrics, start_ns, end_ns) if metrics else None
-    log.info("predictions written range=%s rows=%d model=%s version=%s evaluation_run=%s", dates, rows, model["name"], model["version"], evaluation)
+    log.info("predictions written range=%s rows=%d model=%s version=%s evaluation_run=%s score_write_s=%.2f "
+             "metrics_s=%.2f", dates, rows, model["name"], model["version"], evaluation, scored - began,
+             time.perf_counter() - scored)
     return {"rows": rows, "model_name": model["name"], "model_version": str(model["version"]),
-            "run_id": model["run_id"], "evaluation_run_id": evaluation, "metrics": metrics}
+            "run_id": model["run_id"], "evaluation_run_id": evaluation, "metrics": metrics,
+            "score_write_seconds": scored - began, "metrics_seconds": time.perf_counter() - scored}
 
 
 def main(argv: list[str] | None = None) -> int:

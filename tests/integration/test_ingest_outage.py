@@ -10,14 +10,7 @@ import time
 import orjson
 import pytest
 
-from volpipe.ops.harness import (
-    ExchangeProcess,
-    IngestorProcess,
-    ingestor_env,
-    ndjson_records,
-    topic_records,
-    wait_until,
-)
+from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import KAFKA
 
