@@ -11,7 +11,6 @@ Delta, and a migrated Airflow metadata DB. Then runs, in a day's order and timed
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_args import synthetic_data_parser
 from features_throughput import produce_backlog
 
 from spark_jobs import features_stream
@@ -51,16 +51,13 @@ def write_raw_files(raw_dir: Path, ticks: int, products: tuple[str, ...]) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ticks", type=int, default=1_000_000)
-    parser.add_argument("--products", default="BTC-USD,ETH-USD")
+    parser = synthetic_data_parser(__doc__)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    products = tuple(args.products.split(","))
     with scratch_settings("bench-dags-") as settings, running(settings, KAFKA, MLFLOW):
         began = time.perf_counter()
-        write_raw_files(settings.raw_dir, args.ticks, products)  # type: ignore[arg-type]
-        produce_backlog(settings, args.ticks, products)
+        write_raw_files(settings.raw_dir, args.ticks, args.products)  # type: ignore[arg-type]
+        produce_backlog(settings, args.ticks, args.products)
         spark = build_spark_session(settings, "bench-dags")
         query = features_stream.start(spark, settings)
         query.processAllAvailable()

@@ -10,7 +10,6 @@ Prints ticks/s and the per-batch durations Spark reports.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -18,6 +17,7 @@ import sys
 import time
 from datetime import datetime
 
+from bench_args import synthetic_data_parser
 from confluent_kafka import Producer
 
 from spark_jobs import features_stream
@@ -49,9 +49,7 @@ def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ticks", type=int, default=1_000_000)
-    parser.add_argument("--products", default="BTC-USD,ETH-USD")
+    parser = synthetic_data_parser(__doc__)
     parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
     add_conf_flag(parser)
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap_servers is None:
             stack.enter_context(running(settings, KAFKA))
         create_topics(settings)
-        seconds = produce_backlog(settings, args.ticks, tuple(args.products.split(",")))
+        seconds = produce_backlog(settings, args.ticks, args.products)
         print(f"produced {args.ticks} records in {seconds:.1f} s")
         spark = build_spark_session(settings, "bench-features", extra_conf=dict(args.conf))
         began, began_at = time.perf_counter(), time.time()

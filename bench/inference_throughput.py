@@ -11,12 +11,12 @@ prints rows/s, with scoring + Delta write apart from the realised metrics::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
 import time
 
+from bench_args import synthetic_data_parser
 from spark_jobs import batch_inference
 from volpipe.dates import DateRange, day_of_ns
 from volpipe.modeling import train
@@ -28,13 +28,11 @@ from volpipe.tables import FEATURES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ticks", type=int, default=1_000_000)
-    parser.add_argument("--products", default="BTC-USD,ETH-USD")
+    parser = synthetic_data_parser(__doc__)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with scratch_settings("bench-inference-") as settings:
-        rows = synthetic_features(args.ticks, tuple(args.products.split(",")), seed=3)
+        rows = synthetic_features(args.ticks, args.products, seed=3)
         write_features(settings.delta_table(FEATURES), rows)
         first, last = (day_of_ns(int(ns)) for ns in rows["exchange_ts_ns"].agg(["min", "max"]))
         with running(settings, MLFLOW):

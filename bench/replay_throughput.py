@@ -9,12 +9,12 @@ in a SparkSession started beforehand (its first job: a cold JVM), and prints tic
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import sys
 import time
 
+from bench_args import synthetic_data_parser
 from spark_jobs import replay
 from volpipe.dates import DateRange
 from volpipe.market import DEFAULT_START_NS, synthetic_raw_records
@@ -23,9 +23,7 @@ from volpipe.spark import build_spark_session
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ticks", type=int, default=1_000_000)
-    parser.add_argument("--products", default="BTC-USD,ETH-USD")
+    parser = synthetic_data_parser(__doc__)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with scratch_settings("bench-replay-") as settings:
@@ -33,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         day = dt.datetime.fromtimestamp(DEFAULT_START_NS // 10**9, dt.UTC).date()
         # 1M ticks at ~9/s span more than a day: spread them over as many daily files as needed.
         files: dict[str, list[bytes]] = {}
-        for _, value in synthetic_raw_records(args.ticks, tuple(args.products.split(",")), seed=3):
+        for _, value in synthetic_raw_records(args.ticks, args.products, seed=3):
             recv_s = int(value[value.index(b'"recv_ns":') + 10:value.index(b',"conn_id"')]) // 10**9
             files.setdefault(time.strftime("%Y%m%d", time.gmtime(recv_s)), []).append(value)
         for name, lines in files.items():

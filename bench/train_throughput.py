@@ -10,11 +10,11 @@ label, three models, logging, registration, promotion) and ``volpipe.modeling.ev
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 
+from bench_args import synthetic_data_parser
 from volpipe.modeling import evaluate, train
 from volpipe.modeling.synthetic import synthetic_features, write_features
 from volpipe.ops.sandbox import scratch_settings
@@ -23,16 +23,14 @@ from volpipe.tables import FEATURES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ticks", type=int, default=1_000_000)
-    parser.add_argument("--products", default="BTC-USD,ETH-USD")
+    parser = synthetic_data_parser(__doc__)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--skip-walk-forward", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with scratch_settings("bench-train-") as settings:
         began = time.perf_counter()
-        rows = synthetic_features(args.ticks, tuple(args.products.split(",")), seed=args.seed)
+        rows = synthetic_features(args.ticks, args.products, seed=args.seed)
         write_features(settings.delta_table(FEATURES), rows)
         print(f"setup: {len(rows):,} feature rows built and written in {time.perf_counter() - began:.1f} s (not timed)")
         with running(settings, MLFLOW):
