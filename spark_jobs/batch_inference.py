@@ -25,19 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
 from volpipe.dates import DateRange, add_range_flags, range_from_args
 from volpipe.errors import PipelineError
 from volpipe.modeling import registry
-from volpipe.schema import struct_of, with_layout
+from volpipe.schema import model_columns, struct_of, with_layout
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
 log = logging.getLogger(__name__)
 KEYS = PREDICTION_KEYS
-SCORED_SCHEMA = struct_of((*KEYS, "probability"))
+SCORED_SCHEMA = struct_of((*KEYS, "probability", "predicted_label"))
 # Bigger Arrow batches: each predict call has a fixed cost (schema check, DataFrame build).
 SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}
 
@@ -48,36 +47,26 @@ def read(spark: SparkSession, settings: Settings, dates: DateRange) -> DataFrame
             .where(dates.where_partitions()).where(dates.where_ns("exchange_ts_ns")))
 
 
-def transform(features: DataFrame, tracking_uri: str, model: dict[str, Any], columns: list[str]) -> DataFrame:
-    """Scores every row with the model; ``model`` holds uri, name, version, run_id, threshold, label_mode.
+def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringModel) -> DataFrame:
+    """Scores every row with ``model`` (``volpipe.modeling.models.probabilities``, as the stream does).
 
-    The model is loaded once per partition iterator inside the Python worker, not per batch.
-    Only the keys and the probability cross to and from Python; the constant columns are
-    added in the JVM (strings through Arrow cost more than the prediction).
+    The estimator is loaded once per partition iterator inside the Python worker, not per batch.
+    Only the keys, the probability and the label cross to and from Python; the model's constant
+    columns are added in the JVM (strings through Arrow cost more than the prediction).
     """
-    threshold = float(model["threshold"])
+    columns = list(model.columns)
 
     def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import mlflow
+        from volpipe.modeling.models import decide, probabilities
 
-        from volpipe.modeling.models import single_threaded
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        loaded = mlflow.pyfunc.load_model(model["uri"])
-        with single_threaded():
-            for batch in batches:
-                probability = np.asarray(loaded.predict(batch[columns]))[:, 1]
-                yield batch[list(KEYS)].assign(probability=probability)
+        estimator = registry.load_estimator(tracking_uri, model)
+        for batch in batches:
+            probability = probabilities(estimator, batch[columns])
+            yield batch[list(KEYS)].assign(probability=probability,
+                                           predicted_label=decide(probability, model.threshold))
 
     scored = features.select(*KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
-    return with_layout(scored.select(
-        *KEYS, "probability",
-        (F.col("probability") >= F.lit(threshold)).cast("int").alias("predicted_label"),
-        F.lit(threshold).alias("threshold"), F.lit(model["name"]).alias("model_name"),
-        F.lit(str(model["version"])).alias("model_version"), F.lit(model["run_id"]).alias("run_id"),
-        F.lit(model["label_mode"]).alias("label_mode"),
-    ), PREDICTIONS)
+    return with_layout(scored.select(*KEYS, "probability", "predicted_label", *model_columns(model)), PREDICTIONS)
 
 
 def write(predictions: DataFrame, settings: Settings, dates: DateRange) -> None:
@@ -94,18 +83,7 @@ def written_rows(spark: SparkSession, settings: Settings, dates: DateRange) -> i
             .where(dates.where_partitions()).count())
 
 
-def resolve_model(settings: Settings, version: str | None) -> tuple[dict[str, Any], list[str], dict[str, str]]:
-    """The model to score with (champion or ``version``), its input columns and its training params."""
-    model, found = registry.load(settings.mlflow_tracking_uri, settings.model_name, version)
-    params = registry.client(settings.mlflow_tracking_uri).get_run(found.run_id).data.params
-    info = {"uri": registry.model_uri(settings.model_name, found.version), "name": settings.model_name,
-            "version": found.version, "run_id": found.run_id,
-            "threshold": registry.decision_threshold(settings.mlflow_tracking_uri, found),
-            "label_mode": params.get("label_mode", "unknown")}
-    return info, registry.input_columns(model), params
-
-
-def realised_metrics(settings: Settings, model: dict[str, Any], params: dict[str, str], start_ns: int,
+def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns: int,
                      end_ns: int) -> dict[str, float] | None:
     """Metrics of the written predictions against labels of the model's definition; None if unlabelled."""
     from volpipe.modeling import label as L
@@ -114,6 +92,7 @@ def realised_metrics(settings: Settings, model: dict[str, Any], params: dict[str
 
     from volpipe.modeling.train import label_spec
 
+    params = registry.client(settings.mlflow_tracking_uri).get_run(model.run_id).data.params
     spec, tau = L.logged_definition(params, label_spec(settings))
     frame = read_features(settings.delta_table(FEATURES), ["midprice_return", "rolling_vol", spec.relative_column],
                           start_ns, end_ns).frame
@@ -124,10 +103,10 @@ def realised_metrics(settings: Settings, model: dict[str, Any], params: dict[str
     if joined.empty or joined["y"].nunique() < 2:
         log.info("no realised metrics start_ns=%d end_ns=%d labelled_rows=%d", start_ns, end_ns, len(joined))
         return None
-    return M.metrics(joined["y"].to_numpy(), joined["probability"].to_numpy(), float(model["threshold"]))
+    return M.metrics(joined["y"].to_numpy(), joined["probability"].to_numpy(), model.threshold)
 
 
-def log_evaluation(settings: Settings, model: dict[str, Any], metrics: dict[str, float], start_ns: int,
+def log_evaluation(settings: Settings, model: registry.ScoringModel, metrics: dict[str, float], start_ns: int,
                    end_ns: int) -> str:
     """One MLflow run with the realised metrics of a scored range; returns its id."""
     import mlflow
@@ -135,10 +114,9 @@ def log_evaluation(settings: Settings, model: dict[str, Any], metrics: dict[str,
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run(run_name="batch-inference-evaluation") as run:
-        mlflow.set_tags({"model_name": model["name"], "model_version": str(model["version"]),
-                         "model_run_id": model["run_id"]})
-        mlflow.log_params({"start_ns": start_ns, "end_ns": end_ns, "label_mode": model["label_mode"],
-                           "decision_threshold": model["threshold"]})
+        mlflow.set_tags({"model_name": model.name, "model_version": model.version, "model_run_id": model.run_id})
+        mlflow.log_params({"start_ns": start_ns, "end_ns": end_ns, "label_mode": model.label_mode,
+                           "decision_threshold": model.threshold})
         mlflow.log_metrics({f"realised_{key}": value for key, value in metrics.items()})
     return run.info.run_id
 
@@ -155,17 +133,17 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange,
     """
     began = time.perf_counter()
     start_ns, end_ns = dates.bounds_ns
-    model, columns, params = resolve_model(settings, model_version)
-    write(transform(read(spark, settings, dates), settings.mlflow_tracking_uri, model, columns), settings, dates)
+    model = registry.scoring_model(settings.mlflow_tracking_uri, settings.model_name, model_version)
+    write(transform(read(spark, settings, dates), settings.mlflow_tracking_uri, model), settings, dates)
     rows = written_rows(spark, settings, dates)
     scored = time.perf_counter()
-    metrics = realised_metrics(settings, model, params, start_ns, end_ns)
+    metrics = realised_metrics(settings, model, start_ns, end_ns)
     evaluation = log_evaluation(settings, model, metrics, start_ns, end_ns) if metrics else None
     log.info("predictions written range=%s rows=%d model=%s version=%s evaluation_run=%s score_write_s=%.2f "
-             "metrics_s=%.2f", dates, rows, model["name"], model["version"], evaluation, scored - began,
+             "metrics_s=%.2f", dates, rows, model.name, model.version, evaluation, scored - began,
              time.perf_counter() - scored)
-    return {"rows": rows, "model_name": model["name"], "model_version": str(model["version"]),
-            "run_id": model["run_id"], "evaluation_run_id": evaluation, "metrics": metrics,
+    return {"rows": rows, "model_name": model.name, "model_version": model.version,
+            "run_id": model.run_id, "evaluation_run_id": evaluation, "metrics": metrics,
             "score_write_seconds": scored - began, "metrics_seconds": time.perf_counter() - scored}
 
 

@@ -1,4 +1,4 @@
-"""The stream's Delta sink: ``ticks``, ``features`` and ``quarantine``, exactly once.
+"""The stream's Delta sink: ``ticks``, ``features``, ``quarantine`` and ``predictions_live``, exactly once.
 
 Inputs: each micro-batch of ``PROCESSOR_COLUMNS`` rows (``foreachBatch``). Outputs: one
 append per table and batch, marked with the query and batch id so that a batch re-run after a
@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -21,8 +22,12 @@ from pyspark.sql import functions as F
 
 from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
-from volpipe.schema import nullable_ints, struct_of, with_layout
-from volpipe.tables import COLUMNS, PROCESSOR_COLUMNS, ROW_RULES, STREAM_TABLES
+from volpipe.modeling.registry import ScoringModel
+from volpipe.schema import model_columns, nullable_ints, struct_of, with_layout
+from volpipe.tables import COLUMNS, FEATURES, PREDICTIONS_LIVE, PROCESSOR_COLUMNS, ROW_RULES, STREAM_TABLES
+
+if TYPE_CHECKING:
+    from spark_jobs.live_scoring import LiveScoring
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +39,13 @@ def _row_kinds() -> dict[str, Column]:
     return {name: F.expr(rule) for name, rule in ROW_RULES.items()}
 
 
-def table_frames(rows: DataFrame) -> dict[str, DataFrame]:
-    """``PROCESSOR_COLUMNS`` rows -> what goes into each stream table, in its stored columns."""
+def table_frames(rows: DataFrame, model: ScoringModel | None = None) -> dict[str, DataFrame]:
+    """``PROCESSOR_COLUMNS`` rows -> what goes into each stream table, in its stored columns.
+
+    ``model`` is the one pinned for the batch: its constant columns complete the predictions.
+    """
     kinds = _row_kinds()
-    renamed = rows.withColumnRenamed("error", "reason")
+    renamed = rows.withColumnRenamed("error", "reason").select("*", *model_columns(model))
     return {name: with_layout(nullable_ints(renamed.where(kinds[name]), COLUMNS[name]), name)
             for name in STREAM_TABLES}
 
@@ -111,9 +119,10 @@ class BatchWriter:
     state each time (0.4 s a commit here, docs/streaming.md).
     """
 
-    def __init__(self, settings: Settings, tables_ready: Future[None]) -> None:
+    def __init__(self, settings: Settings, tables_ready: Future[None], scoring: LiveScoring | None = None) -> None:
         self.settings = settings
         self.tables_ready = tables_ready
+        self.scoring = scoring
         self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_commits)
         self._app_id: str | None = None
         self._first_batch = True
@@ -127,9 +136,10 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         began = time.perf_counter()
+        model = self.scoring.pin(batch.sparkSession) if self.scoring else None  # before any job of the batch
         batch.persist()
         try:
-            tables = table_frames(batch)
+            tables = table_frames(batch, model)
             counts = batch.agg(*(F.count_if(kind).alias(name) for name, kind in _row_kinds().items())).first()
             computed = time.perf_counter()
             self.tables_ready.result()  # raises what prepare_tables raised
@@ -142,8 +152,11 @@ class BatchWriter:
                 for future in [pool.submit(write) for write in writes]:
                     future.result()
             self._first_batch = False
-            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d compute_s=%.2f delta_s=%.2f",
-                     batch_id, counts["ticks"], counts["features"], counts["quarantine"], computed - began,
+            scored = counts[PREDICTIONS_LIVE]
+            scoring_s = self.scoring.record(scored, counts[FEATURES] - scored) if self.scoring else 0.0
+            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d predictions=%d model_version=%s "
+                     "compute_s=%.2f scoring_s=%.3f delta_s=%.2f", batch_id, counts["ticks"], counts["features"],
+                     counts["quarantine"], scored, model.version if model else None, computed - began, scoring_s,
                      time.perf_counter() - computed)
         finally:
             batch.unpersist()

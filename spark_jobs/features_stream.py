@@ -1,10 +1,11 @@
-"""The streaming job: Kafka ``ticks.raw`` -> features -> Delta (ticks, features, quarantine) + Kafka.
+"""The streaming job: Kafka ``ticks.raw`` -> features and live predictions -> Delta + Kafka.
 
-Inputs: raw records in Kafka (docs/record-format.md). Outputs: the Delta tables ``ticks``,
-``features`` and ``quarantine`` under ``settings.delta_dir`` (exactly once, written by
-``spark_jobs.delta_sink``), and feature rows as JSON in Kafka
-``ticks.features`` (at least once, published by the processor as soon as they are computed:
-``spark_jobs.feature_topic``).
+Inputs: raw records in Kafka (docs/record-format.md) and the registered ``champion`` model.
+Outputs: the Delta tables ``ticks``, ``features``, ``quarantine`` and ``predictions_live``
+under ``settings.delta_dir`` (exactly once, written by ``spark_jobs.delta_sink``), and feature
+rows and predictions as JSON in Kafka ``ticks.features`` and ``ticks.predictions`` (at least
+once, published by the processor as soon as they are computed: ``spark_jobs.kafka_rows``).
+Scoring: ``spark_jobs.live_scoring``.
 
 Read -> transform -> write. ``transform`` parses with ``volpipe.schema.parse_raw`` and
 runs a thin ``transformWithStateInPandas`` processor around ``volpipe.features``, the same
@@ -27,18 +28,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prometheus_client import start_http_server
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StatefulProcessor, StatefulProcessorHandle, StreamingQuery
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from spark_jobs.delta_sink import BatchWriter, prepare_tables
-from spark_jobs.feature_topic import FeaturePublisher
+from spark_jobs.kafka_rows import RowPublisher
+from spark_jobs.live_scoring import LiveScorer, LiveScoring
 from volpipe.config import Settings
 from volpipe.errors import PipelineError
 from volpipe.features import FEATURE_COLUMNS, INPUT_COLUMNS, WindowState, featurize_frame
 from volpipe.schema import parse_raw, struct_of
-from volpipe.tables import KERNEL_TABLES, PROCESSOR_COLUMNS, STREAM_TABLES, check_table
+from volpipe.tables import (
+    FEATURE_TABLE_COLUMNS, KERNEL_TABLES, PREDICTION_MESSAGE_COLUMNS, PROCESSOR_COLUMNS, STREAM_TABLES, check_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +58,15 @@ def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
     """Kernel output (``featurize_frame``) -> ``PROCESSOR_COLUMNS`` rows of kind 'tick'."""
     n = len(rows)
     return rows.assign(
-        kind="tick", produced_ns=np.full(n, time.time_ns(), np.int64), error=None, raw=None, source=None
+        kind="tick", produced_ns=np.full(n, time.time_ns(), np.int64), probability=np.nan,
+        predicted_label=np.int32(-1), error=None, raw=None, source=None,
     )[list(PROCESSOR_COLUMNS)]
 
 
 def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
     """Parsed bad rows -> ``PROCESSOR_COLUMNS`` rows of kind 'quarantine' (features null)."""
-    out = rows.assign(kind="quarantine", produced_ns=np.full(len(rows), time.time_ns(), np.int64))
+    out = rows.assign(kind="quarantine", produced_ns=np.full(len(rows), time.time_ns(), np.int64),
+                      probability=np.nan, predicted_label=np.int32(-1))
     for name in FEATURE_COLUMNS:
         out[name] = False if name == "mid_fallback" else np.nan
     return out[list(PROCESSOR_COLUMNS)]
@@ -68,18 +75,22 @@ def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
 class FeatureProcessor(StatefulProcessor):
     """Per-product state around the pure kernel; passes quarantine rows (null key) through.
 
-    Feature rows also go straight to Kafka from here (``feature_topic``), before the batch's
-    Delta commits, because that is the latency-sensitive output.
+    Feature rows are scored with the batch's pinned model (``live_scoring``), and both go
+    straight to Kafka from here (``kafka_rows``), before the batch's Delta commits, because
+    those are the latency-sensitive outputs. Features are published before scoring starts.
     """
 
-    def __init__(self, window: int, publisher: FeaturePublisher) -> None:
+    def __init__(self, window: int, publisher: RowPublisher, topics: tuple[str, str], scorer: LiveScorer) -> None:
         self.window = window
         self.publisher = publisher
+        self.features_topic, self.predictions_topic = topics
+        self.scorer = scorer
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.window_state = handle.getValueState("window", WINDOW_STATE)
         self.dedupe_state = handle.getValueState("dedupe", DEDUPE_STATE)
         self.publisher.open()
+        self.scorer.open()
 
     def handleInputRows(self, key: Any, rows: Iterator[pd.DataFrame], timerValues: Any) -> Iterator[pd.DataFrame]:
         batch = pd.concat(list(rows), ignore_index=True)
@@ -93,7 +104,16 @@ class FeatureProcessor(StatefulProcessor):
         )
         if len(out):
             rows = tick_output(out)
-            self.publisher.publish(rows[out["ready"].to_numpy()])
+            ready = out["ready"].to_numpy()
+            self.publisher.produce(self.features_topic, rows[ready], FEATURE_TABLE_COLUMNS)
+            if self.scorer.model is not None and ready.any():
+                scored = self.scorer.score(rows[ready])
+                rows.loc[ready, ["probability", "predicted_label"]] = scored[["probability", "predicted_label"]]
+                model = self.scorer.model
+                self.publisher.produce(self.predictions_topic, scored[scored["predicted_label"] >= 0].assign(
+                    threshold=model.threshold, model_name=model.name, model_version=model.version,
+                ), PREDICTION_MESSAGE_COLUMNS)
+            self.publisher.flush()
             yield rows
 
     def _load(self) -> WindowState:
@@ -122,20 +142,23 @@ def read_raw(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool
     )
 
 
-def transform(raw: DataFrame, window: int, publisher: FeaturePublisher) -> DataFrame:
+def transform(raw: DataFrame, window: int, publisher: RowPublisher, topics: tuple[str, str],
+              scorer: LiveScorer) -> DataFrame:
     """Raw records -> ``PROCESSOR_COLUMNS`` rows: kind 'tick' (features null before W returns) or 'quarantine'.
 
-    Feature rows are also published to Kafka by ``publisher`` as they are computed.
+    Feature rows and their predictions are also published to Kafka ``topics`` (features,
+    predictions) by ``publisher`` as they are computed.
     """
     return parse_raw(raw).groupBy("product_id").transformWithStateInPandas(
-        statefulProcessor=FeatureProcessor(window, publisher),
+        statefulProcessor=FeatureProcessor(window, publisher, topics, scorer),
         outputStructType=struct_of(PROCESSOR_COLUMNS),
         outputMode="Append",
         timeMode="None",
     )
 
 
-def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> StreamingQuery:
+def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float,
+          scoring: LiveScoring | None = None) -> StreamingQuery:
     """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``.
 
     The tables are prepared while the first micro-batch computes: a cold JVM spends seconds on
@@ -144,15 +167,18 @@ def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float) -> Str
     preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-tables")
     tables_ready = preparer.submit(prepare_tables, rows.sparkSession, settings)
     preparer.shutdown(wait=False)
-    writer = rows.writeStream.queryName("features").foreachBatch(BatchWriter(settings, tables_ready))
+    writer = rows.writeStream.queryName("features").foreachBatch(BatchWriter(settings, tables_ready, scoring))
     writer = writer.option("checkpointLocation", str(settings.checkpoint("features")))
     if trigger_seconds > 0:
         writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")
     return writer.start()
 
 
-def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True) -> StreamingQuery:
+def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True,
+          scoring: LiveScoring | None = None) -> StreamingQuery:
     """Read -> transform -> write with ``settings``; returns the running query.
+
+    With ``scoring`` (started by the caller), feature rows are scored live with the model it pins.
 
     Raises:
         KernelMismatch: ``features`` holds rows of another W or kernel version.
@@ -161,12 +187,14 @@ def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = 
     for table in STREAM_TABLES:  # delta-rs reads, milliseconds: refuse before anything runs
         check_table(settings.delta_table(table), settings.feature_window_size if table in KERNEL_TABLES else None)
     raw = read_raw(spark, settings, fail_on_data_loss=fail_on_data_loss)
-    publisher = FeaturePublisher(settings.kafka_bootstrap_servers, settings.kafka_output_topic,
-                                 settings.producer_message_timeout_seconds)
-    query = write(transform(raw, settings.feature_window_size, publisher), settings,
-                  trigger_seconds=settings.stream_trigger_seconds)
-    log.info("features stream started query_id=%s checkpoint=%s topic=%s window=%d", query.id,
-             settings.checkpoint("features"), settings.kafka_input_topic, settings.feature_window_size)
+    publisher = RowPublisher(settings.kafka_bootstrap_servers, settings.producer_message_timeout_seconds)
+    topics = (settings.kafka_output_topic, settings.kafka_predictions_topic)
+    scorer = scoring.scorer() if scoring else LiveScorer(settings.mlflow_tracking_uri, None)
+    query = write(transform(raw, settings.feature_window_size, publisher, topics, scorer), settings,
+                  trigger_seconds=settings.stream_trigger_seconds, scoring=scoring)
+    log.info("features stream started query_id=%s checkpoint=%s topic=%s window=%d scoring=%s", query.id,
+             settings.checkpoint("features"), settings.kafka_input_topic, settings.feature_window_size,
+             "on" if scoring else "off")
     return query
 
 
@@ -184,15 +212,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep running when Kafka deleted offsets the checkpoint still needs")
     parser.add_argument("--timeout-seconds", type=float, help="stop after this long (benchmarks); default: run forever")
     parser.add_argument("--ui", action="store_true", help="serve the Spark UI")
+    parser.add_argument("--no-scoring", action="store_true", help="features only, no live predictions (STREAM_SCORING)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(
         kafka_bootstrap_servers=args.bootstrap_servers, feature_window_size=args.window,
         stream_trigger_seconds=args.trigger_seconds, stream_max_offsets_per_trigger=args.max_offsets_per_trigger,
+        stream_scoring=False if args.no_scoring else None,
     )
     spark = build_spark_session(settings, "volpipe-features-stream", ui=args.ui)
+    scoring = LiveScoring(spark, settings) if settings.stream_scoring else None
+    if scoring:
+        scoring.start()
+        if settings.stream_metrics_port:
+            start_http_server(settings.stream_metrics_port, addr="127.0.0.1", registry=scoring.metrics.registry)
+            log.info("stream metrics on 127.0.0.1:%d", settings.stream_metrics_port)
     try:
-        query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss)
+        query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss, scoring=scoring)
     except PipelineError as exc:
         log.error("features stream not started: %s", exc)
         spark.stop()
@@ -212,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     if query.isActive:
         log.info("stopping features stream signal_received=%s", stop_requested.is_set())
         query.stop()
+    if scoring:
+        scoring.stop()
     failure = query.exception()
     if failure is not None:
         log.error("features stream failed: %s", failure)

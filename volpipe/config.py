@@ -192,6 +192,10 @@ class Settings:
     kafka_output_topic: str = setting(
         "KAFKA_OUTPUT_TOPIC", "ticks.features", _name, "Feature rows as JSON.", group="kafka"
     )
+    kafka_predictions_topic: str = setting(
+        "KAFKA_PREDICTIONS_TOPIC", "ticks.predictions", _name, "Live predictions of the stream as JSON.",
+        group="kafka",
+    )
     kafka_deadletter_topic: str = setting(
         "KAFKA_DEADLETTER_TOPIC", "ticks.deadletter", _name, "Rejected messages with their reason.",
         group="kafka",
@@ -271,6 +275,17 @@ class Settings:
     stream_max_offsets_per_trigger: int = setting(
         "STREAM_MAX_OFFSETS_PER_TRIGGER", "500000", _positive_int, "Kafka records per micro-batch at most.",
         group="stream",
+    )
+    stream_scoring: bool = setting(
+        "STREAM_SCORING", "true", _bool, "Score feature rows in the stream with the registered champion.",
+        group="stream",
+    )
+    model_refresh_seconds: float = setting(
+        "MODEL_REFRESH_SECONDS", "30", _positive_float,
+        "How often the stream asks the registry where the champion alias points.", group="stream",
+    )
+    stream_metrics_port: int = setting(
+        "STREAM_METRICS_PORT", "9109", int, "Stream driver Prometheus port (127.0.0.1); 0 = off.", group="stream"
     )
     stream_delta_checkpoint_commits: int = setting(
         "STREAM_DELTA_CHECKPOINT_COMMITS", "100", _positive_int,
@@ -416,10 +431,15 @@ class Settings:
             )
         if self.reconnect_max_attempts < 0:
             raise ConfigError(f"RECONNECT_MAX_ATTEMPTS={self.reconnect_max_attempts} must be >= 0")
-        if not 0 <= self.metrics_port < 65536:
-            raise ConfigError(f"METRICS_PORT={self.metrics_port} must be a port or 0")
-        if len({self.kafka_input_topic, self.kafka_output_topic, self.kafka_deadletter_topic}) != 3:
-            raise ConfigError("KAFKA_INPUT_TOPIC, KAFKA_OUTPUT_TOPIC and KAFKA_DEADLETTER_TOPIC must differ")
+        for name, port in (("METRICS_PORT", self.metrics_port), ("STREAM_METRICS_PORT", self.stream_metrics_port)):
+            if not 0 <= port < 65536:
+                raise ConfigError(f"{name}={port} must be a port or 0")
+        topics = (self.kafka_input_topic, self.kafka_output_topic, self.kafka_predictions_topic,
+                  self.kafka_deadletter_topic)
+        if len(set(topics)) != len(topics):
+            raise ConfigError(
+                "KAFKA_INPUT_TOPIC, KAFKA_OUTPUT_TOPIC, KAFKA_PREDICTIONS_TOPIC and KAFKA_DEADLETTER_TOPIC must differ"
+            )
 
     def _with_derived_paths(self) -> Settings:
         data = self.data_dir

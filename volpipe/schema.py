@@ -13,6 +13,9 @@ by string arithmetic: Spark timestamps hold microseconds, Coinbase sends up to n
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -30,7 +33,10 @@ from pyspark.sql.types import (
 )
 
 from volpipe.features import FEATURE_COLUMNS
-from volpipe.tables import PARTITION_COLUMN, PLACEHOLDER_INT_COLUMNS, layout_columns
+from volpipe.tables import MODEL_COLUMNS, PARTITION_COLUMN, PLACEHOLDER_INT_COLUMNS, layout_columns
+
+if TYPE_CHECKING:
+    from volpipe.modeling.registry import ScoringModel
 
 _TICKER = StructType([
     StructField(name, StringType())
@@ -172,3 +178,11 @@ def nullable_ints(frame: DataFrame, columns: tuple[str, ...]) -> DataFrame:
 def with_layout(frame: DataFrame, table: str) -> DataFrame:
     """Adds ``table``'s readable timestamp and ``date`` partition column (``volpipe.tables.layout_columns``)."""
     return frame.select("*", *(F.expr(sql).alias(name) for name, sql in layout_columns(table).items()))
+
+
+def model_columns(model: ScoringModel | None) -> list[Column]:
+    """``MODEL_COLUMNS`` as literals naming ``model`` (nulls for no model), for its predictions' rows."""
+    values = dataclasses.asdict(model) if model is not None else {}
+    values["model_version"] = values.get("version")
+    values["model_name"] = values.get("name")
+    return [F.lit(values.get(name)).cast(_TYPES[name]).alias(name) for name in MODEL_COLUMNS]

@@ -29,15 +29,21 @@ FEATURES = "features"
 QUARANTINE = "quarantine"
 FEATURES_REPLAY = "features_replay"
 PREDICTIONS = "predictions"
-STREAM_TABLES = (TICKS, FEATURES, QUARANTINE)
+PREDICTIONS_LIVE = "predictions_live"
+STREAM_TABLES = (TICKS, FEATURES, QUARANTINE, PREDICTIONS_LIVE)
 ALL_TABLES = (*STREAM_TABLES, FEATURES_REPLAY, PREDICTIONS)
 
 # The parsed rows: kernel input plus the quarantine fields (null on good rows).
 PARSED_COLUMNS = (*INPUT_COLUMNS, "error", "raw", "source")
 # Integer columns that ``parse_raw`` fills with -1 when absent; every output turns them into nulls.
-PLACEHOLDER_INT_COLUMNS = ("ingest_seq", "ticker_idx", "sequence_num", "exchange_ts_ns", "recv_ns")
-# What the stream's stateful processor emits: tick rows (with features) and quarantine rows.
-PROCESSOR_COLUMNS = ("kind", *INPUT_COLUMNS, *FEATURE_COLUMNS, "produced_ns", "error", "raw", "source")
+PLACEHOLDER_INT_COLUMNS = ("ingest_seq", "ticker_idx", "sequence_num", "exchange_ts_ns", "recv_ns", "predicted_label")
+# What the stream's stateful processor emits: tick rows (with features and, when a champion is
+# pinned, its probability and label) and quarantine rows. The model's constant columns
+# (``MODEL_COLUMNS``) are added by the driver, which pinned the model.
+PROCESSOR_COLUMNS = (
+    "kind", *INPUT_COLUMNS, *FEATURE_COLUMNS, "produced_ns", "probability", "predicted_label", "error", "raw",
+    "source",
+)
 # The identity of a tick and of its feature row (docs/features.md).
 ROW_KEYS = ("product_id", "ingest_seq", "ticker_idx")
 
@@ -50,13 +56,15 @@ FEATURE_TABLE_COLUMNS = (
 QUARANTINE_COLUMNS = ("source", "ingest_seq", "recv_ns", "conn_id", "reason", "raw")
 # A prediction's identity: the feature row it scores, and that row's exchange time.
 PREDICTION_KEYS = (*ROW_KEYS, "exchange_ts_ns")
-PREDICTION_COLUMNS = (
-    *PREDICTION_KEYS, "probability", "predicted_label", "threshold", "model_name", "model_version", "run_id",
-    "label_mode",
-)
+# What identifies the model that made a prediction, the same for every row it scores.
+MODEL_COLUMNS = ("threshold", "model_name", "model_version", "run_id", "label_mode")
+PREDICTION_COLUMNS = (*PREDICTION_KEYS, "probability", "predicted_label", *MODEL_COLUMNS)
+# A live prediction's message in Kafka ``ticks.predictions``.
+PREDICTION_MESSAGE_COLUMNS = (*PREDICTION_KEYS, "probability", "predicted_label", "threshold", "model_name",
+                              "model_version")
 COLUMNS = {
     TICKS: TICK_COLUMNS, FEATURES: FEATURE_TABLE_COLUMNS, QUARANTINE: QUARANTINE_COLUMNS,
-    FEATURES_REPLAY: FEATURE_TABLE_COLUMNS, PREDICTIONS: PREDICTION_COLUMNS,
+    FEATURES_REPLAY: FEATURE_TABLE_COLUMNS, PREDICTIONS: PREDICTION_COLUMNS, PREDICTIONS_LIVE: PREDICTION_COLUMNS,
 }
 
 # Which processor rows each stream table takes, as SQL over ``PROCESSOR_COLUMNS``.
@@ -64,6 +72,7 @@ ROW_RULES = {
     TICKS: "kind = 'tick'",
     FEATURES: "kind = 'tick' AND rolling_vol IS NOT NULL",
     QUARANTINE: "kind = 'quarantine'",
+    PREDICTIONS_LIVE: "kind = 'tick' AND rolling_vol IS NOT NULL AND probability IS NOT NULL",
 }
 
 PARTITION_COLUMN = "date"
@@ -72,7 +81,7 @@ PARTITION_COLUMN = "date"
 # go by receipt time.
 _EXCHANGE_TIME = ("exchange_ts_ns", "exchange_ts")
 TIME_COLUMNS = {TICKS: _EXCHANGE_TIME, FEATURES: _EXCHANGE_TIME, FEATURES_REPLAY: _EXCHANGE_TIME,
-                PREDICTIONS: _EXCHANGE_TIME, QUARANTINE: ("recv_ns", "recv_ts")}
+                PREDICTIONS: _EXCHANGE_TIME, PREDICTIONS_LIVE: _EXCHANGE_TIME, QUARANTINE: ("recv_ns", "recv_ts")}
 
 
 def layout_columns(table: str) -> dict[str, str]:
@@ -101,7 +110,7 @@ def table_columns(table: str) -> tuple[str, ...]:
 
 
 # The tables' string columns with few distinct values: the only ones worth a Parquet dictionary.
-REPEATING_STRING_COLUMNS = ("product_id", "conn_id", "event_type", "reason")
+REPEATING_STRING_COLUMNS = ("product_id", "conn_id", "event_type", "reason", *MODEL_COLUMNS[1:])
 
 # Delta's own checkpoint would run inside a commit every 10 commits (1-3.5 s, the worst spike of
 # the live latency); the stream writes them in the background instead, and this interval only
@@ -109,12 +118,14 @@ REPEATING_STRING_COLUMNS = ("product_id", "conn_id", "event_type", "reason")
 # and time filters) rather than all the feature columns.
 _STREAM_PROPERTIES = {"delta.checkpointInterval": "10000"}
 _KEY_TIME_STATS = "product_id,ingest_seq,ticker_idx,exchange_ts_ns,recv_ns,exchange_ts"
+_PREDICTION_STATS = "product_id,ingest_seq,ticker_idx,exchange_ts_ns,exchange_ts,model_version"
 DELTA_PROPERTIES = {
     TICKS: {**_STREAM_PROPERTIES, "delta.dataSkippingStatsColumns": _KEY_TIME_STATS},
     FEATURES: {**_STREAM_PROPERTIES, "delta.dataSkippingStatsColumns": _KEY_TIME_STATS},
     QUARANTINE: {**_STREAM_PROPERTIES, "delta.dataSkippingStatsColumns": "ingest_seq,recv_ns,recv_ts"},
     FEATURES_REPLAY: {"delta.dataSkippingStatsColumns": _KEY_TIME_STATS},
-    PREDICTIONS: {"delta.dataSkippingStatsColumns": "product_id,ingest_seq,ticker_idx,exchange_ts_ns,exchange_ts"},
+    PREDICTIONS: {"delta.dataSkippingStatsColumns": _PREDICTION_STATS},
+    PREDICTIONS_LIVE: {**_STREAM_PROPERTIES, "delta.dataSkippingStatsColumns": _PREDICTION_STATS},
 }
 # Tables whose rows the feature kernel computed: they record its parameters.
 KERNEL_TABLES = (FEATURES, FEATURES_REPLAY)

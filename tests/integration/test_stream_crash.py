@@ -23,6 +23,8 @@ def _env(settings) -> dict[str, str]:
         **os.environ, "PIPELINE_DATA_DIR": str(settings.data_dir), "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "KAFKA_INPUT_TOPIC": settings.kafka_input_topic, "KAFKA_OUTPUT_TOPIC": settings.kafka_output_topic,
         "KAFKA_DEADLETTER_TOPIC": settings.kafka_deadletter_topic, "FEATURE_WINDOW_SIZE": "5",
+        "KAFKA_PREDICTIONS_TOPIC": settings.kafka_predictions_topic, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MODEL_NAME": settings.model_name, "STREAM_METRICS_PORT": "0",
         "STREAM_MAX_OFFSETS_PER_TRIGGER": "1000", "SPARK_SHUFFLE_PARTITIONS": "2", "SPARK_DRIVER_MEMORY": "1g",
         "METRICS_PORT": "0",
     }

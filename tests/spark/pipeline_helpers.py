@@ -25,6 +25,7 @@ def pipeline_settings(broker: Settings, root: Path, window: int = 5) -> Settings
     settings = dataclasses.replace(
         broker, data_dir=root, raw_dir=root / "raw", delta_dir=root / "delta", checkpoint_dir=root / "checkpoints",
         kafka_input_topic=f"raw-{tag}", kafka_output_topic=f"features-{tag}", kafka_deadletter_topic=f"dead-{tag}",
+        kafka_predictions_topic=f"predictions-{tag}",
         feature_window_size=window,
     )
     create_topics(settings)

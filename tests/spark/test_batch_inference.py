@@ -13,6 +13,7 @@ from spark_jobs import batch_inference
 from volpipe.dates import DateRange
 from volpipe.errors import ModelRegistryError
 from volpipe.modeling import registry, train
+from volpipe.modeling.models import decide, probabilities
 from volpipe.modeling.synthetic import synthetic_features, write_features
 from volpipe.tables import PREDICTIONS, table_columns
 
@@ -52,12 +53,18 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     assert again["rows"] == first["rows"] == written.count()  # replaced, not duplicated
 
     predictions = read_predictions(settings).sort_values(["product_id", "ingest_seq", "ticker_idx"])
-    model, version = registry.load(settings.mlflow_tracking_uri, settings.model_name)
-    features = rows.sort_values(["product_id", "ingest_seq", "ticker_idx"])
-    expected = np.asarray(model.predict(features[registry.input_columns(model)]))[:, 1]
+    model = registry.scoring_model(settings.mlflow_tracking_uri, settings.model_name)
+    estimator = registry.load_estimator(settings.mlflow_tracking_uri, model)
+    features = rows.sort_values(["product_id", "ingest_seq", "ticker_idx"])[list(model.columns)]
+    # Scored seven rows at a time here, in Arrow batches there: the same bits whatever the batching.
+    expected = np.concatenate([probabilities(estimator, features[i:i + 7]) for i in range(0, len(features), 7)])
     np.testing.assert_array_equal(predictions["probability"].to_numpy(), expected)
+    # The registry's own pyfunc (predict_proba) agrees to rounding.
+    pyfunc, version = registry.load(settings.mlflow_tracking_uri, settings.model_name)
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(features))[:, 1], expected, rtol=1e-12, atol=1e-15)
     threshold = registry.decision_threshold(settings.mlflow_tracking_uri, version)
-    assert (predictions["threshold"] == threshold).all()
+    assert (predictions["threshold"] == threshold).all() and model.threshold == threshold
+    np.testing.assert_array_equal(predictions["predicted_label"].to_numpy(), decide(expected, threshold))
     assert (predictions["predicted_label"] == (expected >= threshold)).all()
     assert set(predictions["model_version"]) == {version.version} and set(predictions["run_id"]) == {version.run_id}
     assert set(predictions["label_mode"]) == {"forward"} and set(predictions["model_name"]) == {settings.model_name}

@@ -8,7 +8,10 @@ alias or version, never from a free path. MLflow is imported inside the function
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 from typing import Any
 
 from volpipe.errors import ModelRegistryError
@@ -17,6 +20,13 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 # Run parameter holding the decision threshold of a model (read by batch inference).
 THRESHOLD_PARAM = "decision_threshold"
+
+
+def limit_retries() -> None:
+    """Makes MLflow calls of this process fail in seconds, not minutes, when the server is away
+    (unless the environment says otherwise): for the stream, which must go on without it."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 def model_uri(name: str, version: str | int | None = None, alias: str = CHAMPION) -> str:
@@ -60,6 +70,74 @@ def resolve(tracking_uri: str, name: str, version: str | int | None = None) -> A
         return client(tracking_uri).get_model_version(name, str(version))
     except MlflowException as exc:
         raise ModelRegistryError(f"model {name!r} version {version} not found at {tracking_uri}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringModel:
+    """What scoring needs of a registered version, without the model itself: small, JSON-able.
+
+    Batch inference and the stream's live scoring both take one (``scoring_model``), load its
+    estimator with ``load_estimator`` and score with ``volpipe.modeling.models.probabilities``,
+    so the same rows and version give the same probabilities bit for bit on either path.
+    """
+
+    name: str
+    version: str
+    run_id: str
+    threshold: float
+    label_mode: str
+    columns: tuple[str, ...]
+
+    @property
+    def uri(self) -> str:
+        return model_uri(self.name, self.version)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringModel:
+        fields = json.loads(text)
+        return cls(**{**fields, "columns": tuple(fields["columns"])})
+
+
+def scoring_model(tracking_uri: str, name: str, version: str | int | None = None,
+                  allowed_columns: tuple[str, ...] | None = None) -> ScoringModel:
+    """The ``ScoringModel`` of ``version`` (default: the champion), read from the registry.
+
+    Reads the version, its run's parameters and the model's signature (the MLmodel file, not
+    the model). With ``allowed_columns``, refuses a model that reads any other column.
+
+    Raises:
+        ModelRegistryError: No such version or champion, no signature or threshold, or a
+            column outside ``allowed_columns``.
+    """
+    from mlflow.models import get_model_info
+
+    found = resolve(tracking_uri, name, version)
+    schema = get_model_info(model_uri(name, found.version)).signature
+    if schema is None or schema.inputs is None:
+        raise ModelRegistryError(f"model {name!r} version {found.version} has no input signature")
+    columns = tuple(schema.inputs.input_names())
+    if allowed_columns is not None:
+        unknown = [column for column in columns if column not in allowed_columns]
+        if unknown:
+            raise ModelRegistryError(
+                f"model {name!r} version {found.version} reads columns the kernel does not compute: {unknown}"
+            )
+    params = client(tracking_uri).get_run(found.run_id).data.params
+    return ScoringModel(name=name, version=str(found.version), run_id=found.run_id,
+                        threshold=decision_threshold(tracking_uri, found), label_mode=params.get("label_mode", "unknown"),
+                        columns=columns)
+
+
+def load_estimator(tracking_uri: str, model: ScoringModel) -> Any:
+    """The fitted scikit-learn estimator of ``model``, from the registry (never a free path)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.sklearn.load_model(model.uri)
 
 
 def load(tracking_uri: str, name: str, version: str | int | None = None) -> tuple[Any, Any]:

@@ -31,7 +31,8 @@ def check_kafka(settings: Settings) -> dict[str, Any]:
         metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
     except Exception as exc:  # noqa: BLE001 - confluent raises KafkaException and friends
         raise ServiceError(f"kafka at {bootstrap} does not answer: {exc}") from exc
-    wanted = (settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_deadletter_topic)
+    wanted = (settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
+              settings.kafka_deadletter_topic)
     missing = [topic for topic in wanted if topic not in metadata.topics]
     if missing:
         raise ServiceError(f"kafka at {bootstrap} lacks topics {missing}: run `make up`")

@@ -31,6 +31,7 @@ def isolated_settings(data_dir: Path, **env: str) -> Settings:
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
         "AIRFLOW_PORT": str(free_port()),
         "METRICS_PORT": "0",
+        "STREAM_METRICS_PORT": "0",
         "SPARK_SHUFFLE_PARTITIONS": "2",
     }
     return Settings.from_env({**base, **env})

@@ -162,7 +162,8 @@ def create_topics(settings: Settings) -> list[str]:
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_deadletter_topic]
+    wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
+              settings.kafka_deadletter_topic]
     missing = [name for name in wanted if name not in existing]
     if not missing:
         return []

@@ -1,4 +1,4 @@
-"""The ``ticks.features`` message encoding, and a publisher that cannot deliver failing loudly."""
+"""The ``ticks.features`` and ``ticks.predictions`` message encoding, and a publisher that cannot deliver failing loudly."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import numpy as np
 import orjson
 import pytest
 
-from spark_jobs.feature_topic import FeaturePublisher, feature_values
+from spark_jobs.kafka_rows import RowPublisher, json_values
 from spark_jobs.features_stream import tick_output
 from tests.unit.test_features import frame
 from volpipe.errors import PipelineError
 from volpipe.features import WindowState, featurize_frame
-from volpipe.tables import FEATURE_TABLE_COLUMNS
+from volpipe.tables import FEATURE_TABLE_COLUMNS, PREDICTION_MESSAGE_COLUMNS
+
+
+def feature_values(rows):
+    return json_values(rows, FEATURE_TABLE_COLUMNS)
 
 
 def feature_rows(n=8, window=3):
@@ -56,9 +60,21 @@ def test_values_write_non_finite_doubles_as_null(value):
     assert all(orjson.loads(v)["midprice_return"] is None for v in feature_values(rows))
 
 
+def test_prediction_values_name_the_model_and_null_an_unscored_label():
+    rows = feature_rows().assign(probability=0.25, predicted_label=np.int32(0), threshold=0.2,
+                                 model_name="volpipe-volatility", model_version="3")
+    rows.loc[0, "predicted_label"] = -1
+    messages = [orjson.loads(v) for v in json_values(rows, PREDICTION_MESSAGE_COLUMNS)]
+    assert all(list(m) == list(PREDICTION_MESSAGE_COLUMNS) for m in messages)
+    assert messages[0]["predicted_label"] is None and messages[1]["predicted_label"] == 0
+    assert messages[1]["model_version"] == "3" and messages[1]["threshold"] == 0.2
+    assert messages[1]["exchange_ts_ns"] == rows.loc[1, "exchange_ts_ns"]
+
+
 def test_publish_raises_when_kafka_never_acknowledges():
     from volpipe.ops.services.process import free_port
 
-    publisher = FeaturePublisher(f"127.0.0.1:{free_port()}", "ticks.features", timeout_seconds=1.0)
+    publisher = RowPublisher(f"127.0.0.1:{free_port()}", timeout_seconds=1.0)
+    publisher.produce("ticks.features", feature_rows(), FEATURE_TABLE_COLUMNS)
     with pytest.raises(PipelineError, match="unacknowledged"):
-        publisher.publish(feature_rows())
+        publisher.flush()

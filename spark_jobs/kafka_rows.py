@@ -1,14 +1,15 @@
-"""Feature rows to Kafka ``ticks.features``, published by the stream's stateful processor.
+"""Rows to Kafka as JSON, published by the stream's stateful processor: ``ticks.features`` and ``ticks.predictions``.
 
 Why from inside ``transformWithStateInPandas`` and not from ``foreachBatch``: a row published
 there waits for nothing but its own computation. From ``foreachBatch`` it also waited for its
 batch's Delta commits (0.35-0.5 s, more on a slow one), which was the difference between a
 p99 above and below 2 s at 100 ticks/s (docs/streaming.md).
 
-Message: one JSON object per feature row with the ``features`` table columns, key
-``product_id`` (docs/features.md). At least once: a batch re-run after a crash, or a retried
-task, publishes its rows again, so consumers drop a ``(product_id, ingest_seq, ticker_idx)``
-they have seen. A batch does not complete until every message it produced is acknowledged.
+Messages: one JSON object per row with the columns the caller names (the ``features`` table
+columns; ``PREDICTION_MESSAGE_COLUMNS``), key ``product_id`` (docs/features.md). At least
+once: a batch re-run after a crash, or a retried task, publishes its rows again, so consumers
+drop a ``(product_id, ingest_seq, ticker_idx)`` they have seen. A batch does not complete
+until every message it produced is acknowledged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyspark.sql.types import DataType, DoubleType
 
 from volpipe.errors import PipelineError
 from volpipe.schema import struct_of
-from volpipe.tables import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS
+from volpipe.tables import PLACEHOLDER_INT_COLUMNS
 
 # One producer per Python worker process and broker list: workers are reused across batches,
 # processors are not (each batch unpickles a new one).
@@ -39,22 +40,27 @@ def _json_column(name: str, spark_type: DataType) -> str:
 
 
 @functools.cache
-def _encoder() -> tuple[duckdb.DuckDBPyConnection, str]:
-    """This worker's DuckDB connection (one thread: Spark owns the cores) and the encoding query."""
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This worker's DuckDB connection (one thread: Spark owns the cores)."""
     connection = duckdb.connect()
     connection.execute("SET threads = 1")
     connection.execute("SET preserve_insertion_order = true")  # the default, relied upon: values in row order
-    columns = ", ".join(_json_column(field.name, field.dataType) for field in struct_of(FEATURE_TABLE_COLUMNS))
-    return connection, f"SELECT to_json(row)::VARCHAR FROM (SELECT {columns} FROM rows) AS row"
+    return connection
 
 
-def feature_values(rows: pd.DataFrame) -> list[str]:
-    """``FEATURE_TABLE_COLUMNS`` rows -> JSON values, in order; absent values are null.
+@functools.cache
+def _query(columns: tuple[str, ...]) -> str:
+    selected = ", ".join(_json_column(field.name, field.dataType) for field in struct_of(columns))
+    return f"SELECT to_json(row)::VARCHAR FROM (SELECT {selected} FROM rows) AS row"
+
+
+def json_values(rows: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
+    """``rows``' ``columns`` -> JSON values, in order; absent values are null.
 
     Encoded by DuckDB over the whole frame: doubles in their shortest exact form, as orjson
     would, at a fifth of the time of a per-row ``orjson.dumps`` (docs/streaming.md).
     """
-    connection, query = _encoder()
+    connection, query = _connection(), _query(columns)
     connection.register("rows", rows)  # the query picks the columns: no copy of the frame
     try:
         return [value for (value,) in connection.execute(query).fetchall()]
@@ -62,12 +68,11 @@ def feature_values(rows: pd.DataFrame) -> list[str]:
         connection.unregister("rows")
 
 
-class FeaturePublisher:
-    """Produces feature rows and waits for their acknowledgements (picklable: holds settings only)."""
+class RowPublisher:
+    """Produces rows to Kafka topics and waits for their acknowledgements (picklable: holds settings only)."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, timeout_seconds: float) -> None:
+    def __init__(self, bootstrap_servers: str, timeout_seconds: float) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
         self.timeout_seconds = timeout_seconds
 
     def _producer(self) -> tuple[Producer, list[KafkaError]]:
@@ -95,24 +100,28 @@ class FeaturePublisher:
         handshake (0.5-1 s) then run in librdkafka's threads while the rows are computed."""
         self._producer()
 
-    def publish(self, rows: pd.DataFrame) -> None:
-        """Publishes ``rows`` (one product's feature rows) and returns once Kafka acknowledged them all.
+    def produce(self, topic: str, rows: pd.DataFrame, columns: tuple[str, ...]) -> None:
+        """Queues ``rows`` (one product's) as messages of ``topic``; ``flush`` waits for them."""
+        if rows.empty:
+            return
+        producer, _ = self._producer()
+        key = str(rows["product_id"].iloc[0]).encode()
+        for value in json_values(rows, columns):
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    producer.poll(0.1)
+
+    def flush(self) -> None:
+        """Returns once Kafka acknowledged every queued message.
 
         Raises:
             PipelineError: A message was rejected or not acknowledged in time: the batch fails
                 and is re-run on restart, publishing again.
         """
-        if rows.empty:
-            return
         producer, failures = self._producer()
-        key = str(rows["product_id"].iloc[0]).encode()
-        for value in feature_values(rows):
-            while True:
-                try:
-                    producer.produce(self.topic, value=value, key=key)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    producer.poll(0.1)
         unacknowledged = producer.flush(self.timeout_seconds)
         if failures or unacknowledged:
             # The batch fails and is re-run in full: drop what is queued and start afresh then.
@@ -120,6 +129,6 @@ class FeaturePublisher:
             producer.flush(0)
             del _PRODUCERS[self.bootstrap_servers]
             raise PipelineError(
-                f"Kafka {self.topic}: {unacknowledged} feature messages unacknowledged after "
+                f"Kafka at {self.bootstrap_servers}: {unacknowledged} messages unacknowledged after "
                 f"{self.timeout_seconds:.0f} s, {len(failures)} rejected (first: {failures[:1]})"
             )

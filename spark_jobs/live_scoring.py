@@ -1,0 +1,204 @@
+"""Live scoring in the features stream: the champion, pinned per micro-batch, scores each feature row.
+
+Driver: ``ChampionWatcher`` asks the registry where ``champion`` points every
+``MODEL_REFRESH_SECONDS`` (in a thread: a slow or unreachable registry never delays a batch),
+checks the new version's signature against the kernel's columns, and only then makes it the
+model to use. ``pin`` runs at the start of each micro-batch: it writes that model, as JSON, into
+a Spark local property of the batch's jobs. A swap therefore happens between micro-batches, and
+every task of a batch scores with the same version.
+
+Workers: ``LiveScorer`` reads the pinned model from its task's local properties, loads the
+estimator once per Python worker and version (from the registry, by version), and scores with
+``volpipe.modeling.models.probabilities``, the function batch inference uses. A row it cannot
+score (no champion yet, a model that fails to load) keeps a null probability: features are
+never held back by scoring. docs/streaming.md ("Live scoring") says why it runs inside the
+stateful step.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from volpipe.config import Settings
+from volpipe.errors import ModelRegistryError
+from volpipe.features import FEATURE_COLUMNS
+from volpipe.modeling import registry
+from volpipe.modeling.models import decide, probabilities
+
+log = logging.getLogger(__name__)
+
+PIN_PROPERTY = "volpipe.scoring.model"
+# A worker's estimators, by model URI: Python workers are reused across batches, processors are not.
+_ESTIMATORS: dict[str, Any] = {}
+_FAILED_LOADS: dict[str, float] = {}  # model URI -> when loading it last failed
+RELOAD_AFTER_FAILURE_SECONDS = 30.0
+
+
+class ScoringMetrics:
+    """The stream driver's scoring metrics (Prometheus, served on ``STREAM_METRICS_PORT``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rows_scored = Counter("volpipe_stream_rows_scored", "Feature rows scored by the live model.",
+                                   registry=self.registry)
+        self.rows_unscored = Counter("volpipe_stream_rows_unscored", "Feature rows left without a prediction.",
+                                     registry=self.registry)
+        self.swaps = Counter("volpipe_stream_model_swaps", "Times the stream changed the model it scores with.",
+                             registry=self.registry)
+        self.model_version = Gauge("volpipe_stream_model_version", "Registered version scoring now; 0 = none.",
+                                   registry=self.registry)
+        self.usable = Gauge("volpipe_stream_champion_usable",
+                            "1 when the champion could be checked and used at the last look, else 0.",
+                            registry=self.registry)
+        self.batch_scoring_seconds = Histogram(
+            "volpipe_stream_batch_scoring_seconds", "Model time per micro-batch, summed over its tasks.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry)
+
+
+class LiveScoring:
+    """The driver side: follows the ``champion`` alias and pins the model for each micro-batch."""
+
+    def __init__(self, spark: Any, settings: Settings) -> None:
+        registry.limit_retries()
+        self.settings = settings
+        self.metrics = ScoringMetrics()
+        self.model: registry.ScoringModel | None = None
+        # Model time, added to by the workers' LiveScorer and merged here by Spark per task.
+        self.scoring_seconds = spark.sparkContext.accumulator(0.0)
+        self._seconds_seen = 0.0
+        self._problem: str | None = None
+        self._looked = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
+
+    def scorer(self) -> LiveScorer:
+        """The worker side, for the stateful processor."""
+        return LiveScorer(self.settings.mlflow_tracking_uri, self.scoring_seconds)
+
+    def start(self, first_look_seconds: float = 15.0) -> None:
+        """Starts watching; waits up to ``first_look_seconds`` for the first look, so that a champion
+        registered before the stream starts scores its first batch."""
+        self._thread.start()
+        self._looked.wait(first_look_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while True:
+            self.check()
+            self._looked.set()
+            if self._stop.wait(self.settings.model_refresh_seconds):
+                return
+
+    def check(self) -> None:
+        """One look at the registry; swaps to a new usable champion, says once what is wrong otherwise."""
+        tracking_uri, name = self.settings.mlflow_tracking_uri, self.settings.model_name
+        try:
+            found = registry.champion(tracking_uri, name)
+            if found is None:
+                self._unusable(f"no {registry.CHAMPION!r} alias on model {name!r} yet")
+                return
+            if self.model is not None and str(found.version) == self.model.version:
+                self._usable()
+                return
+            model = registry.scoring_model(tracking_uri, name, found.version, allowed_columns=FEATURE_COLUMNS)
+        except ModelRegistryError as exc:
+            self._unusable(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many types when the server is away
+            self._unusable(f"registry {tracking_uri} unreachable: {type(exc).__name__}: {exc}")
+            return
+        previous, self.model = self.model, model  # one reference swap: a batch pins the old or the new
+        self.metrics.swaps.inc()
+        self.metrics.model_version.set(int(model.version))
+        log.info("live scoring model swapped model=%s version=%s previous=%s threshold=%.6g columns=%s", name,
+                 model.version, previous.version if previous else None, model.threshold, ",".join(model.columns))
+        self._usable()
+
+    def _usable(self) -> None:
+        self.metrics.usable.set(1)
+        if self._problem is not None:
+            log.info("live scoring: champion usable again, scoring with version %s",
+                     self.model.version if self.model else None)
+        self._problem = None
+
+    def _unusable(self, problem: str) -> None:
+        self.metrics.usable.set(0)
+        if problem != self._problem:  # once per distinct problem, not every interval
+            keeping = f"; still scoring with version {self.model.version}" if self.model else "; features only"
+            log.warning("live scoring: %s%s", problem, keeping)
+        self._problem = problem
+
+    def pin(self, spark: Any) -> registry.ScoringModel | None:
+        """Pins the current model for the micro-batch about to run on this thread; returns it."""
+        model = self.model
+        spark.sparkContext.setLocalProperty(PIN_PROPERTY, model.to_json() if model else None)
+        return model
+
+    def record(self, scored: int, unscored: int) -> float:
+        """Counts a finished batch's rows; returns the model time its tasks reported."""
+        total = self.scoring_seconds.value
+        seconds, self._seconds_seen = total - self._seconds_seen, total
+        self.metrics.rows_scored.inc(scored)
+        self.metrics.rows_unscored.inc(unscored)
+        if scored:
+            self.metrics.batch_scoring_seconds.observe(seconds)
+        return seconds
+
+
+def pinned_model() -> registry.ScoringModel | None:
+    """The model the driver pinned for this task's micro-batch (in a Spark worker), or None."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    text = context.getLocalProperty(PIN_PROPERTY) if context is not None else None
+    return registry.ScoringModel.from_json(text) if text else None
+
+
+class LiveScorer:
+    """Scores feature rows in a Spark worker with the pinned model (picklable: settings only)."""
+
+    def __init__(self, tracking_uri: str, scoring_seconds: Any) -> None:
+        self.tracking_uri = tracking_uri
+        self.scoring_seconds = scoring_seconds  # a Spark accumulator: model time, summed on the driver
+        self.model: registry.ScoringModel | None = None
+        self._estimator: Any = None
+
+    def open(self) -> None:
+        """Reads this batch's pin and loads its estimator (once per worker and version)."""
+        self.model = pinned_model()
+        self._estimator = _estimator(self.tracking_uri, self.model) if self.model else None
+
+    def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` with ``probability`` (NaN when unscored) and ``predicted_label`` (-1 when unscored)."""
+        if self._estimator is None or rows.empty:
+            return rows.assign(probability=np.nan, predicted_label=np.int32(-1))
+        began = time.perf_counter()
+        probability = probabilities(self._estimator, rows[list(self.model.columns)])
+        self.scoring_seconds.add(time.perf_counter() - began)
+        return rows.assign(probability=probability, predicted_label=decide(probability, self.model.threshold))
+
+
+def _estimator(tracking_uri: str, model: registry.ScoringModel) -> Any:
+    """This worker's estimator of ``model``, loaded on first use; None when it cannot be loaded
+    (tried again after ``RELOAD_AFTER_FAILURE_SECONDS``, not on every batch)."""
+    if model.uri in _ESTIMATORS:
+        return _ESTIMATORS[model.uri]
+    if time.monotonic() - _FAILED_LOADS.get(model.uri, -np.inf) < RELOAD_AFTER_FAILURE_SECONDS:
+        return None
+    registry.limit_retries()
+    try:
+        _ESTIMATORS[model.uri] = registry.load_estimator(tracking_uri, model)
+    except Exception:  # noqa: BLE001 - the stream goes on with features only for this version
+        log.exception("live scoring: cannot load %s; its rows stay unscored", model.uri)
+        _FAILED_LOADS[model.uri] = time.monotonic()
+        return None
+    return _ESTIMATORS[model.uri]

@@ -1,0 +1,138 @@
+"""Live scoring in the stream with real Kafka, Spark, Delta and MLflow: one prediction per feature
+row, a champion swapped without a restart, scoring that starts on its own, and the same bits as
+batch inference."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_jobs import batch_inference, features_stream
+from spark_jobs.live_scoring import LiveScoring
+from tests.spark.pipeline_helpers import consume, pipeline_settings, produce
+from volpipe.dates import DateRange
+from volpipe.market import synthetic_raw_records
+from volpipe.modeling import registry, train
+from volpipe.modeling.synthetic import synthetic_features, write_features
+from volpipe.tables import FEATURES, PREDICTION_MESSAGE_COLUMNS, PREDICTIONS, PREDICTIONS_LIVE, table_columns
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+KEYS = ["product_id", "ingest_seq", "ticker_idx"]
+
+
+def register_versions(settings, count: int) -> list[str]:
+    """Trains ``count`` times on synthetic features (another folder): registered versions, oldest first."""
+    train_settings = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
+    write_features(train_settings.delta_table(FEATURES),
+                   synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
+    return [str(train.run(dataclasses.replace(train_settings, model_seed=seed))["registered_version"])
+            for seed in range(count)]
+
+
+def table(spark, settings, name) -> pd.DataFrame:
+    return spark.read.format("delta").load(str(settings.delta_table(name))).toPandas()
+
+
+def wait_for(predicate, seconds=60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def live(spark, kafka_broker, mlflow_server, tmp_path, request):
+    """Stream settings with their own topics, tables and registered model name; refresh every second."""
+    settings = dataclasses.replace(
+        pipeline_settings(kafka_broker, tmp_path, window=5), mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
+        model_name=f"live-{request.node.name[:40]}", model_refresh_seconds=1.0,
+    )
+    scoring = LiveScoring(spark, settings)
+    yield settings, scoring
+    scoring.stop()
+
+
+def test_every_feature_row_scored_once_swapped_without_restart_equal_to_batch(spark, live):
+    settings, scoring = live
+    first, second = register_versions(settings, 2)
+    registry.promote(settings.mlflow_tracking_uri, settings.model_name, first, {"reason": "test"})
+    records = list(synthetic_raw_records(3000, ("BTC-USD", "ETH-USD"), seed=21))
+    scoring.start()
+    assert scoring.model is not None and scoring.model.version == first
+    produce(settings, records[:1500])
+    query = features_stream.start(spark, settings, scoring=scoring)
+    try:
+        query.processAllAvailable()
+        registry.promote(settings.mlflow_tracking_uri, settings.model_name, second, {"reason": "test"})
+        wait_for(lambda: scoring.model.version == second)
+        produce(settings, records[1500:])
+        query.processAllAvailable()
+        assert query.isActive and query.exception() is None  # no restart
+    finally:
+        query.stop()
+
+    features = table(spark, settings, FEATURES)
+    live_rows = table(spark, settings, PREDICTIONS_LIVE)
+    assert tuple(live_rows.columns) == table_columns(PREDICTIONS_LIVE)
+    assert len(live_rows) == len(features) > 2500
+    assert not live_rows.duplicated(KEYS).any()
+    assert set(map(tuple, live_rows[KEYS].to_numpy())) == set(map(tuple, features[KEYS].to_numpy()))
+    by_version = live_rows.groupby("model_version")["ingest_seq"].agg(["min", "max", "count"])
+    assert set(by_version.index) == {first, second}
+    assert by_version.loc[first, "max"] < 1500 <= by_version.loc[second, "min"]  # swapped between batches
+    assert scoring.metrics.swaps._value.get() == 2 and scoring.metrics.rows_scored._value.get() == len(live_rows)
+    assert scoring.metrics.batch_scoring_seconds._sum.get() > 0  # model time reported back by the workers
+
+    messages = pd.DataFrame(consume(settings, settings.kafka_predictions_topic, expected=len(live_rows)))
+    assert list(messages.columns) == list(PREDICTION_MESSAGE_COLUMNS)
+    assert len(messages.drop_duplicates(KEYS)) == len(live_rows)
+    joined = messages.drop_duplicates(KEYS).merge(live_rows, on=KEYS, suffixes=("_kafka", ""))
+    np.testing.assert_array_equal(joined["probability_kafka"].to_numpy(), joined["probability"].to_numpy())
+    assert (joined["model_version_kafka"] == joined["model_version"]).all()
+
+    # Batch inference of the same rows with the same version: the same probabilities, bit for bit.
+    day = pd.to_datetime(features["exchange_ts_ns"].min(), unit="ns", utc=True).date()
+    batch_inference.run(spark, settings, DateRange(day, day), model_version=second)
+    batch = table(spark, settings, PREDICTIONS)
+    assert len(batch) == len(features)
+    both = live_rows[live_rows["model_version"] == second].merge(batch, on=KEYS, suffixes=("_live", "_batch"))
+    assert len(both) == by_version.loc[second, "count"]
+    assert (both["probability_live"].to_numpy().view(np.int64) == both["probability_batch"].to_numpy().view(np.int64)).all()
+    assert (both["predicted_label_live"] == both["predicted_label_batch"]).all()
+
+
+def test_scoring_starts_on_its_own_when_a_champion_appears(spark, live):
+    settings, scoring = live
+    records = list(synthetic_raw_records(2000, ("BTC-USD",), seed=22))
+    scoring.start()
+    assert scoring.model is None and scoring.metrics.usable._value.get() == 0
+    produce(settings, records[:1000])
+    query = features_stream.start(spark, settings, scoring=scoring)
+    try:
+        query.processAllAvailable()
+        assert len(table(spark, settings, FEATURES)) > 900  # features flow without a model
+        (version,) = register_versions(settings, 1)  # the first training promotes its candidate
+        wait_for(lambda: scoring.model is not None)
+        produce(settings, records[1000:])
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    live_rows = table(spark, settings, PREDICTIONS_LIVE)
+    assert set(live_rows["model_version"]) == {version}
+    assert live_rows["ingest_seq"].min() >= 1000 and len(live_rows) == 1000
+    assert scoring.metrics.usable._value.get() == 1
+
+
+def test_a_champion_reading_columns_the_kernel_lacks_is_refused(spark, live, monkeypatch):
+    settings, scoring = live
+    (version,) = register_versions(settings, 1)
+    monkeypatch.setattr("spark_jobs.live_scoring.FEATURE_COLUMNS", ("rolling_vol",))  # a kernel without the rest
+    scoring.check()
+    assert scoring.model is None and scoring.metrics.usable._value.get() == 0
+    monkeypatch.undo()
+    scoring.check()
+    assert scoring.model.version == version
