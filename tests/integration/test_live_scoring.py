@@ -13,24 +13,14 @@ import pytest
 
 from spark_jobs import batch_inference, features_stream
 from spark_jobs.live_scoring import LiveScoring
-from tests.spark.pipeline_helpers import consume, pipeline_settings, produce
+from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, register_versions
 from volpipe.dates import DateRange
 from volpipe.market import synthetic_raw_records
-from volpipe.modeling import registry, train
-from volpipe.modeling.synthetic import synthetic_features, write_features
+from volpipe.modeling import registry
 from volpipe.tables import FEATURES, PREDICTION_MESSAGE_COLUMNS, PREDICTIONS, PREDICTIONS_LIVE, table_columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 KEYS = ["product_id", "ingest_seq", "ticker_idx"]
-
-
-def register_versions(settings, count: int) -> list[str]:
-    """Trains ``count`` times on synthetic features (another folder): registered versions, oldest first."""
-    train_settings = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
-    write_features(train_settings.delta_table(FEATURES),
-                   synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
-    return [str(train.run(dataclasses.replace(train_settings, model_seed=seed))["registered_version"])
-            for seed in range(count)]
 
 
 def table(spark, settings, name) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from tests.spark.pipeline_helpers import pipeline_settings, produce, reference_features, same_bits
+from tests.spark.pipeline_helpers import pipeline_settings, produce, reference_features, register_versions, same_bits
 from volpipe.config import PROJECT_ROOT
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.market import synthetic_raw_records
@@ -52,8 +53,10 @@ def _commits(settings, table) -> int:
     return len(list(log_dir.glob("*.json"))) if log_dir.exists() else 0
 
 
-def test_sigkill_mid_stream_then_restart_leaves_no_duplicate_and_no_gap(spark, kafka_broker, tmp_path):
-    settings = pipeline_settings(kafka_broker, tmp_path, window=5)
+def test_sigkill_mid_stream_then_restart_leaves_no_duplicate_and_no_gap(spark, kafka_broker, mlflow_server, tmp_path):
+    settings = dataclasses.replace(pipeline_settings(kafka_broker, tmp_path, window=5),
+                                   mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri, model_name="crash-live")
+    (version,) = register_versions(settings, 1)  # a champion: the killed stream scores live too
     records = list(synthetic_raw_records(9000, ("BTC-USD", "ETH-USD"), seed=21))
     produce(settings, records[:6000])
     log_path = tmp_path / "stream.log"
@@ -89,6 +92,10 @@ def test_sigkill_mid_stream_then_restart_leaves_no_duplicate_and_no_gap(spark, k
     assert features["ingest_seq"].tolist() == expected["ingest_seq"].tolist()
     for column in FEATURE_COLUMNS:
         assert same_bits(features[column].astype(float), expected[column].astype(float)), column
+    # Exactly one live prediction per feature row, across the kill and the restart.
+    predictions = spark.read.format("delta").load(str(settings.delta_table("predictions_live"))).toPandas()
+    assert len(predictions) == len(features) and set(predictions["model_version"]) == {version}
+    assert not predictions.duplicated(["product_id", "ingest_seq", "ticker_idx"]).any()
 
 
 def _run_until_caught_up(spark, settings) -> None:

@@ -109,3 +109,15 @@ def same_bits(left: pd.Series, right: pd.Series) -> bool:
         return False
     present = ~np.isnan(a)
     return bool(np.array_equal(a[present].view(np.int64), b[present].view(np.int64)))
+
+
+def register_versions(settings, count: int) -> list[str]:
+    """Trains ``count`` times on synthetic features (another folder): registered versions, oldest first."""
+    from volpipe.modeling import train
+    from volpipe.modeling.synthetic import synthetic_features, write_features
+
+    train_settings = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
+    write_features(train_settings.delta_table("features"),
+                   synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
+    return [str(train.run(dataclasses.replace(train_settings, model_seed=seed))["registered_version"])
+            for seed in range(count)]
