@@ -38,7 +38,9 @@ AIRFLOW_HOST_SPECIFIC = {"AIRFLOW__API__PORT", "AIRFLOW__API__HOST", "AIRFLOW__A
 @pytest.fixture(scope="module")
 def compose_check() -> str:
     """The checker's path, built by ``make`` when missing or older than its sources."""
-    built = subprocess.run(["make", "-s", "-C", str(PROJECT_ROOT), ".tools/compose-check"], capture_output=True, text=True)
+    built = subprocess.run(
+        ["make", "-s", "-C", str(PROJECT_ROOT), ".tools/compose-check"], capture_output=True, text=True
+    )
     assert built.returncode == 0, f"building the Compose checker failed (needs Go):\n{built.stderr}"
     return str(CHECKER)
 
@@ -105,7 +107,8 @@ def test_project_services_share_the_pipeline_environment(compose_check):
         for variable, value in shared.items():
             assert environment.get(variable) == value, f"{name}: {variable}"
     # The settings a deployment must point at its own services are all wired.
-    for variable in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "SPARK_MASTER", "PIPELINE_DATA_DIR", "COINBASE_WS_URL"):
+    wired = ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "SPARK_MASTER", "PIPELINE_DATA_DIR", "COINBASE_WS_URL")
+    for variable in wired:
         assert variable in shared
 
 
