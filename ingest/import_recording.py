@@ -97,7 +97,8 @@ class Importer:
             # Only now are the files fsynced and Kafka flushed: a file is done after this.
             for manifest in results:
                 if manifest["status"] == "started":
-                    manifest["status"] = "done"
+                    # Failed deliveries are logged as ingest_seq ranges per file; the files have them.
+                    manifest.update(status="done", kafka_failed_in_run=self.ingestor.stats.failed)
                     self._manifest_path(manifest["sha256"]).write_bytes(_dump(manifest))
         return results
 
@@ -166,7 +167,11 @@ class Importer:
                         writer.result()  # a write failed (disk full ...): stop loudly
                     if time.monotonic() >= next_progress:
                         next_progress += self.settings.metrics_log_seconds
-                        log.info("import progress file=%s lines=%d %s", path, lines, ingestor.summary())
+                        stats = ingestor.stats
+                        log.info("import progress file=%s lines=%d imported=%d deadlettered=%d delivered=%d "
+                                 "failed=%d in_flight=%d", path, lines, stats.tickers - before["tickers"],
+                                 stats.invalid - before["invalid"], stats.delivered, stats.failed,
+                                 kafka.in_flight() if kafka else 0)
         after = ingestor.stats.snapshot()
         delta = {name: after[name] - before[name] for name in after}
         manifest.update(
