@@ -18,15 +18,15 @@ from volpipe.config import PROJECT_ROOT
 from volpipe.market import SyntheticMarket
 
 REAL_TICKS = "coinbase-btcusd-2026-04-05.ndjson"
-START_NS = 1_775_428_513_925_327_620  # 2026-04-05T22:35:13.92532762Z
+START_NS = 1_775_383_200_123_456_780  # 2026-04-05T10:00:00.12345678Z
 PRODUCTS = ("BTC-USD", "ETH-USD")
-ACK = b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:13.925350911Z","sequence_num":1,' \
+ACK = b'{"channel":"subscriptions","timestamp":"2026-04-05T10:00:00.2Z","sequence_num":1,' \
       b'"events":[{"subscriptions":{"ticker":["BTC-USD","ETH-USD"]}}]}'
-BEAT = b'{"channel":"heartbeats","timestamp":"2026-04-05T22:35:14.2Z","sequence_num":3,' \
-       b'"events":[{"current_time":"2026-04-05 22:35:14.2 +0000 UTC","heartbeat_counter":1}]}'
+BEAT = b'{"channel":"heartbeats","timestamp":"2026-04-05T10:00:00.9Z","sequence_num":3,' \
+       b'"events":[{"current_time":"2026-04-05 10:00:00.9 +0000 UTC","heartbeat_counter":1}]}'
 NOT_JSON = b'{"channel":"ticker","timestamp":"2026-'
 # Nine digits with trailing zeros: Coinbase's formatter would never write it, an import keeps it.
-ODD_STAMP = b"2026-04-05T22:35:14.500000000Z"
+ODD_STAMP = b"2026-04-05T10:00:01.500000000Z"
 
 
 def generated_recording(path: Path, tickers: int = 40) -> dict[str, int]:

@@ -179,9 +179,9 @@ def test_a_replay_with_kept_timestamps_reaches_the_files_with_the_recorded_times
         recording = real_recording()
     else:
         recording = tmp_path / "recording.ndjson"
-        events = SyntheticMarket(["BTC-USD"], seed=8, start_ns=1_775_428_513_925_327_620)
+        events = SyntheticMarket(["BTC-USD"], seed=8, start_ns=1_775_383_200_123_456_780)
         frames = [ticker_frame(e, i) for i, e in zip(range(500), events)]
-        frames[7] = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"2026-04-05T22:35:14.500000000Z"', frames[7])
+        frames[7] = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"2026-04-05T10:00:01.500000000Z"', frames[7])
         recording.write_bytes(b"\n".join(frames) + b"\n")
     recorded = [m["timestamp"] for m in map(orjson.loads, recording.read_bytes().splitlines())
                 if m["channel"] == "ticker"]

@@ -289,8 +289,8 @@ def _replayed(ticks, products, n: int, **options) -> list[dict]:
 
 
 def test_replay_keeps_the_recorded_timestamps_when_asked(tmp_path):
-    stamps = ["2026-04-05T22:35:13.92532762Z", "2026-04-05T22:35:14.000001Z", "2026-04-05T22:35:14.500000000Z",
-              "2026-04-05T22:35:14.5000001Z", "2026-04-05T22:35:15.123456789Z"]
+    stamps = ["2026-04-05T10:00:00.12345678Z", "2026-04-05T10:00:00.200001Z", "2026-04-05T10:00:00.500000000Z",
+              "2026-04-05T10:00:00.5000001Z", "2026-04-05T10:00:01.123456789Z"]
     frame = (b'{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"update","tickers":'
              b'[{"type":"ticker","product_id":"BTC-USD","price":"1.5","best_bid":"1","best_ask":"2"}]}]}')
     path = tmp_path / "recording.ndjson"
