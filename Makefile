@@ -6,18 +6,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_JARS := .jars/.fetched
+COMPOSE_CHECK := .tools/compose-check
 PYTEST_ARGS ?=
 
 # Settings for every target: the environment, or a .env file beside this Makefile.
 -include .env
 export
 
-.PHONY: help setup up down status test demo exchange ingest stream lock clean-data
+.PHONY: help setup up down status test demo exchange ingest stream lock clean-data compose-check
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP_PY) $(STAMP_JARS) ## Create .venv and fetch the jars (no-op when done).
+setup: $(STAMP_PY) $(STAMP_JARS) $(COMPOSE_CHECK) ## Create .venv, fetch the jars, build the Compose checker (no-op when done).
 
 $(STAMP_PY): requirements.txt requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,13 @@ $(STAMP_PY): requirements.txt requirements.lock pyproject.toml
 $(STAMP_JARS): jvm/pom.xml jvm/spark/pom.xml jvm/kafka/pom.xml
 	mvn -B -q -f jvm/pom.xml package
 	@touch $@
+
+# compose-go (Docker Compose v2's loader) from the Go module proxy, versions pinned by go.sum.
+$(COMPOSE_CHECK): tools/compose-check/main.go tools/compose-check/go.mod tools/compose-check/go.sum
+	cd tools/compose-check && GOFLAGS=-mod=readonly go build -trimpath -o $(CURDIR)/$(COMPOSE_CHECK) .
+
+compose-check: $(COMPOSE_CHECK) ## Validate docker-compose.yml with a real Compose loader (no engine needed).
+	$(COMPOSE_CHECK) -q docker-compose.yml && echo "docker-compose.yml: valid"
 
 up: setup ## Start Kafka, MLflow and Airflow (each a no-op when it runs already).
 	$(PY) -m volpipe.ops.services up

@@ -66,10 +66,15 @@ class Ingestor:
 
     # --- the hot path, called by the read loop for every frame ---
 
-    def new_connection(self) -> str:
-        """Starts a connection's accounting (fresh sequence check); returns its conn_id."""
+    def new_connection(self, conn_id: str | None = None) -> str:
+        """Starts a connection's accounting (fresh sequence check); returns its conn_id.
+
+        Args:
+            conn_id: The id to record (an import names its source); default: the next
+                ``c<start ms>-<n>`` of this process.
+        """
         self.conn_count += 1
-        self.conn_id = f"{self.conn_prefix}-{self.conn_count}"
+        self.conn_id = conn_id or f"{self.conn_prefix}-{self.conn_count}"
         self.subscribed = False
         self.abandon = None
         self.tracker = SequenceTracker()
@@ -79,9 +84,15 @@ class Ingestor:
         """Counts a lost connection (the connection layer logs the reason)."""
         self.stats.reconnects += 1
 
-    def on_frame(self, frame: bytes) -> Record | None:
-        """Classifies and counts one frame; returns its raw record or dead letter, if it has one."""
-        recv_ns = time.time_ns()
+    def on_frame(self, frame: bytes, recv_ns: int | None = None) -> Record | None:
+        """Classifies and counts one frame; returns its raw record or dead letter, if it has one.
+
+        Args:
+            frame: The exchange message as received.
+            recv_ns: When it was received; default now (an import passes the recorded time).
+        """
+        if recv_ns is None:
+            recv_ns = time.time_ns()
         stats = self.stats
         stats.messages += 1
         result = classify(frame, self.products)
@@ -191,7 +202,7 @@ class Ingestor:
             for task in (feed_task, stopper, *tasks):
                 task.cancel()
             await asyncio.gather(feed_task, stopper, *tasks, return_exceptions=True)
-            self._shutdown()
+            self.close(self.settings.shutdown_flush_seconds)
         return self.final_counts()
 
     def final_counts(self) -> dict[str, float | int | None]:
@@ -199,14 +210,15 @@ class Ingestor:
         latency = {f"ack_p{q}_ms": self.stats.latency_ms(q) for q in (50, 99)}
         return {**self.stats.snapshot(), **latency, "ack_max_ms": self.stats.latency_ms(100)}
 
-    def _shutdown(self) -> None:
+    def close(self, flush_seconds: float) -> None:
+        """Writes what is queued, fsyncs the files, waits up to ``flush_seconds`` for Kafka."""
         self.writer.drain()
         self.writer.close()
         log.info("ndjson flushed and fsynced records=%d", self.writer.written)
         if self.kafka is not None:
-            left = self.kafka.close(self.settings.shutdown_flush_seconds)
+            left = self.kafka.close(flush_seconds)
             if left:
-                log.error("kafka: %d records undelivered after %.0fs", left, self.settings.shutdown_flush_seconds)
+                log.error("kafka: %d records undelivered after %.0fs", left, flush_seconds)
             self.log_failed()
         log.info("final %s", self.summary())
 

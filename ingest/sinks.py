@@ -43,10 +43,13 @@ class Record(NamedTuple):
 
 
 def last_ingest_seq(*dirs: Path) -> int | None:
-    """The highest ``ingest_seq`` written in the newest NDJSON file of each folder.
+    """The highest ``ingest_seq`` written in any daily NDJSON file of the folders.
 
-    Reads only the end of each file. A last line without its newline (a crash mid-write)
-    is cut off, so the next append starts on a clean line; it is logged with its size.
+    Every file is appended in ``ingest_seq`` order, so its last line holds its highest; all
+    files are read, not only the newest, because an import appends to the days it recorded,
+    which may be older than today's file. Reads only the end of each file. A last line
+    without its newline (a crash mid-write) is cut off, so the next append starts on a clean
+    line; it is logged with its size.
 
     Args:
         dirs: The raw and quarantine folders (missing ones are skipped).
@@ -54,15 +57,12 @@ def last_ingest_seq(*dirs: Path) -> int | None:
     Returns:
         The highest sequence found, or None when no folder holds a record yet.
     """
-    best: int | None = None
-    for folder in dirs:
-        files = sorted(p for p in folder.glob("*.ndjson") if _FILE_NAME.match(p.name)) if folder.is_dir() else []
-        for path in reversed(files):
-            seq = _tail_seq(path)
-            if seq is not None:
-                best = seq if best is None else max(best, seq)
-                break
-    return best
+    seqs = [
+        _tail_seq(path)
+        for folder in dirs if folder.is_dir()
+        for path in folder.glob("*.ndjson") if _FILE_NAME.match(path.name)
+    ]
+    return max((seq for seq in seqs if seq is not None), default=None)
 
 
 def _tail_seq(path: Path) -> int | None:

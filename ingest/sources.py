@@ -26,11 +26,13 @@ class Tick(NamedTuple):
         time_ns: Exchange time of the frame (recorded or simulated), for pacing.
         product_ids: Products of its tickers (first one decides the subscribers).
         tickers: The ticker objects, comma-separated, as they go inside ``"tickers":[...]``.
+        timestamp: The recorded ``timestamp`` text, exactly (replay only; None otherwise).
     """
 
     time_ns: int
     product_ids: tuple[str, ...]
     tickers: bytes
+    timestamp: str | None = None
 
 
 def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None):
@@ -58,7 +60,10 @@ def load_recording(path: Path) -> list[Tick]:
 
 
 def replay_ticks(ticks: list[Tick], loop: bool = False) -> Iterator[Tick]:
-    """The recording's ticks; with ``loop``, again and again, shifted forward in time."""
+    """The recording's ticks; with ``loop``, again and again, shifted forward in time.
+
+    Laps after the first have no recorded ``timestamp`` text: their time is the shifted one.
+    """
     if not loop:
         yield from ticks
         return
@@ -66,7 +71,7 @@ def replay_ticks(ticks: list[Tick], loop: bool = False) -> Iterator[Tick]:
     for lap in itertools.count():
         shift = lap * span
         for tick in ticks:
-            yield tick._replace(time_ns=tick.time_ns + shift)
+            yield tick if lap == 0 else tick._replace(time_ns=tick.time_ns + shift, timestamp=None)
 
 
 def _read(path: Path) -> Iterator[Tick]:
@@ -84,6 +89,7 @@ def _read(path: Path) -> Iterator[Tick]:
                     parse_timestamp(msg["timestamp"]),
                     tuple(t["product_id"] for t in tickers),
                     b",".join(orjson.dumps(t) for t in tickers),
+                    msg["timestamp"],
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ValueError(f"{path}:{number}: not a ticker frame or raw record: {exc}") from exc

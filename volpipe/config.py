@@ -464,6 +464,11 @@ class Settings:
         return self.checkpoint_dir / query  # type: ignore[operator]
 
     @property
+    def imports_dir(self) -> Path:
+        """One manifest per imported recording (``<sha256>.json``): what makes re-imports no-ops."""
+        return self.data_dir / "imports"
+
+    @property
     def service_dir(self) -> Path:
         """Pid files, logs and data of the embedded services (Kafka, MLflow, Airflow)."""
         return self.data_dir / "services"

@@ -43,6 +43,11 @@ class ResendError(PipelineError):
     """Raised when logged ingest_seq ranges cannot be re-sent (bad range, file or broker)."""
 
 
+class RecordingImportError(PipelineError):
+    """Raised when a recording cannot be imported: an earlier import of the same content was
+    interrupted (its records may be partly stored), or the file cannot be read."""
+
+
 class TrainingDataError(PipelineError):
     """Raised when the data cannot train or evaluate a model: too few rows, a missing column,
     no labelled row, or a single class in a split; the message names the cause and the split."""

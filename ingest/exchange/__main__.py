@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=("synthetic", "replay"), default="synthetic", help="what to serve")
     parser.add_argument("--replay-file", type=Path, help="NDJSON of Coinbase frames or raw records (--source replay)")
     parser.add_argument("--loop", action="store_true", help="replay the file again and again")
+    parser.add_argument("--keep-timestamps", action="store_true",
+                        help="stamp ticker frames with their recorded (replay) or simulated time, not the send time")
     parser.add_argument("--speed", type=float, default=1.0, help="1 = real time, N = N times faster, 0 = full speed")
     parser.add_argument("--products", default="BTC-USD", help="comma-separated products (synthetic; default BTC-USD)")
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
@@ -70,6 +72,7 @@ async def _serve(args: argparse.Namespace, ticks: Iterator[Tick], products: Sequ
     exchange = LocalExchange(
         ticks, products, speed=args.speed, host=args.host, port=args.port, max_ticks=args.max_ticks,
         idle_close_seconds=args.idle_close_seconds, subscribe_deadline=args.subscribe_deadline,
+        keep_timestamps=args.keep_timestamps,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

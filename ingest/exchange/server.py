@@ -65,14 +65,20 @@ class LocalExchange:
         speed: 1 = real time, N = N times faster, 0 = as fast as the subscribers read.
         max_ticks: Stop serving after this many ticks (None = while the source lasts).
         idle_close_seconds: Close a connection without heartbeats after this much silence.
+        keep_timestamps: Stamp ticker frames with their tick's recorded ``timestamp`` (its
+            exact text when it has one, else its ``time_ns``) instead of the send time, so a
+            replay at any speed keeps the market's real timing. Acks and heartbeats still
+            carry the send time; ``sequence_num`` stays per connection, as on Coinbase.
     """
 
     def __init__(
         self, ticks: Iterator[Tick], products: Sequence[str], *, speed: float = 1.0, host: str = "127.0.0.1",
         port: int = 0, max_ticks: int | None = None, subscribe_deadline: float = 5.0,
         idle_close_seconds: float = 75.0, heartbeat_seconds: float = 1.0, outbox_frames: int = 20_000,
+        keep_timestamps: bool = False,
     ) -> None:
         self.ticks, self.products, self.speed = ticks, frozenset(products), speed
+        self.keep_timestamps = keep_timestamps
         self.host, self.port, self.max_ticks = host, port, max_ticks
         self.subscribe_deadline, self.idle_close_seconds = subscribe_deadline, idle_close_seconds
         self.heartbeat_seconds, self.outbox_frames = heartbeat_seconds, outbox_frames
@@ -91,7 +97,8 @@ class LocalExchange:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks = [asyncio.create_task(self._broadcast()), asyncio.create_task(self._heartbeat())]
-        log.info("exchange listening port=%d speed=%s products=%s", self.port, self.speed, ",".join(self.products))
+        log.info("exchange listening port=%d speed=%s keep_timestamps=%s products=%s", self.port, self.speed,
+                 self.keep_timestamps, ",".join(self.products))
         return self.port
 
     async def stop(self) -> None:
@@ -257,6 +264,8 @@ class LocalExchange:
                 c.skip = 0
                 stamp = format_timestamp(time.time_ns()).encode()
                 if kind == "tick":
+                    if self.keep_timestamps:
+                        stamp = (payload.timestamp or format_timestamp(payload.time_ns)).encode()
                     product = payload.product_ids[0]
                     first = product not in c.snapshotted
                     c.snapshotted.add(product)

@@ -7,13 +7,17 @@ commands as subprocesses, and checks what landed in Kafka and in the NDJSON file
 from __future__ import annotations
 
 import collections
+import re
 import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.recordings import real_recording
+from volpipe.coinbase import ticker_frame
 from volpipe.config import Settings
+from volpipe.market import SyntheticMarket
 from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import kafka
@@ -167,3 +171,29 @@ def test_sigterm_while_ticks_flow_keeps_everything_received_and_a_restart_resume
     assert [r["ingest_seq"] for r in records] == list(range(len(records)))
     assert records[count - 1]["conn_id"] != records[count]["conn_id"]
     _assert_kafka_matches_ndjson(settings, ndjson_records(tmp_path / "raw"), settings.kafka_input_topic)
+
+
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_a_replay_with_kept_timestamps_reaches_the_files_with_the_recorded_times(tmp_path, kafka_broker, source):
+    if source == "real":
+        recording = real_recording()
+    else:
+        recording = tmp_path / "recording.ndjson"
+        events = SyntheticMarket(["BTC-USD"], seed=8, start_ns=1_775_383_200_123_456_780)
+        frames = [ticker_frame(e, i) for i, e in zip(range(500), events)]
+        frames[7] = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"2026-04-05T10:00:01.500000000Z"', frames[7])
+        recording.write_bytes(b"\n".join(frames) + b"\n")
+    recorded = [m["timestamp"] for m in map(orjson.loads, recording.read_bytes().splitlines())
+                if m["channel"] == "ticker"]
+    settings = _settings(tmp_path, kafka_broker)
+    exchange = ExchangeProcess("--source", "replay", "--replay-file", str(recording), "--speed", "0",
+                               "--keep-timestamps")
+    ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
+    try:
+        wait_until(lambda: len(ndjson_records(tmp_path / "raw")) >= len(recorded), 60, "the whole recording")
+        final = ingestor.stop()
+    finally:
+        exchange.stop()
+    records = _lines(tmp_path, "raw")
+    assert final["tickers"] == len(recorded) and final["invalid"] == 0
+    assert [r["msg"]["timestamp"] for r in records] == recorded  # the recorded text, not the send time

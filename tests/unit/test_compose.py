@@ -1,12 +1,22 @@
-"""docker-compose.yml (not runnable here): it parses, has every service, and speaks our config."""
+"""docker-compose.yml, checked by a real Compose loader (no engine here) and against our config.
+
+The loader is ``tools/compose-check``: compose-go, the library Docker Compose v2 is built on,
+with Compose v1's stricter ``$`` rule (see its doc comment). ``make setup`` builds it into
+``.tools/``; the fixture below runs the same make target, so a bare ``pytest`` builds it too.
+"""
 
 from __future__ import annotations
 
+import subprocess
+
+import pytest
 import yaml
 
-from volpipe.config import PROJECT_ROOT, env_names
+from volpipe.config import PROJECT_ROOT, Settings, env_names
+from volpipe.ops.services.airflow import airflow_env
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+CHECKER = PROJECT_ROOT / ".tools" / "compose-check"
 EXPECTED_SERVICES = {
     "kafka",
     "spark-master",
@@ -20,46 +30,105 @@ EXPECTED_SERVICES = {
 }
 # Variables that belong to the tools themselves, not to volpipe.config.
 VENDOR_PREFIXES = ("KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_")
+# Embedded-Airflow variables that differ on purpose under compose: one process per container
+# (no `standalone`), its own host names and PostgreSQL; the image's PATH has the venv.
+AIRFLOW_HOST_SPECIFIC = {"AIRFLOW__API__PORT", "AIRFLOW__API__HOST", "AIRFLOW__API__WORKERS", "PATH"}
+
+
+@pytest.fixture(scope="module")
+def compose_check() -> str:
+    """The checker's path, built by ``make`` when missing or older than its sources."""
+    built = subprocess.run(
+        ["make", "-s", "-C", str(PROJECT_ROOT), ".tools/compose-check"], capture_output=True, text=True
+    )
+    assert built.returncode == 0, f"building the Compose checker failed (needs Go):\n{built.stderr}"
+    return str(CHECKER)
+
+
+def _check(checker: str, path, *flags: str) -> subprocess.CompletedProcess:
+    # An empty environment: the file's own defaults decide, not the developer's shell.
+    return subprocess.run([checker, *flags, str(path)], capture_output=True, text=True, env={}, cwd=PROJECT_ROOT)
 
 
 def _compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def _resolved(checker: str) -> dict:
+    """The model Compose would run: anchors merged, ``${VAR:-default}`` and ``$$`` resolved."""
+    result = _check(checker, COMPOSE)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
 def _is_vendor(service: str, name: str) -> bool:
     return service in ("kafka", "airflow-db") or name.startswith(VENDOR_PREFIXES)
 
 
-def test_compose_parses_and_has_every_service():
-    services = _compose()["services"]
+def test_a_real_compose_accepts_the_file(compose_check):
+    result = _check(compose_check, COMPOSE, "-q")
+    assert result.returncode == 0, f"docker-compose.yml is invalid for Compose:\n{result.stderr}"
+
+
+def test_the_check_rejects_what_compose_v1_rejects_and_schema_errors(compose_check, tmp_path):
+    bad_dollar = tmp_path / "dollar.yml"
+    bad_dollar.write_text('services:\n  s:\n    image: x\n    command: ["bash", "-c", "echo $(date)"]\n')
+    result = _check(compose_check, bad_dollar, "-q")
+    assert result.returncode == 1 and "invalid interpolation format" in result.stderr
+    bad_key = tmp_path / "schema.yml"
+    bad_key.write_text("services:\n  s:\n    image: x\n    comand: [echo]\n")
+    result = _check(compose_check, bad_key, "-q")
+    assert result.returncode == 1 and "comand" in result.stderr
+    missing = tmp_path / "reference.yml"
+    missing.write_text("services:\n  s:\n    image: x\n    depends_on: [nowhere]\n")
+    assert _check(compose_check, missing, "-q").returncode == 1
+
+
+def test_compose_has_every_service_on_the_project_image(compose_check):
+    services = _resolved(compose_check)["services"]
     assert EXPECTED_SERVICES <= set(services)
-    for name in ("ingestor", "feature-stream", "mlflow", "spark-master", "spark-worker"):
+    for name in ("ingestor", "feature-stream", "mlflow", "spark-master", "spark-worker", "airflow-scheduler"):
         assert services[name]["image"] == "volpipe:latest", f"{name} must run the project image"
 
 
-def test_every_project_variable_is_a_setting_of_the_config_module():
+def test_every_project_variable_is_a_setting_of_the_config_module(compose_check):
     known = set(env_names())
-    for name, service in _compose()["services"].items():
+    for name, service in _resolved(compose_check)["services"].items():
         for variable in service.get("environment", {}):
             if not _is_vendor(name, variable):
                 assert variable in known, f"{name}: {variable} is not read by volpipe.config"
 
 
-def test_project_services_share_the_pipeline_environment():
-    services = _compose()["services"]
-    shared = _compose()["x-pipeline-env"]
-    for name in ("ingestor", "feature-stream", "mlflow", "airflow-scheduler"):
+def test_project_services_share_the_pipeline_environment(compose_check):
+    services = _resolved(compose_check)["services"]
+    shared = _resolved(compose_check)["x-pipeline-env"]
+    for name in ("ingestor", "feature-stream", "mlflow", "airflow-scheduler", "airflow-dag-processor"):
         environment = services[name]["environment"]
         for variable, value in shared.items():
             assert environment.get(variable) == value, f"{name}: {variable}"
     # The settings a deployment must point at its own services are all wired.
-    for variable in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "SPARK_MASTER", "PIPELINE_DATA_DIR", "COINBASE_WS_URL"):
+    wired = ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "SPARK_MASTER", "PIPELINE_DATA_DIR", "COINBASE_WS_URL")
+    for variable in wired:
         assert variable in shared
 
 
-def test_commands_use_the_project_entrypoints():
-    services = _compose()["services"]
+def test_airflow_runs_with_the_embedded_airflows_settings_and_the_checkouts_dags(compose_check):
+    embedded = airflow_env(Settings.from_env({}))
+    services = _resolved(compose_check)["services"]
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
+        environment = services[name]["environment"]
+        missing = set(embedded) - set(environment) - AIRFLOW_HOST_SPECIFIC
+        assert not missing, f"{name} lacks what the embedded Airflow sets: {sorted(missing)}"
+        assert environment["AIRFLOW__CORE__PARALLELISM"] == embedded["AIRFLOW__CORE__PARALLELISM"]
+        dags = [v for v in services[name]["volumes"] if v["target"] == environment["AIRFLOW__CORE__DAGS_FOLDER"]]
+        assert dags and dags[0]["source"] == str(PROJECT_ROOT / "dags") and dags[0]["read_only"]
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_commands_use_the_project_entrypoints(compose_check):
+    services = _resolved(compose_check)["services"]
     assert services["ingestor"]["command"] == ["python", "-m", "ingest"]
+    # Compose turns the file's `$$(` into the `$(` bash must see.
     stream = " ".join(services["feature-stream"]["command"])
     assert "spark-submit $(python -m volpipe.spark submit-args) spark_jobs/features_stream.py" in stream
     assert (PROJECT_ROOT / "spark_jobs" / "features_stream.py").exists()

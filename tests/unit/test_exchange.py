@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 from ingest.exchange import LocalExchange
 from ingest.protocol import Accepted, classify, subscribe_messages
 from ingest.sources import load_recording, replay_ticks, synthetic_ticks
+from tests.recordings import real_recording
 from volpipe.coinbase import format_timestamp, parse_timestamp, ticker_frame
 from volpipe.market import SyntheticMarket, synthetic_raw_records
 
@@ -267,3 +268,52 @@ def test_at_full_speed_a_client_that_leaves_does_not_block_the_tape():
         return frames_
 
     assert len(run(scenario())) == 200
+
+
+def _replayed(ticks, products, n: int, **options) -> list[dict]:
+    """The first ``n`` ticker messages a subscriber gets from a full-speed replay of ``ticks``."""
+
+    async def scenario():
+        exchange = await started(ticks, products, speed=0, **options)
+        ws = await subscribed(exchange, products, heartbeats=False)
+        tickers = []
+        while len(tickers) < n:
+            message = orjson.loads(await ws.recv())
+            if message["channel"] == "ticker":
+                tickers.append(message)
+        await ws.close()
+        await exchange.stop()
+        return tickers
+
+    return run(scenario())
+
+
+def test_replay_keeps_the_recorded_timestamps_when_asked(tmp_path):
+    stamps = ["2026-04-05T10:00:00.12345678Z", "2026-04-05T10:00:00.200001Z", "2026-04-05T10:00:00.500000000Z",
+              "2026-04-05T10:00:00.5000001Z", "2026-04-05T10:00:01.123456789Z"]
+    frame = (b'{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"update","tickers":'
+             b'[{"type":"ticker","product_id":"BTC-USD","price":"1.5","best_bid":"1","best_ask":"2"}]}]}')
+    path = tmp_path / "recording.ndjson"
+    path.write_bytes(b"\n".join(frame % (s.encode(), 40 + i) for i, s in enumerate(stamps)))
+    recording = load_recording(path)
+
+    kept = _replayed(replay_ticks(recording, loop=True), ["BTC-USD"], 2 * len(stamps), keep_timestamps=True,
+                     max_ticks=2 * len(stamps))
+    assert [m["timestamp"] for m in kept[: len(stamps)]] == stamps  # the recorded text, exactly
+    # Later laps are shifted in time: their stamps follow the recording's spacing, not the clock.
+    span = recording[-1].time_ns - recording[0].time_ns + 1_000_000
+    assert [parse_timestamp(m["timestamp"]) for m in kept[len(stamps):]] == [t.time_ns + span for t in recording]
+    # The protocol stays the exchange's: one sequence_num counter per connection, snapshot first.
+    assert [m["sequence_num"] for m in kept] == sorted({m["sequence_num"] for m in kept})
+    assert kept[0]["events"][0]["type"] == "snapshot"
+
+    default = _replayed(replay_ticks(recording), ["BTC-USD"], len(stamps))
+    assert all(abs(parse_timestamp(m["timestamp"]) - time.time_ns()) < 60e9 for m in default)  # send time
+
+
+def test_replay_of_the_real_recording_keeps_every_timestamp():
+    path = real_recording()
+    recorded = [m for m in map(orjson.loads, path.read_bytes().splitlines()) if m["channel"] == "ticker"]
+    kept = _replayed(replay_ticks(load_recording(path)), ["BTC-USD"], len(recorded), keep_timestamps=True)
+    assert [m["timestamp"] for m in kept] == [m["timestamp"] for m in recorded]
+    assert [m["events"][0]["tickers"] for m in kept] == [m["events"][0]["tickers"] for m in recorded]

@@ -121,7 +121,7 @@ def test_records_kafka_never_took_are_counted_and_logged_as_ranges_per_file(tmp_
             record = ingestor.on_frame(frame)
             if record is not None:
                 ingestor.queue.put_nowait(record)
-        ingestor._shutdown()
+        ingestor.close(settings.shutdown_flush_seconds)
         return ingestor
 
     ingestor = asyncio.run(scenario())

@@ -61,11 +61,16 @@ def test_appending_keeps_earlier_lines(tmp_path):
     assert [orjson.loads(line)["ingest_seq"] for line in lines] == [0, 1]
 
 
-def test_resume_takes_the_highest_seq_of_the_newest_raw_and_quarantine_files(tmp_path):
+def test_resume_takes_the_highest_seq_of_the_raw_and_quarantine_files(tmp_path):
     _write(tmp_path, [_raw(0, MIDNIGHT_NS - 10), _raw(1, MIDNIGHT_NS - 5), _dead(2, MIDNIGHT_NS - 4),
                       _raw(3, MIDNIGHT_NS + 1), _dead(9, MIDNIGHT_NS - 3)])
     assert last_ingest_seq(tmp_path / "raw", tmp_path / "quarantine") == 9
     assert last_ingest_seq(tmp_path / "raw") == 3
+
+
+def test_resume_sees_an_import_appended_to_an_older_day(tmp_path):
+    _write(tmp_path, [_raw(0, MIDNIGHT_NS + 1), _raw(1, MIDNIGHT_NS - 5)])  # seq 1 went to the day before
+    assert last_ingest_seq(tmp_path / "raw") == 1
 
 
 def test_resume_with_no_files_is_none(tmp_path):
