@@ -1,4 +1,4 @@
-"""The flags every synthetic-data benchmark takes, defined once.
+"""The flags every synthetic-data benchmark takes, and the live-scoring set-up, defined once.
 
 Benchmarks run as scripts (``.venv/bin/python bench/<name>.py``), so they import this
 module by its name from their own folder.
@@ -7,6 +7,17 @@ module by its name from their own folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from volpipe.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from spark_jobs.live_scoring import LiveScoring
 
 
 def synthetic_data_parser(doc: str) -> argparse.ArgumentParser:
@@ -17,3 +28,34 @@ def synthetic_data_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--products", type=lambda text: tuple(p for p in text.split(",") if p),
                         default=("BTC-USD", "ETH-USD"), help="comma-separated products (BTC-USD,ETH-USD)")
     return parser
+
+
+def add_scoring_flag(parser: argparse.ArgumentParser) -> None:
+    """``--scoring``: run the stream with live scoring by a champion trained for the run."""
+    parser.add_argument("--scoring", action=argparse.BooleanOptionalAction, default=True,
+                        help="score live with a champion trained on synthetic features first (default: on)")
+
+
+@contextlib.contextmanager
+def live_champion(settings: Settings, spark: SparkSession, *, enabled: bool) -> Iterator[LiveScoring | None]:
+    """With ``enabled``: an MLflow server, a champion trained on 20,000 synthetic rows (not timed)
+    and the stream's ``LiveScoring`` following it; else None."""
+    if not enabled:
+        yield None
+        return
+    from spark_jobs.live_scoring import LiveScoring
+    from volpipe.modeling import train
+    from volpipe.modeling.synthetic import synthetic_features, write_features
+    from volpipe.ops.services import MLFLOW, running
+
+    with running(settings, MLFLOW):
+        training = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
+        write_features(training.delta_table("features"), synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
+        summary = train.run(training)
+        print(f"champion: {summary['model_name']} v{summary['champion_version']} ({summary['candidate']})")
+        scoring = LiveScoring(spark, settings)
+        scoring.start()
+        try:
+            yield scoring
+        finally:
+            scoring.stop()

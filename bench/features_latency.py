@@ -1,9 +1,10 @@
-"""End-to-end latency: exchange timestamp -> feature row readable in Kafka ``ticks.features``.
+"""End-to-end latency: exchange timestamp -> row readable in Kafka ``ticks.features`` and ``ticks.predictions``.
 
-Starts its own Kafka broker, runs the real features stream (trigger as fast as possible),
-and a producer that emits synthetic ticker frames stamped with the current time at a fixed
-rate, wrapped as raw records like the ingestor does. A consumer reads ``ticks.features``;
-latency = consumer receive time - ``exchange_ts_ns``. Prints p50/p90/p99/max after a warm-up.
+Starts its own Kafka broker (and, with ``--scoring``, the default, an MLflow server and a
+champion trained first), runs the real features stream (trigger as fast as possible), and a
+producer that emits synthetic ticker frames stamped with the current time at a fixed rate,
+wrapped as raw records like the ingestor does. One consumer per topic; latency = consumer
+receive time - ``exchange_ts_ns``. Prints p50/p90/p99/max of each topic after a warm-up.
 
     .venv/bin/python bench/features_latency.py --rate 100 --seconds 600
 """
@@ -19,6 +20,7 @@ import uuid
 
 import numpy as np
 import orjson
+from bench_args import add_scoring_flag, live_champion
 from confluent_kafka import Consumer, Producer
 
 from spark_jobs import features_stream
@@ -48,11 +50,11 @@ def produce_live(settings: Settings, rate: float, seconds: float, stop: threadin
     return sent
 
 
-def consume_latencies(settings: Settings, stop: threading.Event, out: list[tuple[int, int]]) -> None:
-    """Appends (exchange_ts_ns, latency_ns) of every feature message until ``stop``."""
+def consume_latencies(settings: Settings, topic: str, stop: threading.Event, out: list[tuple[int, int]]) -> None:
+    """Appends (exchange_ts_ns, latency_ns) of every message of ``topic`` until ``stop``."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
-    consumer.subscribe([settings.kafka_output_topic])
+    consumer.subscribe([topic])
     try:
         while not stop.is_set():
             for message in consumer.consume(num_messages=1000, timeout=0.1):
@@ -70,33 +72,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0, help="how long to produce")
     parser.add_argument("--warmup-seconds", type=float, default=30.0, help="ignored at the start")
     add_conf_flag(parser)
+    add_scoring_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
     stop = threading.Event()
-    latencies: list[tuple[int, int]] = []
     with scratch_settings("bench-latency-") as settings, running(settings, KAFKA):
+        topics = [settings.kafka_output_topic] + ([settings.kafka_predictions_topic] if args.scoring else [])
+        latencies: dict[str, list[tuple[int, int]]] = {topic: [] for topic in topics}
         try:
             spark = build_spark_session(settings, "bench-latency", extra_conf=dict(args.conf))
-            query = features_stream.start(spark, settings)
-            consumer = threading.Thread(target=consume_latencies, args=(settings, stop, latencies), daemon=True)
-            consumer.start()
-            began_ns = time.time_ns()
-            sent = produce_live(settings, args.rate, args.seconds, stop)
-            time.sleep(10)  # let the last batches through
-            stop.set()
-            consumer.join(10)
-            durations = [p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]]
-            query.stop()
-            spark.stop()
+            with live_champion(settings, spark, enabled=args.scoring) as scoring:
+                query = features_stream.start(spark, settings, scoring=scoring)
+                consumers = [threading.Thread(target=consume_latencies, args=(settings, topic, stop, out), daemon=True)
+                             for topic, out in latencies.items()]
+                for consumer in consumers:
+                    consumer.start()
+                began_ns = time.time_ns()
+                sent = produce_live(settings, args.rate, args.seconds, stop)
+                time.sleep(10)  # let the last batches through
+                stop.set()
+                for consumer in consumers:
+                    consumer.join(10)
+                durations = [p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]]
+                query.stop()
+                spark.stop()
         finally:
             stop.set()
     cutoff = began_ns + int(args.warmup_seconds * 1e9)
-    lat_ms = np.array([lat for ts, lat in latencies if ts >= cutoff]) / 1e6
-    p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
-    print(f"latency exchange->ticks.features over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
-          f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
-          f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
+    for topic, values in latencies.items():
+        lat_ms = np.array([lat for ts, lat in values if ts >= cutoff]) / 1e6
+        p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
+        print(f"latency exchange->{topic} over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
+              f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
+              f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
     print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
           f"max={max(durations)} ms")
     return 0

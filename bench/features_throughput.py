@@ -1,5 +1,9 @@
 """Catch-up throughput of the features stream: a backlog of N ticks in Kafka through both sinks.
 
+With ``--scoring`` (the default) the stream also scores every feature row with a champion
+trained first (MLflow started for the run), as it does in production; ``--no-scoring`` gives
+the features-only figure to compare with.
+
 Starts its own Kafka broker (under a temp dir, free ports) unless --bootstrap-servers is given,
 produces N synthetic raw records, then runs the real query (read -> transform -> foreachBatch
 to Delta ticks/features/quarantine and Kafka ticks.features) until the backlog is consumed.
@@ -17,7 +21,7 @@ import sys
 import time
 from datetime import datetime
 
-from bench_args import synthetic_data_parser
+from bench_args import add_scoring_flag, live_champion, synthetic_data_parser
 from confluent_kafka import Producer
 
 from spark_jobs import features_stream
@@ -27,7 +31,7 @@ from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.kafka import create_topics
 from volpipe.spark import add_conf_flag, build_spark_session
-from volpipe.tables import TICKS
+from volpipe.tables import PREDICTIONS_LIVE, TICKS
 
 
 def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -> float:
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
     add_conf_flag(parser)
+    add_scoring_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
@@ -65,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = produce_backlog(settings, args.ticks, args.products)
         print(f"produced {args.ticks} records in {seconds:.1f} s")
         spark = build_spark_session(settings, "bench-features", extra_conf=dict(args.conf))
+        scoring = stack.enter_context(live_champion(settings, spark, enabled=args.scoring))
         began, began_at = time.perf_counter(), time.time()
-        query = features_stream.start(spark, settings)
+        query = features_stream.start(spark, settings, scoring=scoring)
         started = time.perf_counter() - began
         query.processAllAvailable()
         elapsed = time.perf_counter() - began
@@ -83,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"batch {p['batchId']}: durations {d}")
                 print(f"batch {p['batchId']}: rows={p['numInputRows']} total={d.get('triggerExecution')}ms "
                       f"addBatch={d.get('addBatch')}ms rows/s={p['processedRowsPerSecond']:.0f}")
+        scored = (spark.read.format("delta").load(str(settings.delta_table(PREDICTIONS_LIVE))).count()
+                  if args.scoring else 0)
         print(f"catch-up: {rows} ticks in {elapsed:.1f} s = {rows / elapsed:,.0f} ticks/s "
-              f"(query start to backlog consumed, both sinks, {settings.spark_master})")
+              f"(query start to backlog consumed, both sinks, {settings.spark_master}, "
+              f"scoring {'on: ' + str(scored) + ' predictions' if args.scoring else 'off'})")
         spark.stop()
     return 0
 

@@ -16,6 +16,7 @@ functions so that importing this module costs nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -127,12 +128,22 @@ def probabilities(model: Any, x: pd.DataFrame) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    with single_threaded():
-        if isinstance(model, Pipeline) and isinstance(model[-1], LogisticRegression):
-            linear = model[-1]
-            transformed = np.ascontiguousarray(model[:-1].transform(x), np.float64)
-            return expit(np.einsum("ij,j->i", transformed, linear.coef_[0]) + linear.intercept_[0])
-        return model.predict_proba(x)[:, 1]
+    _single_threaded_process()
+    if isinstance(model, Pipeline) and isinstance(model[-1], LogisticRegression):
+        linear = model[-1]
+        transformed = np.ascontiguousarray(model[:-1].transform(x), np.float64)
+        return expit(np.einsum("ij,j->i", transformed, linear.coef_[0]) + linear.intercept_[0])
+    return model.predict_proba(x)[:, 1]
+
+
+@functools.cache
+def _single_threaded_process() -> None:
+    """One OpenMP/BLAS thread for the rest of this process (a scoring process: a Spark worker,
+    a training task). Entering ``single_threaded`` per call cost 4 ms, most of a small batch's
+    scoring time (bench/scoring_cost.py)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def decide(probability: np.ndarray, threshold: float) -> np.ndarray:
