@@ -35,10 +35,12 @@ class Tick(NamedTuple):
     timestamp: str | None = None
 
 
-def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None):
-    """Endless ticks of the synthetic market (see ``volpipe.market``)."""
+def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None,
+                    **regimes: float):
+    """Endless ticks of the synthetic market (see ``volpipe.market``); ``regimes`` are its
+    ``calm_seconds``, ``burst_seconds`` and ``burst_multiplier`` (market defaults when absent)."""
     options = {} if rate is None else {"rate": rate / len(product_ids)}
-    for event in SyntheticMarket(product_ids, seed, start_ns, **options):
+    for event in SyntheticMarket(product_ids, seed, start_ns, **options, **regimes):
         yield Tick(event.time_ns, (event.product_id,), ticker_object(event))
 
 

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
     parser.add_argument("--rate", type=float, help="synthetic ticks per second at 1x, all products (default ~4.4 each)")
     parser.add_argument("--max-ticks", type=int, help="stop serving ticks after this many")
+    parser.add_argument("--calm-seconds", type=float, help="synthetic: mean simulated length of a calm stretch (600)")
+    parser.add_argument("--burst-seconds", type=float, help="synthetic: mean simulated length of a burst (180)")
+    parser.add_argument("--burst-multiplier", type=float, help="synthetic: volatility of a burst over calm (3)")
     parser.add_argument("--idle-close-seconds", type=float, default=75.0, help="close without heartbeats (75)")
     parser.add_argument("--subscribe-deadline", type=float, default=5.0, help="seconds to subscribe (5)")
     return parser
@@ -63,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         products = sorted({p for tick in recording for p in tick.product_ids})
         ticks = replay_ticks(recording, loop=args.loop)
     else:
-        ticks = synthetic_ticks(products, args.seed, time.time_ns(), args.rate)
+        regimes = {name: getattr(args, name) for name in ("calm_seconds", "burst_seconds", "burst_multiplier")
+                   if getattr(args, name) is not None}
+        ticks = synthetic_ticks(products, args.seed, time.time_ns(), args.rate, **regimes)
     asyncio.run(_serve(args, ticks, products))
     return 0
 

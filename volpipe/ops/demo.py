@@ -1,20 +1,27 @@
-"""`make demo`: the pipeline on embedded defaults, from an empty machine to feature rows.
+"""`make demo`: the whole pipeline on embedded defaults, from an empty machine to a drift report.
 
 1. Starts Kafka, MLflow and Airflow (each a no-op when already running) and checks each for
-   real: a Kafka round trip, an MLflow query, a run of the `pipeline_healthcheck` DAG.
-2. Runs the pipeline for ``--seconds``: the local exchange (synthetic market, the stand-in
-   for Coinbase) -> the ingestor -> Kafka `ticks.raw` + NDJSON -> the feature stream -> Delta
-   `ticks`, `features`, `quarantine` + Kafka `ticks.features`, with progress every 10 s.
-3. Stops the pipeline processes cleanly, waits until the stream has caught up, and prints
-   what each stage accounted for and the newest feature rows. Services stay up (`make down`).
+   real (a Kafka round trip, an MLflow query, Airflow's parsed DAGs).
+2. Starts the feature stream with live scoring (``spark_jobs.features_stream``), then a
+   fast-forward: ``--history-ticks`` synthetic ticks over several products at full speed
+   through the local exchange (the stand-in for Coinbase) -> the ingestor -> Kafka + NDJSON
+   -> the stream -> Delta + Kafka, so that training has history without waiting hours.
+3. Through Airflow's REST API (the path the UI uses): ``replay_validation`` (the stream's
+   features equal a recomputation from the NDJSON) and ``train_nightly`` (a champion).
+4. Live: real-time ticks for ``--live-seconds``, scored in the stream by the new champion,
+   while ``batch_inference`` and ``monitoring_reports`` run.
+5. Prints one summary: counts per stage, the replay verdict, the models' scores beside the
+   baseline and the positive rate, the champion, live and batch predictions, the drift
+   verdict, where the reports are and the UIs. Services stay up until ``make down``.
 
-Data goes where the settings say (default `data/`); a second run continues the first:
-the ingestor resumes `ingest_seq`, the stream resumes from its checkpoint.
+Progress is one line per ``--interval``. A failing step names itself and the log to read.
+Data goes where the settings say (default ``data/``); a second run continues the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -22,15 +29,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import PipelineError, ServiceError
 from volpipe.logs import configure_logging
 from volpipe.ops import health
+from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
+from volpipe.ops.health import AirflowClient, wait_for_dag
 from volpipe.ops.services import SERVICES
+from volpipe.ops.services.airflow import airflow_home
+from volpipe.tables import FEATURES, PREDICTIONS, PREDICTIONS_LIVE, QUARANTINE, TICKS
 
 log = logging.getLogger(__name__)
+DEMO_PRODUCTS = "BTC-USD,ETH-USD,SOL-USD"
+# Shorter calm and burst stretches than the market's defaults (600 s / 180 s), so that an hour
+# or so of simulated history holds bursts in each of training, validation and test.
+MARKET = ("--calm-seconds", "120", "--burst-seconds", "60", "--burst-multiplier", "5")
 
 
 def start_services(settings: Settings, *, run_dag: bool = True) -> dict[str, dict]:
@@ -63,57 +80,197 @@ def _ndjson_lines(folder: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in folder.glob("*.ndjson")) if folder.exists() else 0
 
 
-def run_pipeline(settings: Settings, seconds: float, speed: float) -> dict[str, object]:
-    """Exchange -> ingestor -> stream for ``seconds``; returns the counts of every stage."""
-    from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
+def kafka_messages(settings: Settings, topic: str) -> int:
+    """Messages in ``topic`` (sum of its partitions' high watermarks; the topics are never compacted)."""
+    from confluent_kafka import Consumer, TopicPartition
 
-    logs = settings.data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    ticks_before = delta_rows(settings, "ticks")
-    lines_before = _ndjson_lines(settings.raw_dir)  # type: ignore[arg-type]
-    print(f"\nstarting the feature stream (logs: {logs / 'stream.log'}) ...", flush=True)
-    with open(logs / "stream.log", "ab") as stream_log:
-        stream = subprocess.Popen(
-            [sys.executable, "-m", "spark_jobs.features_stream"],
-            cwd=PROJECT_ROOT, env={**os.environ, "PIPELINE_DATA_DIR": str(settings.data_dir)},
-            stdout=stream_log, stderr=stream_log, start_new_session=True,
-        )
-    products = ",".join(settings.product_ids)
-    exchange = ExchangeProcess("--source", "synthetic", "--products", products, "--speed", str(speed))
-    ingestor = IngestorProcess(ingestor_env(settings, exchange.url), logs / "ingest.log")
-    print(f"local exchange on {exchange.url} ({products}, {speed:g}x), ingestor -> {settings.raw_dir}", flush=True)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "volpipe-demo"})
     try:
-        began = time.monotonic()
-        while (elapsed := time.monotonic() - began) < seconds:
-            time.sleep(min(10.0, seconds - elapsed))
-            if stream.poll() is not None:
-                raise ServiceError(f"the feature stream exited {stream.returncode}; see {logs / 'stream.log'}")
-            print(f"  t={time.monotonic() - began:4.0f}s  raw NDJSON lines={_ndjson_lines(settings.raw_dir) - lines_before}"
-                  f"  Delta ticks={delta_rows(settings, 'ticks') - ticks_before}"
-                  f"  features={delta_rows(settings, 'features')}", flush=True)
-        final = ingestor.stop()
-        sent = {key: exchange.stats()[key] for key in ("connections", "tickers_sent", "frames_sent")}
-        exchange.stop()
-        tickers = int(final["tickers"])
-        print(f"ingestor stopped: {tickers} tickers stored; waiting for the stream to catch up ...", flush=True)
-        wait_until(lambda: delta_rows(settings, "ticks") - ticks_before >= tickers, 120, "the stream to catch up", 1.0)
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+class Progress:
+    """One line per interval: ticks in, features and predictions out, the stream's lag."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.began = time.monotonic()
+
+    def line(self, phase: str) -> str:
+        ticks_in = _ndjson_lines(self.settings.raw_dir)  # type: ignore[arg-type]
+        in_delta = delta_rows(self.settings, TICKS)
+        return (f"  t={time.monotonic() - self.began:4.0f}s {phase:<12} ticks in={ticks_in}"
+                f"  features out={delta_rows(self.settings, FEATURES)}"
+                f"  predictions out={delta_rows(self.settings, PREDICTIONS_LIVE)}  stream lag={ticks_in - in_delta} ticks")
+
+
+class LiveStream:
+    """The feature stream (with live scoring) as a subprocess, logging to ``logs/stream.log``."""
+
+    def __init__(self, settings: Settings, logs: Path, refresh_seconds: float) -> None:
+        self.log_path = logs / "stream.log"
+        with open(self.log_path, "ab") as stream_log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "spark_jobs.features_stream"], cwd=PROJECT_ROOT,
+                env={**os.environ, "PIPELINE_DATA_DIR": str(settings.data_dir),
+                     "MODEL_REFRESH_SECONDS": str(refresh_seconds)},
+                stdout=stream_log, stderr=stream_log, start_new_session=True,
+            )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise ServiceError(f"the feature stream exited {self.proc.returncode}; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # stops between micro-batches; restarts resume
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path, phase: str, exchange_args: list[str],
+         until: Callable[[ExchangeProcess], bool], interval: float) -> dict[str, int]:
+    """Exchange -> ingestor until ``until(exchange)``; then stops both and waits for the stream
+    to store every ticker. Returns what the exchange sent and the ingestor stored."""
+    exchange = ExchangeProcess("--source", "synthetic", "--products", ",".join(settings.product_ids), *exchange_args)
+    ingestor = IngestorProcess(ingestor_env(settings, exchange.url), logs / "ingest.log")
+    ticks_before = delta_rows(settings, TICKS)
+    try:
+        next_line = time.monotonic()
+        while not until(exchange):
+            stream.check()
+            if time.monotonic() >= next_line:
+                print(progress.line(phase), flush=True)
+                next_line += interval
+            time.sleep(0.5)
+        sent = int(exchange.stats()["tickers_sent"])
+        stored = int(ingestor.stop()["tickers"])
     finally:
         if ingestor.proc.poll() is None:
             ingestor.proc.kill()
         exchange.stop()
-        if stream.poll() is None:
-            stream.send_signal(signal.SIGTERM)  # stops between micro-batches; restarts resume
-            try:
-                stream.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(stream.pid, signal.SIGKILL)
+    wait_until(lambda: stream.check() or delta_rows(settings, TICKS) - ticks_before >= stored, 300,
+               "the stream to store every ticker", 1.0)
+    print(progress.line(phase) + f"  (sent {sent}, stored {stored})", flush=True)
+    return {"sent": sent, "stored": stored}
+
+
+def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress | None = None,
+            timeout: float = 600) -> tuple[str, str]:
+    """Triggers ``dag_id`` through the REST API and waits for it, printing its state. Returns (run id, state)."""
+    wait_for_dag(client, dag_id)
+    run_id = client.trigger(dag_id, conf)
+    began = time.monotonic()
+    print(f"  {dag_id}: triggered run {run_id}", flush=True)
+    state = client.wait_for_run(dag_id, run_id, timeout)
+    print(f"  {dag_id}: {state} in {time.monotonic() - began:.0f}s"
+          + (f"\n{progress.line('')}" if progress else ""), flush=True)
+    if state != "success":
+        raise ServiceError(f"DAG {dag_id} run {run_id} ended {state}: see its task logs in the Airflow UI "
+                           f"or under {airflow_home(client.settings) / 'logs'}")
+    return run_id, state
+
+
+def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
+    """The whole flow: fast-forward history, replay check and training through Airflow, then live
+    ticks scored in the stream while batch inference and the drift report run. Returns the summary."""
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    progress = Progress(settings)
+    client = AirflowClient(settings)
+    first_day = dt.datetime.now(dt.UTC).date()
+    print(f"\nstarting the feature stream with live scoring (log: {logs / 'stream.log'}) ...", flush=True)
+    stream = LiveStream(settings, logs, args.model_refresh_seconds)
+    try:
+        print(f"fast-forward: {args.history_ticks} synthetic ticks over {len(settings.product_ids)} products at full "
+              f"speed through exchange -> ingestor -> Kafka -> stream", flush=True)
+        history = feed(settings, stream, progress, logs, "fast-forward", ["--speed", "0", "--max-ticks",
+                       str(args.history_ticks), *MARKET], lambda ex: ex.stats()["tickers_sent"] >= args.history_ticks,
+                       args.interval)
+        days = {"start": str(first_day), "end": str(dt.datetime.now(dt.UTC).date())}
+        print("Airflow (REST API, as the UI triggers them):", flush=True)
+        replay_run, _ = run_dag(client, "replay_validation", days, progress)
+        train_run, _ = run_dag(client, "train_nightly", days, progress)
+        training = client.return_value("train_nightly", train_run, "train_and_register")
+        if not training:
+            raise ServiceError(f"train_nightly {train_run} trained nothing (too few labelled rows or one class): see "
+                               f"{airflow_home(settings) / 'logs'}/dag_id=train_nightly; try more --history-ticks")
+        live_until = time.monotonic() + args.live_seconds
+        print(f"live: real-time ticks for at least {args.live_seconds:.0f}s, scored in the stream; "
+              "batch inference and the drift report run meanwhile", flush=True)
+        runs: dict[str, str] = {}
+
+        def live_done(_exchange: ExchangeProcess) -> bool:
+            for dag_id in ("batch_inference", "monitoring_reports"):
+                if dag_id not in runs:
+                    runs[dag_id], _ = run_dag(client, dag_id, {**days, "end": str(dt.datetime.now(dt.UTC).date())})
+            return time.monotonic() >= live_until
+
+        live = feed(settings, stream, progress, logs, "live", ["--speed", "1", *MARKET], live_done, args.interval)
+        wait_until(lambda: delta_rows(settings, PREDICTIONS_LIVE) > 0, 120, "the first live prediction", 1.0)
+    finally:
+        stream.stop()
     return {
-        "exchange_sent": sent,
-        "ingestor": final,
-        "delta_ticks_added": delta_rows(settings, "ticks") - ticks_before,
-        "delta_features_total": delta_rows(settings, "features"),
-        "delta_quarantine_total": delta_rows(settings, "quarantine"),
+        "history": history, "live": live, "days": days,
+        "replay": json.loads((settings.reports_dir / "replay" / f"{days['start']}_{days['end']}.json").read_text()),
+        "training": training,
+        "monitoring": client.return_value("monitoring_reports", runs["monitoring_reports"], "build_reports"),
+        "runs": {"replay_validation": replay_run, "train_nightly": train_run, **runs},
     }
+
+
+def summary(settings: Settings, result: dict[str, Any]) -> str:
+    """What each stage did, the verdicts, the scores beside the baseline, where to look next."""
+    from volpipe.modeling import registry
+    from volpipe.ops.services.airflow import password_file
+
+    served = result["history"]["sent"] + result["live"]["sent"]
+    stored = result["history"]["stored"] + result["live"]["stored"]
+    replay, training, monitoring = result["replay"], result["training"], result["monitoring"]
+    champion = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
+    lines = [
+        "\n=== summary ===",
+        f"ticks: served by the exchange {served}, stored by the ingestor {stored} (NDJSON lines "
+        f"{_ndjson_lines(settings.raw_dir)}), in Kafka {settings.kafka_input_topic} "
+        f"{kafka_messages(settings, settings.kafka_input_topic)}, in Delta ticks {delta_rows(settings, TICKS)}, "
+        f"quarantined {delta_rows(settings, QUARANTINE)}",
+        f"features: Delta {delta_rows(settings, FEATURES)}, Kafka {settings.kafka_output_topic} "
+        f"{kafka_messages(settings, settings.kafka_output_topic)}",
+        f"replay validation {replay['range']['start']}..{replay['range']['end']}: "
+        f"{'EQUAL, bit for bit' if replay['equal'] else 'DIFFERENT'} ({replay['summary']})",
+    ]
+    if training:
+        rate = training["positive_rate"]["test"]
+        lines.append(f"training ({training['label_mode']} label, {training['test_rows']} test rows, "
+                     f"positive rate {rate:.3f}):")
+        lines.append(f"  {'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}")
+        lines += [f"  {name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
+                  for name, m in training["models"].items()]
+        lines.append("  (a PR-AUC equal to the positive rate is no skill; the baseline is the seed's rule)")
+    else:
+        lines.append("training: skipped (not enough labelled rows; see the train_nightly task log)")
+    lines += [
+        f"champion: {settings.model_name} v{champion.version if champion else None}",
+        f"predictions: live (stream, Delta predictions_live) {delta_rows(settings, PREDICTIONS_LIVE)}, Kafka "
+        f"{settings.kafka_predictions_topic} {kafka_messages(settings, settings.kafka_predictions_topic)}; "
+        f"batch (Delta predictions) {delta_rows(settings, PREDICTIONS)}",
+    ]
+    if monitoring:
+        lines.append(f"drift: {'DETECTED' if monitoring['drift_detected'] else 'none'} "
+                     f"({monitoring['drifted_count']}/{len(monitoring['features'])} features, share "
+                     f"{monitoring['drift_share']:.2f}); reports in {monitoring['report_dir']}")
+    lines += [
+        f"replay verdict: {settings.reports_dir / 'replay'}",
+        f"Airflow UI: http://127.0.0.1:{settings.airflow_port} (admin; password in {password_file(settings)})",
+        f"MLflow UI:  {settings.mlflow_tracking_uri}",
+        "Stop everything with: make down",
+    ]
+    return "\n".join(lines)
 
 
 def newest_features(settings: Settings, limit: int = 5) -> str:
@@ -138,21 +295,32 @@ def newest_features(settings: Settings, limit: int = 5) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m volpipe.ops.demo",
-        description="Run the pipeline on embedded defaults: services, exchange, ingestor, feature stream.",
+        description="Run the whole pipeline on embedded defaults: services, exchange, ingestor, stream with live "
+        "scoring, replay validation, training, batch inference and drift reports through Airflow.",
+        epilog="Products come from PRODUCT_IDS (the demo's default: BTC-USD,ETH-USD,SOL-USD).",
     )
-    parser.add_argument("--seconds", type=float, default=60, help="how long ticks flow (default 60)")
-    parser.add_argument("--speed", type=float, default=20, help="market speed-up of the local exchange (default 20x)")
+    parser.add_argument("--history-ticks", type=int, default=60_000,
+                        help="synthetic ticks pushed at full speed before live ticks flow (default 60000, about "
+                        "1.5 simulated hours over three products)")
+    parser.add_argument("--live-seconds", type=float, default=60, help="real-time ticks after training (default 60)")
+    parser.add_argument("--interval", type=float, default=10, help="seconds between progress lines (default 10)")
+    parser.add_argument("--model-refresh-seconds", type=float, default=5,
+                        help="how often the stream looks for a new champion (MODEL_REFRESH_SECONDS; demo default 5)")
     parser.add_argument("--services-only", action="store_true", help="start and check the services, run nothing")
-    parser.add_argument("--no-dag", action="store_true", help="skip the Airflow DAG run")
     parser.add_argument("--down", action="store_true", help="stop every service at the end")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    os.environ.setdefault("PRODUCT_IDS", DEMO_PRODUCTS)
     settings = Settings.from_env()
+    began = time.monotonic()
     try:
-        results: dict[str, object] = dict(start_services(settings, run_dag=not args.no_dag))
+        services = start_services(settings, run_dag=args.services_only)
+        print("services: " + json.dumps(services), flush=True)
         if not args.services_only:
-            results["pipeline"] = run_pipeline(settings, args.seconds, args.speed)
+            result = run_pipeline(settings, args)
+            print(summary(settings, result))
+            print(f"newest feature rows:\n{newest_features(settings)}")
     except (PipelineError, TimeoutError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
@@ -160,17 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.down:
             for service in reversed(list(SERVICES.values())):
                 service.stop(settings)
-    print("\nall services healthy; what each stage did:")
-    for name, result in results.items():
-        print(f"  {name:8s} {json.dumps(result)}")
-    if not args.services_only:
-        print(f"\nnewest feature rows ({settings.delta_table('features')}):\n{newest_features(settings)}")
-    if not args.down:
-        from volpipe.ops.services.airflow import password_file
-
-        print(f"\nAirflow UI: http://127.0.0.1:{settings.airflow_port} (admin / password in {password_file(settings)})")
-        print(f"MLflow UI:  {settings.mlflow_tracking_uri}")
-        print("Stop everything with: make down")
+    print(f"demo done in {time.monotonic() - began:.0f}s")
     return 0
 
 

@@ -82,6 +82,7 @@ class AirflowClient:
     def __init__(self, settings: Settings) -> None:
         from volpipe.ops.services.airflow import password_file
 
+        self.settings = settings
         self.base = f"http://127.0.0.1:{settings.airflow_port}"
         try:
             passwords = json.loads(password_file(settings).read_text())
@@ -116,6 +117,15 @@ class AirflowClient:
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
+
+    def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """The XCom a task of a run returned (what the UI's XCom tab shows), or None."""
+        try:
+            entry = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+                                      "/xcomEntries/return_value?deserialize=true")
+        except ServiceError:
+            return None
+        return entry.get("value")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         """Polls the run until it ends. Returns its final state (success, failed)."""
