@@ -150,6 +150,8 @@ class KafkaSink:
                 "acks": "all",
                 "compression.type": "lz4",
                 "linger.ms": 0,
+                # Any record a frame within WS_MAX_MESSAGE_BYTES makes (the broker allows the same).
+                "message.max.bytes": settings.kafka_max_message_bytes,
                 "queue.buffering.max.messages": settings.producer_buffer_messages,
                 "queue.buffering.max.kbytes": 2_097_151,
                 # Deliveries are retried until this timeout: far beyond a broker restart.

@@ -51,6 +51,12 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _host(raw: str) -> str:
+    if not raw or any(ch.isspace() or ch in "/:" for ch in raw):
+        raise ValueError("must be a host name or IPv4 address, e.g. 127.0.0.1")
+    return raw
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in raw.split(",") if item.strip())
     if not items:
@@ -241,7 +247,15 @@ class Settings:
         "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries.",
         group="ingest",
     )
+    ws_max_message_bytes: int = setting(
+        "WS_MAX_MESSAGE_BYTES", "1048576", _positive_int,
+        "Largest WebSocket message the ingestor accepts; a bigger one drops the connection (counted as oversized).",
+        group="ingest",
+    )
     metrics_port: int = setting("METRICS_PORT", "9108", int, "Ingestor Prometheus port; 0 = off.", group="ingest")
+    metrics_host: str = setting(
+        "METRICS_HOST", "127.0.0.1", _host, "Address the ingestor's Prometheus endpoint binds to.", group="ingest"
+    )
     metrics_log_seconds: float = setting(
         "METRICS_LOG_SECONDS", "30", _positive_float, "Interval of the one-line metrics summary.",
         group="ingest",
@@ -288,7 +302,7 @@ class Settings:
         group="mlflow",
     )
 
-    # Airflow (the embedded `airflow standalone`).
+    # Airflow (the embedded scheduler, dag-processor, triggerer and api-server).
     airflow_port: int = setting("AIRFLOW_PORT", "8080", _port, "Airflow API server and UI port.", group="airflow")
     airflow_parallelism: int = setting(
         "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB.",
@@ -453,6 +467,14 @@ class Settings:
         """Host and port the embedded broker listens on: the first bootstrap server."""
         host, _, port = self.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
         return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+    @property
+    def kafka_max_message_bytes(self) -> int:
+        """Largest record the project writes to Kafka: the producer's and the embedded broker's
+        ``message.max.bytes``. A dead letter escapes its frame as JSON text (``\\u00XX``: up to
+        6 bytes per byte) inside an envelope, so the worst case of a frame of
+        WS_MAX_MESSAGE_BYTES still fits."""
+        return 6 * self.ws_max_message_bytes + 4096
 
     @property
     def mlflow_port(self) -> int:

@@ -63,6 +63,8 @@ def server_properties(settings: Settings) -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
+            # Room for the largest record the ingestor writes (a dead letter of a maximal frame).
+            f"message.max.bytes={settings.kafka_max_message_bytes}",
             # Topics are created by the project with its partition count, never by accident.
             "auto.create.topics.enable=false",
             "",
