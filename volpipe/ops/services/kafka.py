@@ -14,7 +14,7 @@ from pathlib import Path
 
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import ServiceError, SetupError
-from volpipe.ops.services.process import ManagedProcess, port_open
+from volpipe.ops.services.process import ManagedProcess, port_open, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def broker(settings: Settings) -> ManagedProcess:
 def prepare(settings: Settings) -> None:
     """Writes the broker's config files; formats its storage on the very first start."""
     home = _home(settings)
-    (home / "logs").mkdir(parents=True, exist_ok=True)
+    private_dir(home)
+    (home / "logs").mkdir(exist_ok=True)
     (home / "server.properties").write_text(server_properties(settings))
     (home / "log4j2.properties").write_text(_LOG4J2.format(log_dir=home / "logs"))
     if broker(settings).pid() is None and not (home / "data" / "meta.properties").exists():
