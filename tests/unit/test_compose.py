@@ -19,7 +19,10 @@ EXPECTED_SERVICES = {
     "feature-stream",
 }
 # Variables that belong to the tools themselves, not to volpipe.config.
-VENDOR_PREFIXES = ("KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_")
+VENDOR_PREFIXES = (
+    "KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_", "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+)
 
 
 def _compose() -> dict:
@@ -63,3 +66,23 @@ def test_commands_use_the_project_entrypoints():
     stream = " ".join(services["feature-stream"]["command"])
     assert "spark-submit $(python -m volpipe.spark submit-args) spark_jobs/features_stream.py" in stream
     assert (PROJECT_ROOT / "spark_jobs" / "features_stream.py").exists()
+
+
+def test_published_ports_bind_loopback_and_telemetry_is_off():
+    services = _compose()["services"]
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert published
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    shared = _compose()["x-pipeline-env"]
+    assert shared["MLFLOW_DISABLE_TELEMETRY"] == "true" and shared["DO_NOT_TRACK"] == "true"
+
+
+def test_secrets_have_no_default_and_airflow_users_are_not_all_admins():
+    airflow = _compose()["x-airflow"]["environment"]
+    assert airflow["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
+    assert "${AIRFLOW_DB_PASSWORD:?" in airflow["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert _compose()["services"]["airflow-db"]["environment"]["POSTGRES_PASSWORD"].startswith("${AIRFLOW_DB_PASSWORD:?")
+    roles = dict(user.split(":")[:2] for user in airflow["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert set(roles.values()) != {"admin"}
