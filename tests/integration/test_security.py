@@ -9,6 +9,7 @@ switch and what Airflow's viewer user may do. docs/reliability.md (Security) cit
 from __future__ import annotations
 
 import json
+import os
 import stat
 import urllib.error
 import urllib.request
@@ -56,7 +57,7 @@ def _listening(pids: list[int]) -> dict[tuple[str, int], str]:
     found = {}
     for pid in pids:
         root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
+        for proc in [root, *root.children(recursive=True)]:  # a child twice is harmless
             try:
                 for conn in proc.net_connections(kind="inet"):
                     if conn.status == psutil.CONN_LISTEN:
@@ -66,8 +67,11 @@ def _listening(pids: list[int]) -> dict[tuple[str, int], str]:
     return found
 
 
-def test_every_port_of_every_service_and_process_is_bound_to_loopback(airflow, tmp_path):
+def test_every_port_of_every_service_and_process_is_bound_to_loopback(airflow, spark, tmp_path):
+    """Kafka, MLflow, Airflow, the exchange, the ingestor's metrics and a local Spark driver
+    (its JVM is a child of this test process, like every service above)."""
     settings = airflow
+    driver_port = int(spark.sparkContext.getConf().get("spark.driver.port"))
     metrics_port = free_port()
     exchange = ExchangeProcess("--speed", "1")
     ingestor = IngestorProcess(ingestor_env(settings, exchange.url, METRICS_PORT=str(metrics_port)),
@@ -75,13 +79,13 @@ def test_every_port_of_every_service_and_process_is_bound_to_loopback(airflow, t
     try:
         wait_until(lambda: port_open("127.0.0.1", metrics_port), 30, "the ingestor's metrics port")
         pids = [service.process(settings).pid() for service in (KAFKA, MLFLOW, AIRFLOW)]
-        listening = _listening([*pids, exchange.proc.pid, ingestor.proc.pid])
+        listening = _listening([os.getpid(), *pids])
     finally:
         ingestor.stop()
         exchange.stop()
     ports = {port for _, port in listening}
     expected = {settings.kafka_listener[1], settings.kafka_controller_port, settings.mlflow_port,
-                settings.airflow_port, exchange.port, metrics_port}
+                settings.airflow_port, exchange.port, metrics_port, driver_port}
     assert expected <= ports, f"not seen listening: {expected - ports}"
     assert not ports & {8793, 8794}, "Airflow's task-log servers must not run"
     open_to_all = {address: name for address, name in listening.items() if address[0] not in LOOPBACK}
