@@ -23,3 +23,5 @@ def test_server_properties_follow_the_settings(tmp_path):
     assert properties["log.dirs"] == str(tmp_path / "kafka" / "data")
     assert properties["num.partitions"] == "3"
     assert properties["auto.create.topics.enable"] == "false"
+    # The largest record the ingestor writes: a dead letter of a maximal frame, escaped as JSON.
+    assert int(properties["message.max.bytes"]) == settings.kafka_max_message_bytes >= 6 * settings.ws_max_message_bytes
