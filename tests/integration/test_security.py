@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from volpipe.config import Settings
+from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.ops.health import AirflowClient, wait_for_dag
 from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
 from volpipe.ops.services import AIRFLOW, KAFKA, MLFLOW, running
@@ -137,6 +139,16 @@ def test_airflow_wants_a_token_and_the_viewer_cannot_change_anything(airflow):
     assert _call(settings, "GET", "/api/v2/dags", viewer) == 200
     assert _call(settings, "PATCH", "/api/v2/dags/pipeline_healthcheck", viewer, {"is_paused": False}) == 403
     assert _call(settings, "GET", "/api/v2/dags", _token(settings, "admin")) == 200
+
+
+def test_the_readme_api_example_lists_the_dags_with_a_viewer_token(airflow, tmp_path):
+    settings = airflow
+    block = re.findall(r"```bash\n(PASSWORD=.*?)```", (PROJECT_ROOT / "README.md").read_text(), re.S)[0]
+    (tmp_path / "data").symlink_to(settings.data_dir)  # the block reads data/airflow/... like a user in the repo
+    script = block.replace("http://localhost:8080", f"http://127.0.0.1:{settings.airflow_port}")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "pipeline_healthcheck" in {dag["dag_id"] for dag in json.loads(result.stdout)["dags"]}
 
 
 def test_usage_telemetry_is_switched_off_for_every_service(airflow):
