@@ -144,7 +144,7 @@ class KafkaSink:
         self._last_error_log = 0.0
         self.producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **settings.kafka_client_config(),
                 "client.id": "volpipe-ingest",
                 "enable.idempotence": True,
                 "acks": "all",

@@ -14,6 +14,7 @@ they have seen. A batch does not complete until every message it produced is ack
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import duckdb
 import pandas as pd
@@ -24,9 +25,9 @@ from volpipe.errors import PipelineError
 from volpipe.schema import struct_of
 from volpipe.tables import FEATURE_TABLE_COLUMNS, PLACEHOLDER_INT_COLUMNS
 
-# One producer per Python worker process and broker list: workers are reused across batches,
-# processors are not (each batch unpickles a new one).
-_PRODUCERS: dict[str, tuple[Producer, list[KafkaError]]] = {}
+# One producer per Python worker process and client configuration: workers are reused across
+# batches, processors are not (each batch unpickles a new one).
+_PRODUCERS: dict[tuple, tuple[Producer, list[KafkaError]]] = {}
 
 
 def _json_column(name: str, spark_type: DataType) -> str:
@@ -63,19 +64,26 @@ def feature_values(rows: pd.DataFrame) -> list[str]:
 
 
 class FeaturePublisher:
-    """Produces feature rows and waits for their acknowledgements (picklable: holds settings only)."""
+    """Produces feature rows and waits for their acknowledgements (picklable: holds settings only).
 
-    def __init__(self, bootstrap_servers: str, topic: str, timeout_seconds: float) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    Args:
+        client_config: ``Settings.kafka_client_config()``: brokers and security settings.
+        topic: The feature topic.
+        timeout_seconds: How long a batch waits for its acknowledgements.
+    """
+
+    def __init__(self, client_config: Mapping[str, str], topic: str, timeout_seconds: float) -> None:
+        self.client_config = dict(client_config)
+        self._key = tuple(sorted(self.client_config.items()))
         self.topic = topic
         self.timeout_seconds = timeout_seconds
 
     def _producer(self) -> tuple[Producer, list[KafkaError]]:
         """This worker's producer and the list its failed deliveries are reported to."""
-        if self.bootstrap_servers not in _PRODUCERS:
+        if self._key not in _PRODUCERS:
             failures: list[KafkaError] = []
             producer = Producer({
-                "bootstrap.servers": self.bootstrap_servers,
+                **self.client_config,
                 "enable.idempotence": True,
                 "acks": "all",
                 "compression.type": "lz4",
@@ -87,8 +95,8 @@ class FeaturePublisher:
                 "delivery.report.only.error": True,
                 "on_delivery": lambda err, _msg: failures.append(err),
             })
-            _PRODUCERS[self.bootstrap_servers] = (producer, failures)
-        return _PRODUCERS[self.bootstrap_servers]
+            _PRODUCERS[self._key] = (producer, failures)
+        return _PRODUCERS[self._key]
 
     def open(self) -> None:
         """Creates this worker's producer ahead of the first rows: its connection and idempotence
@@ -118,7 +126,7 @@ class FeaturePublisher:
             # The batch fails and is re-run in full: drop what is queued and start afresh then.
             producer.purge()
             producer.flush(0)
-            del _PRODUCERS[self.bootstrap_servers]
+            del _PRODUCERS[self._key]
             raise PipelineError(
                 f"Kafka {self.topic}: {unacknowledged} feature messages unacknowledged after "
                 f"{self.timeout_seconds:.0f} s, {len(failures)} rejected (first: {failures[:1]})"

@@ -151,7 +151,7 @@ def _cluster_id() -> str:
 def _metadata_ready(settings: Settings) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(settings.kafka_client_config())
     try:
         admin.list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -163,7 +163,7 @@ def create_topics(settings: Settings) -> list[str]:
     """Creates the pipeline's topics that do not exist yet. Returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_deadletter_topic]
     missing = [name for name in wanted if name not in existing]
