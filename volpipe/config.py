@@ -529,7 +529,7 @@ class Settings:
         if self.kafka_security_protocol.startswith("SASL_"):
             module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.kafka_sasl_mechanism == "PLAIN"
                       else "org.apache.kafka.common.security.scram.ScramLoginModule")
-            user, password = (_jaas_quoted(v) for v in (self.kafka_sasl_username, self._kafka_sasl_password()))
+            user, password = (jaas_quoted(v) for v in (self.kafka_sasl_username, self._kafka_sasl_password()))
             options["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
             options["kafka.sasl.jaas.config"] = f"{module} required username={user} password={password};"
         if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_ca_file:
@@ -557,7 +557,7 @@ class Settings:
         return urlparse(self.mlflow_tracking_uri).port or 5001
 
 
-def _jaas_quoted(value: str) -> str:
+def jaas_quoted(value: str) -> str:
     """``value`` as a JAAS option value: in double quotes, with backslashes and quotes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
