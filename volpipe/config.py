@@ -541,7 +541,9 @@ class Settings:
         try:
             return self.kafka_sasl_password_file.read_text().strip()  # type: ignore[union-attr]
         except OSError as exc:
-            raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE={self.kafka_sasl_password_file} cannot be read: {exc}") from None
+            raise ConfigError(
+                f"KAFKA_SASL_PASSWORD_FILE={self.kafka_sasl_password_file} cannot be read: {exc}"
+            ) from None
 
     @property
     def kafka_max_message_bytes(self) -> int:

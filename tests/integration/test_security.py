@@ -114,7 +114,8 @@ def _token(settings: Settings, user: str) -> str:
     password = json.loads(password_file(settings).read_text())[user]
     request = urllib.request.Request(
         f"http://127.0.0.1:{settings.airflow_port}/auth/token", method="POST",
-        data=json.dumps({"username": user, "password": password}).encode(), headers={"Content-Type": "application/json"},
+        data=json.dumps({"username": user, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)["access_token"]

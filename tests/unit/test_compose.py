@@ -83,6 +83,7 @@ def test_secrets_have_no_default_and_airflow_users_are_not_all_admins():
     airflow = _compose()["x-airflow"]["environment"]
     assert airflow["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
     assert "${AIRFLOW_DB_PASSWORD:?" in airflow["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert _compose()["services"]["airflow-db"]["environment"]["POSTGRES_PASSWORD"].startswith("${AIRFLOW_DB_PASSWORD:?")
+    database = _compose()["services"]["airflow-db"]["environment"]
+    assert database["POSTGRES_PASSWORD"].startswith("${AIRFLOW_DB_PASSWORD:?")
     roles = dict(user.split(":")[:2] for user in airflow["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
     assert set(roles.values()) != {"admin"}

@@ -59,6 +59,7 @@ def test_values_write_non_finite_doubles_as_null(value):
 def test_publish_raises_when_kafka_never_acknowledges():
     from volpipe.ops.services.process import free_port
 
-    publisher = FeaturePublisher({"bootstrap.servers": f"127.0.0.1:{free_port()}"}, "ticks.features", timeout_seconds=1.0)
+    nobody = {"bootstrap.servers": f"127.0.0.1:{free_port()}"}
+    publisher = FeaturePublisher(nobody, "ticks.features", timeout_seconds=1.0)
     with pytest.raises(PipelineError, match="unacknowledged"):
         publisher.publish(feature_rows())

@@ -29,7 +29,9 @@ PATTERNS = {
     ),
     "credentials in a URL": re.compile(r"://[^/\s:@$]+:(?!\$\{)[^/\s@]+@"),
     "fallback for a secret": re.compile(r"\$\{\w*(SECRET|PASSWORD|TOKEN|KEY)\w*:?-", re.I),
-    "Fernet or JWT secret value": re.compile(r"(fernet_key|jwt_secret|secret_key)\s*[:=]\s*[\"']?[A-Za-z0-9+/=_-]{16,}", re.I),
+    "Fernet or JWT secret value": re.compile(
+        r"(fernet_key|jwt_secret|secret_key)\s*[:=]\s*[\"']?[A-Za-z0-9+/=_-]{16,}", re.I
+    ),
 }
 # This file spells the patterns out; everything else must be clean.
 SELF = "tests/unit/test_no_secrets.py"
