@@ -5,39 +5,21 @@ API on 127.0.0.1), scheduler, dag-processor and triggerer in one process group, 
 DAGs from ``dags/``, with a ``spark_default`` connection to SPARK_MASTER (without it the
 Spark provider silently submits to YARN).
 
-``python -m volpipe.ops.services.airflow`` runs the four components the way `airflow
-standalone` does, except that the scheduler and the triggerer get ``--skip-serve-logs``:
-their task-log servers (ports 8793 and 8794) bind every interface, and Airflow 3.3 has no
-setting for their address. Everything runs on one machine, so the API server reads task
-logs from the files under AIRFLOW_HOME instead.
+The process is ``python -m volpipe.ops.services.airflow_components``: what `airflow
+standalone` runs, without the task-log servers that would listen on every interface.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
-import signal
-import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.logs import configure_logging
 from volpipe.ops.services.process import TELEMETRY_OFF, ManagedProcess, private_dir, private_file
 
-log = logging.getLogger(__name__)
-
-# The components `airflow standalone` runs, minus the log servers that would listen on 0.0.0.0.
-COMPONENTS = (
-    ("scheduler", "--skip-serve-logs"),
-    ("dag-processor",),
-    ("triggerer", "--skip-serve-logs"),
-    ("api-server",),
-)
 # SimpleAuthManager users and their roles; each gets a generated password in password_file().
 USERS = "admin:admin,viewer:viewer"
 
@@ -90,11 +72,11 @@ def _healthy(port: int) -> bool:
 
 
 def components(settings: Settings) -> ManagedProcess:
-    """The four Airflow components (``main`` below) as a managed process (not started)."""
+    """The four Airflow components (``airflow_components``) as a managed process (not started)."""
     port = settings.airflow_port
     return ManagedProcess(
         name="airflow",
-        argv=[sys.executable, "-m", "volpipe.ops.services.airflow"],
+        argv=[sys.executable, "-m", "volpipe.ops.services.airflow_components"],
         run_dir=airflow_home(settings),
         env=airflow_env(settings),
         port=port,
@@ -118,44 +100,3 @@ def where(settings: Settings) -> str:
     """Where users reach it, where the passwords are, where it keeps its data."""
     return (f"UI http://127.0.0.1:{settings.airflow_port} (users admin and viewer, passwords in "
             f"{password_file(settings)}), home {airflow_home(settings)}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Migrates the DB, runs the components until SIGTERM or until one exits, then stops the rest."""
-    argparse.ArgumentParser(
-        prog="python -m volpipe.ops.services.airflow",
-        description="Run Airflow's scheduler, dag-processor, triggerer and api-server in this process group "
-        "(as `airflow standalone`, without the task-log servers that listen on all interfaces). "
-        "Configured by the environment `python -m volpipe.ops.services up airflow` sets.",
-    ).parse_args(argv)
-    configure_logging()
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    migrate = subprocess.run([airflow, "db", "migrate"], check=False)
-    if migrate.returncode:
-        log.error("airflow db migrate failed returncode=%d", migrate.returncode)
-        return 1
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    children = {}
-    for component in COMPONENTS:
-        children[component[0]] = subprocess.Popen([airflow, *component])
-        log.info("airflow component=%s started pid=%d", component[0], children[component[0]].pid)
-    while not stopping.wait(1):
-        exited = {name: proc.returncode for name, proc in children.items() if proc.poll() is not None}
-        if exited:
-            log.error("airflow components exited %s: stopping the others", exited)
-            for proc in children.values():
-                if proc.poll() is None:
-                    proc.terminate()
-            break
-    else:
-        # `down` signals the whole process group: the components have their SIGTERM already
-        # (a second one makes Airflow skip its clean shutdown).
-        log.info("airflow stopping on SIGTERM")
-    for name, proc in children.items():
-        log.info("airflow component=%s stopped returncode=%s", name, proc.wait())
-    return 0 if stopping.is_set() else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
