@@ -11,6 +11,9 @@ PYTEST_ARGS ?=
 
 # Settings for every target: the environment, or a .env file beside this Makefile.
 -include .env
+# No usage telemetry from the bundled tools (MLflow reads both; docs/reliability.md).
+MLFLOW_DISABLE_TELEMETRY ?= true
+DO_NOT_TRACK ?= true
 export
 
 .PHONY: help setup up down status test demo exchange ingest stream lock clean-data compose-check

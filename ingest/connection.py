@@ -5,6 +5,8 @@ to a ``FrameHandler`` whose records are put on the writer's bounded queue. Any e
 connection (error, stall, even a clean 1000/1001 close from the server) leads to a
 reconnect after a capped, jittered exponential backoff that resets once a connection has
 subscribed successfully. Retries are unlimited unless RECONNECT_MAX_ATTEMPTS says otherwise.
+A message over WS_MAX_MESSAGE_BYTES is refused by the WebSocket library (close code 1009)
+before it is buffered; the handler counts it and the loop reconnects.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.frames import CloseCode
 
 from volpipe.config import Settings
 from volpipe.errors import ExhaustedRetries
@@ -39,6 +42,9 @@ class FrameHandler(Protocol):
 
     def on_disconnect(self, reason: str) -> None:
         """Counts a lost connection."""
+
+    def on_oversized(self, detail: str) -> None:
+        """Counts a message refused for exceeding WS_MAX_MESSAGE_BYTES (the connection is dropped)."""
 
 
 class Backoff:
@@ -107,7 +113,8 @@ class Feed:
         url = self.settings.coinbase_ws_url
         try:
             async with connect(
-                url, compression=None, max_size=2**22, max_queue=4096, open_timeout=10, close_timeout=2
+                url, compression=None, max_size=self.settings.ws_max_message_bytes, max_queue=4096, open_timeout=10,
+                close_timeout=2,
             ) as ws:
                 log.info("connected conn_id=%s url=%s", conn_id, url)
                 for message in self.subscribe:
@@ -128,6 +135,9 @@ class Feed:
                 try:
                     frame = await ws.recv(decode=False)
                 except ConnectionClosed as exc:
+                    if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                        handler.on_oversized(exc.sent.reason)
+                        return f"oversized message: {exc.sent.reason}"
                     return f"stale feed: no message for {self.settings.stale_feed_seconds}s" if stale.is_set() else (
                         f"closed: {exc}"
                     )

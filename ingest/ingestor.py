@@ -84,6 +84,12 @@ class Ingestor:
         """Counts a lost connection (the connection layer logs the reason)."""
         self.stats.reconnects += 1
 
+    def on_oversized(self, detail: str) -> None:
+        """Counts and logs a message the WebSocket refused as too big; the feed reconnects."""
+        self.stats.oversized += 1
+        log.error("oversized message dropped conn_id=%s limit_bytes=%d (WS_MAX_MESSAGE_BYTES) detail=%r: reconnecting",
+                  self.conn_id, self.settings.ws_max_message_bytes, detail)
+
     def on_frame(self, frame: bytes, recv_ns: int | None = None) -> Record | None:
         """Classifies and counts one frame; returns its raw record or dead letter, if it has one.
 
@@ -186,8 +192,8 @@ class Ingestor:
             ExhaustedRetries: Reconnecting gave up (only with RECONNECT_MAX_ATTEMPTS > 0).
         """
         if self.settings.metrics_port:
-            start_http_server(self.settings.metrics_port, registry=self.registry)
-            log.info("metrics on port=%d", self.settings.metrics_port)
+            start_http_server(self.settings.metrics_port, self.settings.metrics_host, registry=self.registry)
+            log.info("metrics on host=%s port=%d", self.settings.metrics_host, self.settings.metrics_port)
         feed = Feed(self.settings, subscribe_messages(self.settings.product_ids), self, self.queue)
         writer = asyncio.create_task(self.writer.run())
         tasks = [writer, asyncio.create_task(self._log_summaries())]

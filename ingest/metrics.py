@@ -28,6 +28,7 @@ COUNTERS = {
     "gaps": "Messages missing according to sequence_num.",
     "repeats": "Frames whose sequence_num was not new (still forwarded).",
     "reconnects": "Connections lost and re-established.",
+    "oversized": "Messages over WS_MAX_MESSAGE_BYTES: refused unread, connection re-opened.",
     "delivered": "Records acknowledged by Kafka.",
     "failed": "Records Kafka did not take; re-send them from the NDJSON.",
 }

@@ -58,7 +58,7 @@ def resend(settings: Settings, path: Path, ranges: list[tuple[int, int]], timeou
         ResendError: Some were still not acknowledged after ``timeout`` seconds.
     """
     chosen = select(path, ranges)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True,
                          "acks": "all", "compression.type": "lz4"})
     for key, value in chosen:
         producer.produce(settings.kafka_deadletter_topic if key is None else settings.kafka_input_topic, value, key)

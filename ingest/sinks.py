@@ -144,12 +144,14 @@ class KafkaSink:
         self._last_error_log = 0.0
         self.producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **settings.kafka_client_config(),
                 "client.id": "volpipe-ingest",
                 "enable.idempotence": True,
                 "acks": "all",
                 "compression.type": "lz4",
                 "linger.ms": 0,
+                # Any record a frame within WS_MAX_MESSAGE_BYTES makes (the broker allows the same).
+                "message.max.bytes": settings.kafka_max_message_bytes,
                 "queue.buffering.max.messages": settings.producer_buffer_messages,
                 "queue.buffering.max.kbytes": 2_097_151,
                 # Deliveries are retried until this timeout: far beyond a broker restart.

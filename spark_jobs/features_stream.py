@@ -132,7 +132,7 @@ def read_raw(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool
     """The Kafka source: raw record bytes in ``value``, ``topic:partition:offset`` in ``source``."""
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**settings.spark_kafka_options())
         .option("subscribe", settings.kafka_input_topic)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
@@ -187,7 +187,7 @@ def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = 
     for table in STREAM_TABLES:  # delta-rs reads, milliseconds: refuse before anything runs
         check_table(settings.delta_table(table), settings.feature_window_size if table in KERNEL_TABLES else None)
     raw = read_raw(spark, settings, fail_on_data_loss=fail_on_data_loss)
-    publisher = RowPublisher(settings.kafka_bootstrap_servers, settings.producer_message_timeout_seconds)
+    publisher = RowPublisher(settings.kafka_client_config(), settings.producer_message_timeout_seconds)
     topics = (settings.kafka_output_topic, settings.kafka_predictions_topic)
     scorer = scoring.scorer() if scoring else LiveScorer(settings.mlflow_tracking_uri, None)
     query = write(transform(raw, settings.feature_window_size, publisher, topics, scorer), settings,

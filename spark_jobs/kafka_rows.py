@@ -15,6 +15,7 @@ until every message it produced is acknowledged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import duckdb
 import pandas as pd
@@ -25,9 +26,9 @@ from volpipe.errors import PipelineError
 from volpipe.schema import struct_of
 from volpipe.tables import PLACEHOLDER_INT_COLUMNS
 
-# One producer per Python worker process and broker list: workers are reused across batches,
-# processors are not (each batch unpickles a new one).
-_PRODUCERS: dict[str, tuple[Producer, list[KafkaError]]] = {}
+# One producer per Python worker process and client configuration: workers are reused across
+# batches, processors are not (each batch unpickles a new one).
+_PRODUCERS: dict[tuple, tuple[Producer, list[KafkaError]]] = {}
 
 
 def _json_column(name: str, spark_type: DataType) -> str:
@@ -69,18 +70,24 @@ def json_values(rows: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
 
 
 class RowPublisher:
-    """Produces rows to Kafka topics and waits for their acknowledgements (picklable: holds settings only)."""
+    """Produces rows to Kafka topics and waits for their acknowledgements (picklable: holds settings only).
 
-    def __init__(self, bootstrap_servers: str, timeout_seconds: float) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    Args:
+        client_config: ``Settings.kafka_client_config()``: brokers and security settings.
+        timeout_seconds: How long a batch waits for its acknowledgements.
+    """
+
+    def __init__(self, client_config: Mapping[str, str], timeout_seconds: float) -> None:
+        self.client_config = dict(client_config)
+        self._key = tuple(sorted(self.client_config.items()))
         self.timeout_seconds = timeout_seconds
 
     def _producer(self) -> tuple[Producer, list[KafkaError]]:
         """This worker's producer and the list its failed deliveries are reported to."""
-        if self.bootstrap_servers not in _PRODUCERS:
+        if self._key not in _PRODUCERS:
             failures: list[KafkaError] = []
             producer = Producer({
-                "bootstrap.servers": self.bootstrap_servers,
+                **self.client_config,
                 "enable.idempotence": True,
                 "acks": "all",
                 "compression.type": "lz4",
@@ -92,8 +99,8 @@ class RowPublisher:
                 "delivery.report.only.error": True,
                 "on_delivery": lambda err, _msg: failures.append(err),
             })
-            _PRODUCERS[self.bootstrap_servers] = (producer, failures)
-        return _PRODUCERS[self.bootstrap_servers]
+            _PRODUCERS[self._key] = (producer, failures)
+        return _PRODUCERS[self._key]
 
     def open(self) -> None:
         """Creates this worker's producer ahead of the first rows: its connection and idempotence
@@ -127,8 +134,8 @@ class RowPublisher:
             # The batch fails and is re-run in full: drop what is queued and start afresh then.
             producer.purge()
             producer.flush(0)
-            del _PRODUCERS[self.bootstrap_servers]
+            del _PRODUCERS[self._key]
             raise PipelineError(
-                f"Kafka at {self.bootstrap_servers}: {unacknowledged} messages unacknowledged after "
+                f"Kafka at {self.client_config['bootstrap.servers']}: {unacknowledged} messages unacknowledged after "
                 f"{self.timeout_seconds:.0f} s, {len(failures)} rejected (first: {failures[:1]})"
             )

@@ -51,6 +51,12 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _host(raw: str) -> str:
+    if not raw or any(ch.isspace() or ch in "/:" for ch in raw):
+        raise ValueError("must be a host name or IPv4 address, e.g. 127.0.0.1")
+    return raw
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in raw.split(",") if item.strip())
     if not items:
@@ -208,6 +214,29 @@ class Settings:
         "KAFKA_CONTROLLER_PORT", "9093", _port, "KRaft controller port of the embedded broker.",
         group="kafka",
     )
+    kafka_security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "How every Kafka client talks to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+        group="kafka",
+    )
+    kafka_sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM", "PLAIN", _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "SASL mechanism (with SASL_*): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+        group="kafka",
+    )
+    kafka_sasl_username: str = setting(
+        "KAFKA_SASL_USERNAME", "", str, "SASL user name (required with SASL_*).", group="kafka"
+    )
+    kafka_sasl_password_file: Path | None = setting(
+        "KAFKA_SASL_PASSWORD_FILE", "", _optional_path,
+        "File holding the SASL password (required with SASL_*); outside git, mode 0600.",
+        group="kafka",
+    )
+    kafka_ssl_ca_file: Path | None = setting(
+        "KAFKA_SSL_CA_FILE", "", _optional_path,
+        "PEM file of the CA that signed the brokers' certificates (with SSL/SASL_SSL; default: the system's).",
+        group="kafka",
+    )
 
     # Exchange and ingestor.
     coinbase_ws_url: str = setting(
@@ -245,7 +274,15 @@ class Settings:
         "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries.",
         group="ingest",
     )
+    ws_max_message_bytes: int = setting(
+        "WS_MAX_MESSAGE_BYTES", "1048576", _positive_int,
+        "Largest WebSocket message the ingestor accepts; a bigger one drops the connection (counted as oversized).",
+        group="ingest",
+    )
     metrics_port: int = setting("METRICS_PORT", "9108", int, "Ingestor Prometheus port; 0 = off.", group="ingest")
+    metrics_host: str = setting(
+        "METRICS_HOST", "127.0.0.1", _host, "Address the ingestor's Prometheus endpoint binds to.", group="ingest"
+    )
     metrics_log_seconds: float = setting(
         "METRICS_LOG_SECONDS", "30", _positive_float, "Interval of the one-line metrics summary.",
         group="ingest",
@@ -303,7 +340,7 @@ class Settings:
         group="mlflow",
     )
 
-    # Airflow (the embedded `airflow standalone`).
+    # Airflow (the embedded scheduler, dag-processor, triggerer and api-server).
     airflow_port: int = setting("AIRFLOW_PORT", "8080", _port, "Airflow API server and UI port.", group="airflow")
     airflow_parallelism: int = setting(
         "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB.",
@@ -434,6 +471,13 @@ class Settings:
         for name, port in (("METRICS_PORT", self.metrics_port), ("STREAM_METRICS_PORT", self.stream_metrics_port)):
             if not 0 <= port < 65536:
                 raise ConfigError(f"{name}={port} must be a port or 0")
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password_file
+        ):
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD_FILE"
+            )
         topics = (self.kafka_input_topic, self.kafka_output_topic, self.kafka_predictions_topic,
                   self.kafka_deadletter_topic)
         if len(set(topics)) != len(topics):
@@ -479,10 +523,70 @@ class Settings:
         host, _, port = self.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
         return ("127.0.0.1" if host == "localhost" else host), int(port)
 
+    def kafka_client_config(self) -> dict[str, str]:
+        """What every confluent_kafka client (Producer, Consumer, AdminClient) starts from:
+        brokers, security protocol and, as configured, SASL credentials and the CA file.
+
+        Raises:
+            ConfigError: KAFKA_SASL_PASSWORD_FILE cannot be read.
+        """
+        config = {"bootstrap.servers": self.kafka_bootstrap_servers, "security.protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL_"):
+            config.update({
+                "sasl.mechanism": self.kafka_sasl_mechanism,
+                "sasl.username": self.kafka_sasl_username,
+                "sasl.password": self._kafka_sasl_password(),
+            })
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_ca_file:
+            config["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
+        return config
+
+    def spark_kafka_options(self) -> dict[str, str]:
+        """The same settings for Spark's Kafka source and sink: Java client keys, ``kafka.``-prefixed.
+
+        Raises:
+            ConfigError: KAFKA_SASL_PASSWORD_FILE cannot be read.
+        """
+        options = {
+            "kafka.bootstrap.servers": self.kafka_bootstrap_servers,
+            "kafka.security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.kafka_sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            user, password = (jaas_quoted(v) for v in (self.kafka_sasl_username, self._kafka_sasl_password()))
+            options["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
+            options["kafka.sasl.jaas.config"] = f"{module} required username={user} password={password};"
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_ca_file:
+            options["kafka.ssl.truststore.type"] = "PEM"
+            options["kafka.ssl.truststore.location"] = str(self.kafka_ssl_ca_file)
+        return options
+
+    def _kafka_sasl_password(self) -> str:
+        try:
+            return self.kafka_sasl_password_file.read_text().strip()  # type: ignore[union-attr]
+        except OSError as exc:
+            raise ConfigError(
+                f"KAFKA_SASL_PASSWORD_FILE={self.kafka_sasl_password_file} cannot be read: {exc}"
+            ) from None
+
+    @property
+    def kafka_max_message_bytes(self) -> int:
+        """Largest record the project writes to Kafka: the producer's and the embedded broker's
+        ``message.max.bytes``. A dead letter escapes its frame as JSON text (``\\u00XX``: up to
+        6 bytes per byte) inside an envelope, so the worst case of a frame of
+        WS_MAX_MESSAGE_BYTES still fits."""
+        return 6 * self.ws_max_message_bytes + 4096
+
     @property
     def mlflow_port(self) -> int:
         """Port of the embedded MLflow server: the one in MLFLOW_TRACKING_URI."""
         return urlparse(self.mlflow_tracking_uri).port or 5001
+
+
+def jaas_quoted(value: str) -> str:
+    """``value`` as a JAAS option value: in double quotes, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def setting_from_env(name: str, environ: Mapping[str, str] | None = None) -> Any:

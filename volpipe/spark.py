@@ -44,7 +44,12 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
     # 500k-tick catch-up batch from 12.5 s to 14.5-15 s (docs/streaming.md). A separate key, as
     # `submit-args` values must not contain spaces.
     gc = "-XX:+UseParallelGC"
+    # In local mode driver and executors share one JVM: its RPC and block-manager ports need
+    # not be reachable from other machines (by default they bind the host name's address).
+    # A cluster's executors must reach the driver, so there the defaults stay.
+    loopback = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
     return {
+        **(loopback if settings.spark_master.startswith("local") else {}),
         "spark.master": settings.spark_master,
         "spark.jars": ",".join(str(jar) for jar in jars),
         "spark.driver.memory": settings.spark_driver_memory,

@@ -6,7 +6,7 @@ Nx or full speed. Outputs, per connection, as Coinbase does: a 5 s subscribe dea
 from 0, a snapshot first then updates, heartbeats every second to heartbeats subscribers,
 an idle close without them, ``{"type":"error","message":...}`` errors, no ``client_id``.
 Faults on command, through ``LocalExchange`` methods or ``GET /control/<fault>`` on the
-same port: drop, stall, malformed, skip, repeat, close1000, error; ``/control/stats``.
+same port: drop, stall, malformed, oversized, skip, repeat, close1000, error; ``/control/stats``.
 """
 
 from __future__ import annotations
@@ -140,6 +140,12 @@ class LocalExchange:
                 product = next(iter(c.tickers), "BTC-USD").encode()
                 c.outbox.put_nowait(("seq", template.replace(b"{product}", product)))
 
+    def oversized(self, size: int) -> None:
+        """Sends one JSON frame of ``size`` bytes (a hostile or broken feed; see WS_MAX_MESSAGE_BYTES)."""
+        frame = b'{"channel":"ticker","padding":"%s"}' % (b"x" * max(0, size - 33))
+        for c in self.clients:
+            c.outbox.put_nowait(("verbatim", frame))
+
     def skip(self, n: int) -> None:
         """Makes the next frame's sequence_num jump by ``n`` (a gap of n lost messages)."""
         for c in self.clients:
@@ -172,6 +178,7 @@ class LocalExchange:
             "drop": self.drop,
             "stall": lambda: self.stall(float(query.get("seconds", "30"))),
             "malformed": lambda: self.malformed(query.get("kind", "json")),
+            "oversized": lambda: self.oversized(int(query.get("bytes", "2000000"))),
             "skip": lambda: self.skip(int(query.get("n", "1"))),
             "repeat": lambda: self.repeat(int(query.get("n", "1"))),
             "close1000": lambda: self.close(1000),

@@ -76,3 +76,13 @@ def test_kafka_topic_is_read_through_the_connector(spark, kafka_broker):
     rows = frame.select("key", "value", "partition", "offset").collect()
     assert {bytes(r.value) for r in rows} == sent
     assert {bytes(r.key) for r in rows} == {b"BTC-USD"}
+
+
+def test_a_local_driver_binds_loopback_and_a_cluster_driver_keeps_spark_defaults(tmp_path):
+    from volpipe.ops.sandbox import isolated_settings
+    from volpipe.spark import spark_conf
+
+    local = spark_conf(isolated_settings(tmp_path, SPARK_MASTER="local[2]"))
+    assert local["spark.driver.bindAddress"] == local["spark.driver.host"] == "127.0.0.1"
+    cluster = spark_conf(isolated_settings(tmp_path, SPARK_MASTER="spark://spark-master:7077"))
+    assert "spark.driver.bindAddress" not in cluster and "spark.driver.host" not in cluster

@@ -7,6 +7,7 @@ with Compose v1's stricter ``$`` rule (see its doc comment). ``make setup`` buil
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 
 import pytest
@@ -29,7 +30,10 @@ EXPECTED_SERVICES = {
     "feature-stream",
 }
 # Variables that belong to the tools themselves, not to volpipe.config.
-VENDOR_PREFIXES = ("KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_")
+VENDOR_PREFIXES = (
+    "KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_", "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+)
 # Embedded-Airflow variables that differ on purpose under compose: one process per container
 # (no `standalone`), its own host names and PostgreSQL; the image's PATH has the venv.
 AIRFLOW_HOST_SPECIFIC = {"AIRFLOW__API__PORT", "AIRFLOW__API__HOST", "AIRFLOW__API__WORKERS", "PATH"}
@@ -45,9 +49,13 @@ def compose_check() -> str:
     return str(CHECKER)
 
 
-def _check(checker: str, path, *flags: str) -> subprocess.CompletedProcess:
-    # An empty environment: the file's own defaults decide, not the developer's shell.
-    return subprocess.run([checker, *flags, str(path)], capture_output=True, text=True, env={}, cwd=PROJECT_ROOT)
+# The secrets a user must set (no defaults in the file), generated per run as a user would.
+REQUIRED_SECRETS = {"AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32), "AIRFLOW_DB_PASSWORD": secrets.token_urlsafe(16)}
+
+
+def _check(checker: str, path, *flags: str, env: dict[str, str] = REQUIRED_SECRETS) -> subprocess.CompletedProcess:
+    # Only the required secrets: the file's own defaults decide, not the developer's shell.
+    return subprocess.run([checker, *flags, str(path)], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
 
 
 def _compose() -> dict:
@@ -68,6 +76,12 @@ def _is_vendor(service: str, name: str) -> bool:
 def test_a_real_compose_accepts_the_file(compose_check):
     result = _check(compose_check, COMPOSE, "-q")
     assert result.returncode == 0, f"docker-compose.yml is invalid for Compose:\n{result.stderr}"
+
+
+def test_compose_refuses_to_start_without_the_secrets(compose_check):
+    result = _check(compose_check, COMPOSE, "-q", env={})
+    assert result.returncode == 1
+    assert "AIRFLOW_JWT_SECRET" in result.stderr and "AIRFLOW_DB_PASSWORD" in result.stderr
 
 
 def test_the_check_rejects_what_compose_v1_rejects_and_schema_errors(compose_check, tmp_path):
@@ -132,3 +146,24 @@ def test_commands_use_the_project_entrypoints(compose_check):
     stream = " ".join(services["feature-stream"]["command"])
     assert "spark-submit $(python -m volpipe.spark submit-args) spark_jobs/features_stream.py" in stream
     assert (PROJECT_ROOT / "spark_jobs" / "features_stream.py").exists()
+
+
+def test_published_ports_bind_loopback_and_telemetry_is_off():
+    services = _compose()["services"]
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert published
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    shared = _compose()["x-pipeline-env"]
+    assert shared["MLFLOW_DISABLE_TELEMETRY"] == "true" and shared["DO_NOT_TRACK"] == "true"
+
+
+def test_secrets_have_no_default_and_airflow_users_are_not_all_admins():
+    airflow = _compose()["x-airflow"]["environment"]
+    assert airflow["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
+    assert "${AIRFLOW_DB_PASSWORD:?" in airflow["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    database = _compose()["services"]["airflow-db"]["environment"]
+    assert database["POSTGRES_PASSWORD"].startswith("${AIRFLOW_DB_PASSWORD:?")
+    roles = dict(user.split(":")[:2] for user in airflow["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert set(roles.values()) != {"admin"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import orjson
 from prometheus_client import generate_latest
@@ -130,3 +131,35 @@ def test_records_kafka_never_took_are_counted_and_logged_as_ranges_per_file(tmp_
     assert any(f"kafka undelivered file={raw_file}" in m and "count=5 ingest_seq=0-3,5" in m for m in caplog.messages)
     assert any("quarantine" in m and "count=1 ingest_seq=4" in m for m in caplog.messages)
     assert len((raw_file / next(raw_file.iterdir()).name).read_bytes().splitlines()) == 5  # the files have them
+
+
+def test_an_oversized_message_is_counted_logged_and_followed_by_a_reconnect(tmp_path, caplog):
+    from ingest.exchange import LocalExchange
+    from ingest.sources import synthetic_ticks
+
+    settings = isolated_settings(tmp_path, WS_MAX_MESSAGE_BYTES="20000", RECONNECT_INITIAL_SECONDS="0.1")
+
+    async def scenario():
+        exchange = LocalExchange(synthetic_ticks(["BTC-USD"], 1, rate=200), ["BTC-USD"], speed=1)
+        await exchange.start()
+        ingestor = Ingestor(
+            dataclasses.replace(settings, coinbase_ws_url=f"ws://127.0.0.1:{exchange.port}"), kafka=False
+        )
+        stop = asyncio.Event()
+        run = asyncio.create_task(ingestor.run(stop))
+        while ingestor.stats.tickers < 5:
+            await asyncio.sleep(0.05)
+        exchange.oversized(20001)
+        while ingestor.stats.oversized < 1:
+            await asyncio.sleep(0.05)
+        tickers = ingestor.stats.tickers
+        while ingestor.stats.tickers < tickers + 5:  # the next connection delivers again
+            await asyncio.sleep(0.05)
+        stop.set()
+        counts = await run
+        await exchange.stop()
+        return counts
+
+    counts = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert counts["oversized"] == 1 and counts["reconnects"] >= 1
+    assert "oversized message dropped" in caplog.text and "limit_bytes=20000" in caplog.text

@@ -92,3 +92,21 @@ def test_resume_cuts_a_partial_last_line_and_reads_only_the_tail(tmp_path):
         handle.write(b'{"ingest_seq":5000,"recv_ns":17')  # a crash mid-write
     assert last_ingest_seq(tmp_path / "raw") == 4999
     assert path.read_bytes() == complete
+
+
+def test_the_producer_takes_the_dead_letter_of_the_largest_frame_the_websocket_accepts(tmp_path):
+    from ingest.sinks import KafkaSink, Record
+    from volpipe.ops.sandbox import isolated_settings
+    from volpipe.records import deadletter_record
+
+    settings = isolated_settings(tmp_path)  # 1 MiB: its worst dead letter is over librdkafka's 1 MB default
+    failed = []
+    sink = KafkaSink(settings, lambda _ns: None, lambda *args: failed.append(args))
+    try:
+        worst = deadletter_record(1, 2, "c1-1", "not JSON", bytes([1]) * settings.ws_max_message_bytes)
+        assert len(worst) <= settings.kafka_max_message_bytes
+        sink.produce(Record(True, None, worst, 1, 2))  # librdkafka refuses a too-big record at once
+        assert failed == []
+    finally:
+        sink.producer.purge()
+        sink.close(0)

@@ -74,7 +74,8 @@ def test_prediction_values_name_the_model_and_null_an_unscored_label():
 def test_publish_raises_when_kafka_never_acknowledges():
     from volpipe.ops.services.process import free_port
 
-    publisher = RowPublisher(f"127.0.0.1:{free_port()}", timeout_seconds=1.0)
+    nobody = {"bootstrap.servers": f"127.0.0.1:{free_port()}"}
+    publisher = RowPublisher(nobody, timeout_seconds=1.0)
     publisher.produce("ticks.features", feature_rows(), FEATURE_TABLE_COLUMNS)
     with pytest.raises(PipelineError, match="unacknowledged"):
         publisher.flush()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
+from volpipe.errors import SetupError
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services.kafka import _cluster_id, server_properties
 
@@ -23,3 +26,22 @@ def test_server_properties_follow_the_settings(tmp_path):
     assert properties["log.dirs"] == str(tmp_path / "kafka" / "data")
     assert properties["num.partitions"] == "3"
     assert properties["auto.create.topics.enable"] == "false"
+    # The largest record the ingestor writes: a dead letter of a maximal frame, escaped as JSON.
+    assert int(properties["message.max.bytes"]) == settings.kafka_max_message_bytes >= 6 * settings.ws_max_message_bytes
+
+
+def test_with_sasl_the_embedded_broker_knows_the_clients_user_and_refuses_what_it_cannot_offer(tmp_path):
+    password = tmp_path / "kafka.password"
+    password.write_text('s3\\cr"t')
+    sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "volpipe",
+            "KAFKA_SASL_PASSWORD_FILE": str(password)}
+    settings = isolated_settings(tmp_path, **sasl)
+    properties = dict(line.split("=", 1) for line in server_properties(settings).splitlines() if line)
+    host, port = settings.kafka_listener
+    assert properties["listeners"].startswith(f"SASL_PLAINTEXT://{host}:{port},")
+    assert properties["inter.broker.listener.name"] == "SASL_PLAINTEXT"
+    assert properties["sasl.enabled.mechanisms"] == "PLAIN"
+    # JAAS-quoted, then escaped for the .properties file (Kafka reads back s3\cr"t).
+    assert 'user_volpipe="s3\\\\\\\\cr\\\\"t";' in properties["listener.name.sasl_plaintext.plain.sasl.jaas.config"]
+    with pytest.raises(SetupError, match="offers PLAINTEXT or SASL_PLAINTEXT with PLAIN"):
+        server_properties(isolated_settings(tmp_path, **{**sasl, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}))

@@ -137,7 +137,7 @@ def topic_records(settings: Settings, topic: str, expected: int, timeout: float 
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **settings.kafka_client_config(),
             "group.id": f"ingest-check-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -27,8 +27,9 @@ def check_kafka(settings: Settings) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
     bootstrap = settings.kafka_bootstrap_servers
+    client = settings.kafka_client_config()
     try:
-        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+        metadata = AdminClient(client).list_topics(timeout=10)
     except Exception as exc:  # noqa: BLE001 - confluent raises KafkaException and friends
         raise ServiceError(f"kafka at {bootstrap} does not answer: {exc}") from exc
     wanted = (settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
@@ -41,13 +42,13 @@ def check_kafka(settings: Settings) -> dict[str, Any]:
     token = f"healthcheck-{uuid.uuid4()}".encode()
     started = time.monotonic()
     delivered: list[Any] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer({**client, "acks": "all"})
     producer.produce(topic, key=b"healthcheck", value=token, on_delivery=lambda err, msg: delivered.append((err, msg)))
     producer.flush(15)
     if not delivered or delivered[0][0] is not None:
         raise ServiceError(f"kafka at {bootstrap}: health message not delivered: {delivered}")
     message = delivered[0][1]
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "volpipe-healthcheck", "enable.auto.commit": False})
+    consumer = Consumer({**client, "group.id": "volpipe-healthcheck", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, message.partition(), message.offset())])
         for _ in range(20):

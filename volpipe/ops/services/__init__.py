@@ -45,7 +45,7 @@ class Service:
 
 KAFKA = Service("kafka", kafka.broker, kafka.where, prepare=kafka.prepare, after_start=kafka.create_topics)
 MLFLOW = Service("mlflow", mlflow_server.server, mlflow_server.where, prepare=mlflow_server.prepare)
-AIRFLOW = Service("airflow", airflow.standalone, airflow.where, prepare=airflow.prepare)
+AIRFLOW = Service("airflow", airflow.components, airflow.where, prepare=airflow.prepare)
 SERVICES = {service.name: service for service in (KAFKA, MLFLOW, AIRFLOW)}
 
 

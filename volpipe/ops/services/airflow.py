@@ -1,9 +1,12 @@
-"""The embedded Airflow: `airflow standalone` with AIRFLOW_HOME inside the project.
+"""The embedded Airflow, with AIRFLOW_HOME inside the project.
 
 Inputs: ``Settings`` (AIRFLOW_PORT, AIRFLOW_PARALLELISM). Output: api-server (UI and REST
-API), scheduler, dag-processor and triggerer in one process group, reading DAGs from
-``dags/``, with a ``spark_default`` connection to SPARK_MASTER (without it the Spark
-provider silently submits to YARN).
+API on 127.0.0.1), scheduler, dag-processor and triggerer in one process group, reading
+DAGs from ``dags/``, with a ``spark_default`` connection to SPARK_MASTER (without it the
+Spark provider silently submits to YARN).
+
+The process is ``python -m volpipe.ops.services.airflow_components``: what `airflow
+standalone` runs, without the task-log servers that would listen on every interface.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import urllib.request
 from pathlib import Path
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.ops.services.process import ManagedProcess
+from volpipe.ops.services.process import TELEMETRY_OFF, ManagedProcess, private_dir, private_file
+
+# SimpleAuthManager users and their roles; each gets a generated password in password_file().
+USERS = "admin:admin,viewer:viewer"
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -34,6 +40,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW_HOME": str(airflow_home(settings)),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
         "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow_parallelism),
         "AIRFLOW__API__PORT": str(settings.airflow_port),
@@ -47,6 +56,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # spark-submit and the project's entrypoints come from the project virtualenv.
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "PIPELINE_DATA_DIR": str(settings.data_dir),
+        **TELEMETRY_OFF,
     }
 
 
@@ -61,12 +71,12 @@ def _healthy(port: int) -> bool:
     )
 
 
-def standalone(settings: Settings) -> ManagedProcess:
-    """`airflow standalone` as a managed process (not started)."""
+def components(settings: Settings) -> ManagedProcess:
+    """The four Airflow components (``airflow_components``) as a managed process (not started)."""
     port = settings.airflow_port
     return ManagedProcess(
         name="airflow",
-        argv=[str(Path(sys.executable).with_name("airflow")), "standalone"],
+        argv=[sys.executable, "-m", "volpipe.ops.services.airflow_components"],
         run_dir=airflow_home(settings),
         env=airflow_env(settings),
         port=port,
@@ -77,11 +87,16 @@ def standalone(settings: Settings) -> ManagedProcess:
 
 
 def prepare(settings: Settings) -> None:
-    """Creates AIRFLOW_HOME (the first start migrates its sqlite DB there)."""
-    airflow_home(settings).mkdir(parents=True, exist_ok=True)
+    """Creates AIRFLOW_HOME owner-only (0700) and the password file 0600 before Airflow fills it.
+
+    Airflow writes airflow.cfg (JWT secret, Fernet key) 0600 itself, but creates the
+    password file with the umask's mode (world-readable); an empty file it only appends to.
+    """
+    private_dir(airflow_home(settings))
+    private_file(password_file(settings))
 
 
 def where(settings: Settings) -> str:
-    """Where users reach it, where the admin password is, where it keeps its data."""
-    return (f"UI http://127.0.0.1:{settings.airflow_port} (user admin, password in "
+    """Where users reach it, where the passwords are, where it keeps its data."""
+    return (f"UI http://127.0.0.1:{settings.airflow_port} (users admin and viewer, passwords in "
             f"{password_file(settings)}), home {airflow_home(settings)}")

@@ -1,7 +1,8 @@
 """The embedded single-node KRaft Kafka broker, run from the jars `make setup` fetched.
 
 Inputs: ``Settings`` (listener from KAFKA_BOOTSTRAP_SERVERS, KAFKA_CONTROLLER_PORT, topic
-names and partitions). Outputs: a broker process whose config, data and log live under
+names and partitions; with KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT the client listener asks
+for SASL/PLAIN and knows one user, the clients' own). Outputs: a broker process whose config, data and log live under
 ``DATA_DIR/kafka``, and the pipeline's topics.
 """
 
@@ -12,9 +13,9 @@ import logging
 import uuid
 from pathlib import Path
 
-from volpipe.config import PROJECT_ROOT, Settings
+from volpipe.config import PROJECT_ROOT, Settings, jaas_quoted
 from volpipe.errors import ServiceError, SetupError
-from volpipe.ops.services.process import ManagedProcess, port_open
+from volpipe.ops.services.process import ManagedProcess, port_open, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +41,52 @@ def _home(settings: Settings) -> Path:
     return settings.data_dir / "kafka"
 
 
+def _client_listener(settings: Settings) -> tuple[str, list[str]]:
+    """The client listener's name (= its protocol) and the lines that secure it.
+
+    Raises:
+        SetupError: The clients are configured for a protocol the embedded broker does not offer.
+    """
+    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    if protocol == "PLAINTEXT":
+        return protocol, []
+    if protocol != "SASL_PLAINTEXT" or mechanism != "PLAIN":
+        raise SetupError(
+            f"the embedded broker offers PLAINTEXT or SASL_PLAINTEXT with PLAIN, not KAFKA_SECURITY_PROTOCOL="
+            f"{protocol} KAFKA_SASL_MECHANISM={mechanism}: point KAFKA_BOOTSTRAP_SERVERS at your own brokers"
+        )
+    client = settings.kafka_client_config()
+    user, password = client["sasl.username"], jaas_quoted(client["sasl.password"])
+    if not user.replace("-", "").replace("_", "").isalnum():
+        raise SetupError(f"KAFKA_SASL_USERNAME={user!r}: the embedded broker takes letters, digits, - and _ only")
+    # The broker logs in to itself (inter-broker) as the one user it knows: the clients'.
+    jaas = (f"org.apache.kafka.common.security.plain.PlainLoginModule required username={jaas_quoted(user)} "
+            f"password={password} user_{user}={password};")
+    return protocol, [
+        "sasl.enabled.mechanisms=PLAIN",
+        "sasl.mechanism.inter.broker.protocol=PLAIN",
+        # A .properties value: its backslashes are escapes.
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config=" + jaas.replace("\\", "\\\\"),
+    ]
+
+
 def server_properties(settings: Settings) -> str:
     """The broker's server.properties: one node that is both broker and KRaft controller."""
     host, port = settings.kafka_listener
     controller = settings.kafka_controller_port
     home = _home(settings)
+    client, security = _client_listener(settings)
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers={host}:{controller}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"listeners={client}://{host}:{port},CONTROLLER://{host}:{controller}",
+            f"advertised.listeners={client}://{host}:{port}",
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"inter.broker.listener.name={client}",
+            f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{client}:{client}",
+            *security,
             f"log.dirs={home / 'data'}",
             f"num.partitions={settings.kafka_topic_partitions}",
             "offsets.topic.replication.factor=1",
@@ -63,6 +95,8 @@ def server_properties(settings: Settings) -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
+            # Room for the largest record the ingestor writes (a dead letter of a maximal frame).
+            f"message.max.bytes={settings.kafka_max_message_bytes}",
             # Topics are created by the project with its partition count, never by accident.
             "auto.create.topics.enable=false",
             "",
@@ -102,8 +136,10 @@ def broker(settings: Settings) -> ManagedProcess:
 def prepare(settings: Settings) -> None:
     """Writes the broker's config files; formats its storage on the very first start."""
     home = _home(settings)
-    (home / "logs").mkdir(parents=True, exist_ok=True)
-    (home / "server.properties").write_text(server_properties(settings))
+    private_dir(home)
+    (home / "logs").mkdir(exist_ok=True)
+    # It holds the SASL password when SASL is on.
+    private_file(home / "server.properties").write_text(server_properties(settings))
     (home / "log4j2.properties").write_text(_LOG4J2.format(log_dir=home / "logs"))
     if broker(settings).pid() is None and not (home / "data" / "meta.properties").exists():
         _format_storage(home)
@@ -148,7 +184,7 @@ def _cluster_id() -> str:
 def _metadata_ready(settings: Settings) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(settings.kafka_client_config())
     try:
         admin.list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -160,7 +196,7 @@ def create_topics(settings: Settings) -> list[str]:
     """Creates the pipeline's topics that do not exist yet. Returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
               settings.kafka_deadletter_topic]

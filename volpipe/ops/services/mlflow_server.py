@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from volpipe.config import Settings
-from volpipe.ops.services.process import ManagedProcess
+from volpipe.ops.services.process import TELEMETRY_OFF, ManagedProcess, private_dir
 
 
 def _home(settings: Settings) -> Path:
@@ -46,7 +46,7 @@ def server(settings: Settings) -> ManagedProcess:
         run_dir=home,
         port=port,
         # The job runner (huey consumers, ~250 MB each) serves GenAI features this project has none of.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **TELEMETRY_OFF},
         ready=lambda: _healthy(port),
         start_timeout=120,
     )
@@ -54,7 +54,7 @@ def server(settings: Settings) -> ManagedProcess:
 
 def prepare(settings: Settings) -> None:
     """Creates the server's home (sqlite DB and artifacts live there)."""
-    _home(settings).mkdir(parents=True, exist_ok=True)
+    private_dir(_home(settings))
 
 
 def where(settings: Settings) -> str:

@@ -22,6 +22,11 @@ from volpipe.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
+# Usage telemetry of the bundled tools, off for every process the project starts: MLflow
+# reads MLFLOW_DISABLE_TELEMETRY (server, UI banner and client), DO_NOT_TRACK is the
+# cross-tool convention (consoledonottrack.com) MLflow also honours.
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections on host:port."""
@@ -30,6 +35,24 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def private_dir(path: Path) -> Path:
+    """Creates ``path`` (and parents) and makes it owner-only (0700), also when it existed.
+
+    Service folders hold generated secrets (Airflow's passwords and JWT secret) and logs
+    that may print them; nobody else on the machine needs to read them.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Creates ``path`` empty unless it exists and makes it owner-only (0600)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    return path
 
 
 def free_port() -> int:
@@ -96,8 +119,8 @@ class ManagedProcess:
                 f"{self.name}: port {self.port} is taken by a process this project did not start "
                 f"(no pid file in {self.run_dir}); stop it or choose another port"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as out:
+        private_dir(self.run_dir)
+        with open(private_file(self.log_file), "ab") as out:
             proc = subprocess.Popen(
                 list(self.argv),
                 stdout=out,
