@@ -165,6 +165,7 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress |
     """Triggers ``dag_id`` through the REST API and waits for it, printing its state. Returns (run id, state)."""
     wait_for_dag(client, dag_id)
     run_id = client.trigger(dag_id, conf)
+    _cancel_scheduled_runs(client, dag_id)
     began = time.monotonic()
     print(f"  {dag_id}: triggered run {run_id}", flush=True)
     state = client.wait_for_run(dag_id, run_id, timeout)
@@ -174,6 +175,16 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress |
         raise ServiceError(f"DAG {dag_id} run {run_id} ended {state}: see its task logs in the Airflow UI "
                            f"or under {airflow_home(client.settings) / 'logs'}")
     return run_id, state
+
+
+def _cancel_scheduled_runs(client: AirflowClient, dag_id: str) -> None:
+    """Fails the run Airflow schedules when a DAG is unpaused (its last interval, catchup or not):
+    with one active run per DAG it would make the demo's run wait behind it, on a day without data."""
+    for run in client.active_runs(dag_id):
+        if run["run_type"] != "manual":
+            client.fail_run(dag_id, run["dag_run_id"])
+            print(f"  {dag_id}: marked the {run['run_type']} run {run['dag_run_id']} failed (unpausing created it; "
+                  "the demo runs its own)", flush=True)
 
 
 def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, object]:

@@ -115,9 +115,19 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         """Unpauses ``dag_id`` and starts a run now. Returns the run id."""
-        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        self.unpause(dag_id)
         run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
+
+    def unpause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def active_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Queued and running runs of ``dag_id``."""
+        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running")["dag_runs"]
+
+    def fail_run(self, dag_id: str, run_id: str) -> None:
+        self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
 
     def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
         """The XCom a task of a run returned (what the UI's XCom tab shows), or None."""
