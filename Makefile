@@ -62,8 +62,8 @@ ingest: setup ## Run the ingestor (COINBASE_WS_URL picks the exchange).
 stream: setup ## Run the feature stream with spark-submit (Ctrl-C stops it; restarts resume).
 	source $(VENV)/bin/activate && spark-submit $$(python -m volpipe.spark submit-args) spark_jobs/features_stream.py $(ARGS)
 
-demo: setup ## Bring the services up and show that each answers.
-	$(PY) -m volpipe.ops.demo
+demo: setup ## The whole pipeline on embedded defaults, ingest to drift report (ARGS="--help" for knobs).
+	$(PY) -m volpipe.ops.demo $(ARGS)
 
 lock: setup ## Re-pin every transitive package into requirements.lock.
 	{ echo "# Every package of the project virtualenv, pinned (pip freeze). Regenerate with \`make lock\`."; \

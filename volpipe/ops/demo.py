@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -214,15 +215,12 @@ def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, obje
         live_until = time.monotonic() + args.live_seconds
         print(f"live: real-time ticks for at least {args.live_seconds:.0f}s, scored in the stream; "
               "batch inference and the drift report run meanwhile", flush=True)
-        runs: dict[str, str] = {}
-
-        def live_done(_exchange: ExchangeProcess) -> bool:
-            for dag_id in ("batch_inference", "monitoring_reports"):
-                if dag_id not in runs:
-                    runs[dag_id], _ = run_dag(client, dag_id, {**days, "end": str(dt.datetime.now(dt.UTC).date())})
-            return time.monotonic() >= live_until
-
-        live = feed(settings, stream, progress, logs, "live", ["--speed", "1", *MARKET], live_done, args.interval)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-dags") as pool:
+            batch_dags = pool.submit(lambda: {dag_id: run_dag(client, dag_id, days)[0]
+                                              for dag_id in ("batch_inference", "monitoring_reports")})
+            live = feed(settings, stream, progress, logs, "live", ["--speed", "1", *MARKET],
+                        lambda _: batch_dags.done() and time.monotonic() >= live_until, args.interval)
+            runs = batch_dags.result()  # raises what a failed DAG raised
         wait_until(lambda: delta_rows(settings, PREDICTIONS_LIVE) > 0, 120, "the first live prediction", 1.0)
     finally:
         stream.stop()
@@ -235,53 +233,74 @@ def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, obje
     }
 
 
-def summary(settings: Settings, result: dict[str, Any]) -> str:
-    """What each stage did, the verdicts, the scores beside the baseline, where to look next."""
+def facts(settings: Settings, result: dict[str, Any]) -> dict[str, Any]:
+    """What each stage did and the verdicts, as the JSON the demo also writes (``reports/demo/summary.json``)."""
     from volpipe.modeling import registry
+
+    champion = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
+    return {
+        "ticks": {
+            "served": result["history"]["sent"] + result["live"]["sent"],
+            "stored": result["history"]["stored"] + result["live"]["stored"],
+            "ndjson_lines": _ndjson_lines(settings.raw_dir),  # type: ignore[arg-type]
+            "kafka": kafka_messages(settings, settings.kafka_input_topic),
+            "delta": delta_rows(settings, TICKS), "quarantined": delta_rows(settings, QUARANTINE),
+        },
+        "features": {"delta": delta_rows(settings, FEATURES),
+                     "kafka": kafka_messages(settings, settings.kafka_output_topic)},
+        "replay": {key: result["replay"][key] for key in ("range", "equal", "summary")},
+        "training": result["training"],
+        "champion": {"model": settings.model_name, "version": champion.version if champion else None},
+        "predictions": {"live_delta": delta_rows(settings, PREDICTIONS_LIVE),
+                        "live_kafka": kafka_messages(settings, settings.kafka_predictions_topic),
+                        "batch_delta": delta_rows(settings, PREDICTIONS)},
+        "monitoring": result["monitoring"],
+        "airflow_runs": result["runs"],
+    }
+
+
+def summary(settings: Settings, found: dict[str, Any]) -> str:
+    """``facts`` as the lines a person reads: counts, verdicts, scores beside the baseline, where to look."""
     from volpipe.ops.services.airflow import password_file
 
-    served = result["history"]["sent"] + result["live"]["sent"]
-    stored = result["history"]["stored"] + result["live"]["stored"]
-    replay, training, monitoring = result["replay"], result["training"], result["monitoring"]
-    champion = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
+    ticks, features, replay, training = found["ticks"], found["features"], found["replay"], found["training"]
     lines = [
         "\n=== summary ===",
-        f"ticks: served by the exchange {served}, stored by the ingestor {stored} (NDJSON lines "
-        f"{_ndjson_lines(settings.raw_dir)}), in Kafka {settings.kafka_input_topic} "
-        f"{kafka_messages(settings, settings.kafka_input_topic)}, in Delta ticks {delta_rows(settings, TICKS)}, "
-        f"quarantined {delta_rows(settings, QUARANTINE)}",
-        f"features: Delta {delta_rows(settings, FEATURES)}, Kafka {settings.kafka_output_topic} "
-        f"{kafka_messages(settings, settings.kafka_output_topic)}",
+        f"ticks: served by the exchange {ticks['served']}, stored by the ingestor {ticks['stored']} (NDJSON lines "
+        f"{ticks['ndjson_lines']}), in Kafka {settings.kafka_input_topic} {ticks['kafka']}, in Delta ticks "
+        f"{ticks['delta']}, quarantined {ticks['quarantined']}",
+        f"features: Delta {features['delta']}, Kafka {settings.kafka_output_topic} {features['kafka']}",
         f"replay validation {replay['range']['start']}..{replay['range']['end']}: "
         f"{'EQUAL, bit for bit' if replay['equal'] else 'DIFFERENT'} ({replay['summary']})",
+        f"training ({training['label_mode']} label, {training['test_rows']} test rows, positive rate "
+        f"{training['positive_rate']['test']:.3f}):",
+        f"  {'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}",
+        *(f"  {name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
+          for name, m in training["models"].items()),
+        "  (a PR-AUC equal to the positive rate is no skill; the baseline is the seed's rule; confidence "
+        "intervals in MLflow and docs/modeling.md)",
+        f"champion: {found['champion']['model']} v{found['champion']['version']}",
+        f"predictions: live (stream, Delta predictions_live) {found['predictions']['live_delta']}, Kafka "
+        f"{settings.kafka_predictions_topic} {found['predictions']['live_kafka']}; batch (Delta predictions) "
+        f"{found['predictions']['batch_delta']}",
     ]
-    if training:
-        rate = training["positive_rate"]["test"]
-        lines.append(f"training ({training['label_mode']} label, {training['test_rows']} test rows, "
-                     f"positive rate {rate:.3f}):")
-        lines.append(f"  {'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}")
-        lines += [f"  {name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
-                  for name, m in training["models"].items()]
-        lines.append("  (a PR-AUC equal to the positive rate is no skill; the baseline is the seed's rule)")
-    else:
-        lines.append("training: skipped (not enough labelled rows; see the train_nightly task log)")
-    lines += [
-        f"champion: {settings.model_name} v{champion.version if champion else None}",
-        f"predictions: live (stream, Delta predictions_live) {delta_rows(settings, PREDICTIONS_LIVE)}, Kafka "
-        f"{settings.kafka_predictions_topic} {kafka_messages(settings, settings.kafka_predictions_topic)}; "
-        f"batch (Delta predictions) {delta_rows(settings, PREDICTIONS)}",
-    ]
+    monitoring = found["monitoring"]
     if monitoring:
         lines.append(f"drift: {'DETECTED' if monitoring['drift_detected'] else 'none'} "
                      f"({monitoring['drifted_count']}/{len(monitoring['features'])} features, share "
                      f"{monitoring['drift_share']:.2f}); reports in {monitoring['report_dir']}")
     lines += [
-        f"replay verdict: {settings.reports_dir / 'replay'}",
-        f"Airflow UI: http://127.0.0.1:{settings.airflow_port} (admin; password in {password_file(settings)})",
+        f"replay verdicts: {settings.reports_dir / 'replay'}; this summary as JSON: {summary_path(settings)}",
+        f"Airflow UI: http://127.0.0.1:{settings.airflow_port} (user admin, or viewer; passwords in "
+        f"{password_file(settings)})",
         f"MLflow UI:  {settings.mlflow_tracking_uri}",
         "Stop everything with: make down",
     ]
     return "\n".join(lines)
+
+
+def summary_path(settings: Settings) -> Path:
+    return settings.reports_dir / "demo" / "summary.json"  # type: ignore[operator]
 
 
 def newest_features(settings: Settings, limit: int = 5) -> str:
@@ -329,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         services = start_services(settings, run_dag=args.services_only)
         print("services: " + json.dumps(services), flush=True)
         if not args.services_only:
-            result = run_pipeline(settings, args)
-            print(summary(settings, result))
+            found = facts(settings, run_pipeline(settings, args))
+            summary_path(settings).parent.mkdir(parents=True, exist_ok=True)
+            summary_path(settings).write_text(json.dumps(found, indent=2, default=str) + "\n")
+            print(summary(settings, found))
             print(f"newest feature rows:\n{newest_features(settings)}")
     except (PipelineError, TimeoutError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
