@@ -17,6 +17,7 @@ from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, re
 from volpipe.dates import DateRange
 from volpipe.market import synthetic_raw_records
 from volpipe.modeling import registry
+from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
 from volpipe.tables import FEATURES, PREDICTION_MESSAGE_COLUMNS, PREDICTIONS, PREDICTIONS_LIVE, table_columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -126,3 +127,32 @@ def test_a_champion_reading_columns_the_kernel_lacks_is_refused(spark, live, mon
     monkeypatch.undo()
     scoring.check()
     assert scoring.model.version == version
+
+
+def test_exchange_to_ingestor_to_stream_gives_each_feature_row_one_prediction(spark, live):
+    """The live path end to end: local exchange -> ingestor -> Kafka -> stream with a champion."""
+    settings, scoring = live
+    settings = dataclasses.replace(settings, product_ids=("BTC-USD", "ETH-USD"))
+    (version,) = register_versions(settings, 1)
+    scoring.start()
+    exchange = ExchangeProcess("--speed", "0", "--max-ticks", "1500", "--products", ",".join(settings.product_ids))
+    ingestor = IngestorProcess(ingestor_env(settings, exchange.url), settings.data_dir / "ingest.log")
+    try:
+        wait_until(lambda: exchange.stats()["tickers_sent"] >= 1500, 120, "the exchange to serve 1500 ticks")
+        stored = int(ingestor.stop()["tickers"])
+    finally:
+        if ingestor.proc.poll() is None:
+            ingestor.proc.kill()
+        exchange.stop()
+    query = features_stream.start(spark, settings, scoring=scoring)
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    features = table(spark, settings, FEATURES)
+    live_rows = table(spark, settings, PREDICTIONS_LIVE)
+    assert stored == 1500 and len(features) == stored - 2 * settings.feature_window_size
+    assert len(live_rows) == len(features) and not live_rows.duplicated(KEYS).any()
+    assert set(live_rows["model_version"]) == {version}
+    messages = pd.DataFrame(consume(settings, settings.kafka_predictions_topic, expected=len(live_rows)))
+    assert set(map(tuple, messages[KEYS].to_numpy())) == set(map(tuple, features[KEYS].to_numpy()))
