@@ -139,14 +139,24 @@ class AirflowClient:
         return entry.get("value")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
-        """Polls the run until it ends. Returns its final state (success, failed)."""
+        """Polls the run until it ends. Returns its final state (success, failed).
+
+        A poll that fails (the API server busy or restarting) is retried until ``timeout``.
+        """
         deadline = time.monotonic() + timeout
+        problem = None
         while time.monotonic() < deadline:
-            state = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            try:
+                state = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            except ServiceError as exc:
+                problem = exc
+                time.sleep(2)
+                continue
             if state in ("success", "failed"):
                 return state
             time.sleep(2)
-        raise ServiceError(f"airflow run {dag_id}/{run_id} did not finish in {timeout:.0f}s")
+        raise ServiceError(f"airflow run {dag_id}/{run_id} did not finish in {timeout:.0f}s"
+                           + (f" (last poll error: {problem})" if problem else ""))
 
 
 def wait_for_dag(client: AirflowClient, dag_id: str, timeout: float = 180) -> dict[str, Any]:
