@@ -10,13 +10,17 @@ to Delta ticks/features/quarantine and Kafka ticks.features) until the backlog i
 Prints ticks/s and the per-batch durations Spark reports.
 
     .venv/bin/python bench/features_throughput.py --ticks 1000000
+    .venv/bin/python bench/features_throughput.py --ticks 1000000 --compare-scoring 2   # scoring on/off ratio
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import logging
+import re
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -56,19 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = synthetic_data_parser(__doc__)
     parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    parser.add_argument("--input-topic", help="read this topic, which already holds the backlog (no produce)")
+    parser.add_argument("--compare-scoring", type=int, metavar="ROUNDS", default=0,
+                        help="run ROUNDS pairs of fresh jobs, without and with scoring, on one backlog; print the ratio")
     add_conf_flag(parser)
     add_scoring_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
+    if args.compare_scoring:
+        return compare_scoring(args, argv or sys.argv[1:])
     env = {"KAFKA_BOOTSTRAP_SERVERS": args.bootstrap_servers} if args.bootstrap_servers else {}
+    if args.input_topic:
+        env["KAFKA_INPUT_TOPIC"] = args.input_topic
     with scratch_settings("bench-features-", **env) as scratch, contextlib.ExitStack() as stack:
         settings = dataclasses.replace(scratch, stream_max_offsets_per_trigger=args.max_offsets_per_trigger)
         if args.bootstrap_servers is None:
             stack.enter_context(running(settings, KAFKA))
         create_topics(settings)
-        seconds = produce_backlog(settings, args.ticks, args.products)
-        print(f"produced {args.ticks} records in {seconds:.1f} s")
+        if not args.input_topic:
+            seconds = produce_backlog(settings, args.ticks, args.products)
+            print(f"produced {args.ticks} records in {seconds:.1f} s")
         spark = build_spark_session(settings, "bench-features", extra_conf=dict(args.conf))
         scoring = stack.enter_context(live_champion(settings, spark, enabled=args.scoring))
         began, began_at = time.perf_counter(), time.time()
@@ -96,6 +108,45 @@ def main(argv: list[str] | None = None) -> int:
               f"scoring {'on: ' + str(scored) + ' predictions' if args.scoring else 'off'})")
         spark.stop()
     return 0
+
+
+def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
+    """One broker and backlog; then each job in its own process (a cold JVM, as in production),
+    alternately without and with scoring, so that both see the same machine state."""
+    rate = re.compile(r"^catch-up: .* = ([\d,]+) ticks/s")
+    passed = _without(argv, "--compare-scoring")
+    results: dict[bool, list[float]] = {False: [], True: []}
+    with scratch_settings("bench-features-compare-") as settings, running(settings, KAFKA):
+        create_topics(settings)
+        seconds = produce_backlog(settings, args.ticks, args.products)
+        print(f"produced {args.ticks} records in {seconds:.1f} s", flush=True)
+        for round_ in range(args.compare_scoring):
+            for scoring in (False, True):
+                command = [sys.executable, __file__, *passed, "--bootstrap-servers", settings.kafka_bootstrap_servers,
+                           "--input-topic", settings.kafka_input_topic, "--scoring" if scoring else "--no-scoring"]
+                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                found = next(float(m.group(1).replace(",", "")) for line in out.splitlines() if (m := rate.match(line)))
+                results[scoring].append(found)
+                print(f"round {round_ + 1} scoring {'on ' if scoring else 'off'}: {found:,.0f} ticks/s", flush=True)
+    for off, on in zip(results[False], results[True]):
+        print(f"pair: off {off:,.0f}, on {on:,.0f}: on/off = {on / off:.3f}")
+    print(f"catch-up with scoring / without, {args.compare_scoring} pairs: "
+          f"{sum(results[True]) / sum(results[False]):.3f} (off {min(results[False]):,.0f}-{max(results[False]):,.0f}, "
+          f"on {min(results[True]):,.0f}-{max(results[True]):,.0f} ticks/s)")
+    return 0
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and its value (``--flag N`` or ``--flag=N``)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":
