@@ -103,3 +103,11 @@ def test_a_non_ticker_message_never_yields_ticks(spark):
     """Regression: a heartbeat (or any other channel) carrying a tickers list was parsed into ticks."""
     beat = _frame("2026-04-05T22:35:14Z", 1, [_event("update", _ticker("BTC-USD"))]).replace(b'"ticker"', b'"heartbeats"', 1)
     assert _parse(spark, [raw_record(1, 1, "c", beat)]) == []
+
+
+def test_a_message_of_10000_tickers_is_parsed_without_carrying_it_into_every_row(spark):
+    """Regression: each ticker row carried the whole message, n^2 bytes: this 700 kB record ran the JVM out of memory."""
+    tickers = [_ticker("BTC-USD", price=f"{i}.5") for i in range(10_000)]
+    rows = _parse(spark, [raw_record(1, 1, "c", _frame("2026-04-05T22:35:14Z", 1, [_event("update", *tickers)]))])
+    assert sorted((r.ticker_idx, r.price, r.event_type, r.error) for r in rows) == [
+        (i, i + 0.5, "update", None) for i in range(10_000)]
