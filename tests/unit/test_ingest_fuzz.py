@@ -116,7 +116,8 @@ def frames(draw) -> bytes:
                                       st.sampled_from([[], None, "x"])))}]
     msg = {"channel": draw(mostly(st.just("ticker"), st.sampled_from(["heartbeats", "subscriptions", "level2", None]))),
            "timestamp": draw(mostly(st.just("2026-04-05T22:35:14.009945409Z"), st.integers(0, 2**40), st.none())),
-           "sequence_num": draw(mostly(st.integers(0, 2**63 - 1), st.integers(-5, -1), st.sampled_from(["1", 1.0, True]))),
+           "sequence_num": draw(mostly(st.integers(0, 2**63 - 1), st.integers(-5, -1),
+                                       st.sampled_from(["1", 1.0, True]))),
            "events": draw(mostly(st.just(events), st.sampled_from([[], [5], {}, None])))}
     msg = draw(mostly(st.just(msg), st.just({"type": "error", "message": "Failed to subscribe"}), JSON))
     frame = json.dumps(msg, ensure_ascii=draw(st.booleans())).encode()
@@ -142,9 +143,11 @@ def test_classify_matches_the_reference_on_hostile_frames(frame):
 def test_a_price_in_non_ascii_digits_is_not_a_positive_decimal():
     """Regression: ``\\d`` matched Arabic-Indic and fullwidth digits, which Spark then cannot read as a number."""
     for price in ("\u0661\u0662", "\uff11\uff12"):
-        frame = orjson.dumps({"channel": "ticker", "timestamp": "t", "sequence_num": 1, "events": [
-            {"type": "update", "tickers": [{"product_id": "BTC-USD", "price": price, "best_bid": "1", "best_ask": "2"}]}]})
-        assert classify(frame, PRODUCTS) == Rejected(f"price is not a positive decimal: {price!r} product_id=BTC-USD", 1)
+        ticker = {"product_id": "BTC-USD", "price": price, "best_bid": "1", "best_ask": "2"}
+        frame = orjson.dumps({"channel": "ticker", "timestamp": "t", "sequence_num": 1,
+                              "events": [{"type": "update", "tickers": [ticker]}]})
+        reason = f"price is not a positive decimal: {price!r} product_id=BTC-USD"
+        assert classify(frame, PRODUCTS) == Rejected(reason, 1)
 
 
 def test_a_flood_of_100k_tiny_frames_is_accounted_for_frame_by_frame(tmp_path, caplog):
