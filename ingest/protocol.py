@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 TICKER, HEARTBEAT, SUBSCRIPTIONS = "ticker", "heartbeats", "subscriptions"
-_is_decimal = re.compile(r"\d+(?:\.\d+)?").fullmatch
+_is_decimal = re.compile(r"[0-9]+(?:\.[0-9]+)?").fullmatch  # ASCII only: Spark reads no other digits
 _REQUIRED_PRICES = ("price", "best_bid", "best_ask")
 _OPTIONAL_AMOUNTS = ("volume_24_h", "best_bid_quantity", "best_ask_quantity")
 

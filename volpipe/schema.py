@@ -88,12 +88,15 @@ def exchange_ts_ns(text: Column) -> Column:
     """RFC 3339 UTC text with 0-9 fractional digits -> epoch nanoseconds, exactly; null if malformed.
 
     One regex check, then fixed positions: 'YYYY-MM-DDTHH:MM:SS' is 19 characters, the
-    fraction (if any) runs from character 21 to the one before the final 'Z'.
+    fraction (if any) runs from character 21 to the one before the final 'Z'. A time outside
+    what int64 nanoseconds hold (before 1677 or after 2262) is null too: a plain multiply
+    overflowed and failed the whole query under ANSI mode.
     """
     seconds = F.try_to_timestamp(F.concat(F.substring(text, 1, 19), F.lit("+00:00")), F.lit("yyyy-MM-dd'T'HH:mm:ssXXX"))
     fraction = F.rpad(F.when(F.length(text) > 21, text.substr(F.lit(21), F.length(text) - 21))
                       .otherwise(F.lit("")), 9, "0")
-    return F.when(text.rlike(_TS), F.unix_seconds(seconds) * 1_000_000_000 + fraction.try_cast("long"))
+    nanos = F.try_multiply(F.unix_seconds(seconds), F.lit(1_000_000_000))
+    return F.when(text.rlike(_TS), F.try_add(nanos, fraction.try_cast("long")))
 
 
 def parse_raw(records: DataFrame) -> DataFrame:
@@ -113,34 +116,41 @@ def parse_raw(records: DataFrame) -> DataFrame:
     """
     rec = F.from_json(F.col("value").cast("string"), RAW_SCHEMA)
     parsed = records.select(F.col("value").cast("binary").alias("raw"), "source", rec.alias("r"))
-    envelope_ok = (
-        F.col("r.ingest_seq").isNotNull() & F.col("r.recv_ns").isNotNull()
-        & F.col("r.conn_id").isNotNull() & F.col("r.msg.channel").isNotNull()
-    )
+    # Negative ingest_seq/recv_ns would read as the -1 "absent" placeholder downstream (nullable_ints).
+    envelope_ok = F.coalesce(
+        (F.col("r.ingest_seq") >= 0) & (F.col("r.recv_ns") >= 0)
+        & F.col("r.conn_id").isNotNull() & F.col("r.msg.channel").isNotNull(), F.lit(False))
     parsed = parsed.withColumn("envelope_ok", envelope_ok)
     # Tickers in message order (null if an event has none), their index the flattened position.
     # All compiled code: a nested transform() building (type, ticker) pairs was interpreted per
-    # ticker, the costliest step of parsing (docs/streaming.md). The event type is looked up by
-    # position instead, the slow way only for the rare message with several events.
+    # ticker, the costliest step of parsing (docs/streaming.md). The event types are repeated per
+    # ticker instead, the slow way only for the rare message with several events.
+    # Only a ticker message with a valid envelope is exploded: any other record stays one row, so
+    # a bad record is quarantined once (not once per ticker) and an ack or heartbeat never yields ticks.
     events = F.col("r.msg.events")
-    items = F.flatten(events["tickers"])
-    exploded = parsed.select("*", F.posexplode_outer(items).alias("ticker_idx", "ticker"))
-    event_types = F.flatten(F.transform(events, lambda e: F.array_repeat(e["type"], F.size(e["tickers"]))))
-    event_type = F.when(F.size(events) == 1, events[0]["type"]).otherwise(
-        F.element_at(event_types, F.col("ticker_idx") + 1))
-    exploded = exploded.select("*", F.col("ticker_idx").isNull().alias("no_ticker"), event_type.alias("event_type"))
-    # Filtered after the explode on purpose: a filter on `r` alone would be pushed below the
-    # projection and re-run from_json once per condition.
-    exploded = exploded.where(
-        ~F.col("no_ticker") | ~F.col("envelope_ok") | (F.col("r.msg.channel") == "ticker")
-    )
-    typed = exploded.select(
-        "raw", "source", "envelope_ok", "no_ticker", "ticker_idx", F.col("r.ingest_seq").alias("ingest_seq"),
-        F.col("r.recv_ns").alias("recv_ns"), F.col("r.conn_id").alias("conn_id"),
+    items = F.when(F.col("envelope_ok") & (F.col("r.msg.channel") == "ticker"), F.flatten(events["tickers"]))
+    event_types = F.when(F.size(events) == 1, F.array_repeat(events[0]["type"], F.size(items))).otherwise(
+        F.flatten(F.transform(events, lambda e: F.array_repeat(e["type"], F.size(e["tickers"])))))
+    # Only scalars and each row's own ticker cross the explode: carrying the whole message into each
+    # of its n ticker rows cost n^2 (one 700 kB message of 10,000 tickers ran a 2 GB driver out of memory).
+    flat = parsed.select(
+        "raw", "source", "envelope_ok", F.col("r.ingest_seq").alias("ingest_seq"), F.col("r.recv_ns").alias("recv_ns"),
+        F.col("r.conn_id").alias("conn_id"), F.col("r.msg.channel").alias("channel"),
         F.col("r.msg.sequence_num").alias("sequence_num"), F.col("r.msg.timestamp").alias("timestamp"),
         exchange_ts_ns(F.col("r.msg.timestamp")).alias("exchange_ts_ns"),
-        F.col("ticker.product_id").alias("product"), "event_type",
-        *(F.col(f"ticker.{name}").try_cast("double").alias(name) for name in _PRICES),
+        F.arrays_zip(items.alias("ticker"), event_types.alias("event_type")).alias("items"),
+    )
+    exploded = flat.select(*(c for c in flat.columns if c != "items"),
+                           F.posexplode_outer("items").alias("ticker_idx", "item"))
+    exploded = exploded.select("*", F.col("ticker_idx").isNull().alias("no_ticker"))
+    # Filtered after the explode on purpose: a filter on `r` alone would be pushed below the
+    # projection and re-run from_json once per condition.
+    exploded = exploded.where(~F.col("no_ticker") | ~F.col("envelope_ok") | (F.col("channel") == "ticker"))
+    typed = exploded.select(
+        "raw", "source", "envelope_ok", "no_ticker", "ticker_idx", "ingest_seq", "recv_ns", "conn_id", "sequence_num",
+        "timestamp", "exchange_ts_ns", F.col("item.ticker.product_id").alias("product"),
+        F.col("item.event_type").alias("event_type"),
+        *(F.col(f"item.ticker.{name}").try_cast("double").alias(name) for name in _PRICES),
     )
     typed = typed.select(*(F.col(c) for c in typed.columns if c not in _PRICES), *(_finite(F.col(n)).alias(n) for n in _PRICES))
     bid, ask, product = F.col("best_bid"), F.col("best_ask"), F.col("product")
@@ -149,7 +159,7 @@ def parse_raw(records: DataFrame) -> DataFrame:
         F.when(~F.col("envelope_ok"), F.lit("not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"))
         .when(F.col("no_ticker"), F.lit("ticker message without tickers"))
         .when(product.isNull() | (product == ""), F.lit("ticker without product_id"))
-        .when(F.col("exchange_ts_ns").isNull(), F.concat(
+        .when(F.col("exchange_ts_ns").isNull() | (F.col("exchange_ts_ns") < 0), F.concat(
             F.lit("unparseable exchange timestamp: "), F.coalesce(F.col("timestamp"), F.lit("missing"))))
         .when(~F.coalesce(usable_price, F.lit(False)), F.lit("no positive price and no valid book"))
     )

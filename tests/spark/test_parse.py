@@ -75,3 +75,41 @@ def test_unusable_records_and_tickers_get_a_reason_and_keep_their_bytes(spark):
     ]
     assert {bytes(r.raw) for r in rows if r.error} == set(values)
     assert all(r.product_id is None for r in rows)
+
+
+def test_a_time_beyond_int64_nanoseconds_is_quarantined_not_a_failed_query(spark):
+    """Regression: the seconds-to-nanoseconds multiply overflowed and failed the whole batch (ANSI)."""
+    times = ["2300-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "1000-01-01T00:00:00Z", "1969-12-31T23:59:59Z"]
+    update = [_event("update", _ticker("BTC-USD"))]
+    values = [raw_record(i, 1, "c", _frame(ts, i, update)) for i, ts in enumerate(times)]
+    values.append(raw_record(9, 1, "c", _frame("2262-04-11T23:47:16.854775807Z", 9, update)))
+    rows = sorted(_parse(spark, values), key=lambda r: r.source or "")
+    assert [(r.source, r.error) for r in rows[1:]] == [
+        (f"test:{i}", f"unparseable exchange timestamp: {ts}") for i, ts in enumerate(times)]
+    assert (rows[0].ingest_seq, rows[0].exchange_ts_ns, rows[0].error) == (9, 2**63 - 1, None)  # the last one that fits
+
+
+def test_a_bad_record_is_quarantined_once_however_many_tickers_it_has(spark):
+    """Regression: a bad envelope was exploded first, so its raw bytes were quarantined once per ticker."""
+    tickers = [_event("update", _ticker("BTC-USD"), _ticker("ETH-USD"), _ticker("SOL-USD"))]
+    msg = _frame("2026-04-05T22:35:14Z", 1, tickers)
+    values = [b'{"ingest_seq":"x","recv_ns":1,"conn_id":"c","msg":' + msg + b"}", raw_record(-3, 1, "c", msg),
+              raw_record(4, -1, "c", msg)]
+    rows = _parse(spark, values)
+    assert sorted((r.source, r.ticker_idx, r.error) for r in rows) == [
+        (f"test:{i}", -1, "not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)") for i in range(3)]
+
+
+def test_a_non_ticker_message_never_yields_ticks(spark):
+    """Regression: a heartbeat (or any other channel) carrying a tickers list was parsed into ticks."""
+    beat = _frame("2026-04-05T22:35:14Z", 1, [_event("update", _ticker("BTC-USD"))])
+    beat = beat.replace(b'"ticker"', b'"heartbeats"', 1)
+    assert _parse(spark, [raw_record(1, 1, "c", beat)]) == []
+
+
+def test_a_message_of_10000_tickers_is_parsed_without_carrying_it_into_every_row(spark):
+    """Regression: each ticker row carried the whole message (n^2): this 700 kB record ran the JVM out of memory."""
+    tickers = [_ticker("BTC-USD", price=f"{i}.5") for i in range(10_000)]
+    rows = _parse(spark, [raw_record(1, 1, "c", _frame("2026-04-05T22:35:14Z", 1, [_event("update", *tickers)]))])
+    assert sorted((r.ticker_idx, r.price, r.event_type, r.error) for r in rows) == [
+        (i, i + 0.5, "update", None) for i in range(10_000)]
