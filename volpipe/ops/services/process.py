@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from volpipe.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -161,6 +163,9 @@ class ManagedProcess:
         pid = self.pid()
         if pid is None:
             return False
+        # Collected first: a child that left the group (Airflow's task workers) or was orphaned
+        # by its parent's exit is out of reach of the group signal, not of this list.
+        tree = _tree(pid)
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline and _alive(pid):
@@ -173,6 +178,15 @@ class ManagedProcess:
         else:
             # The leader is gone; children that ignored SIGTERM must not linger.
             _signal_group(pid, signal.SIGKILL)
+        for proc in tree:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    log.warning("service=%s left pid=%s cmd=%s behind: killing it", self.name, proc.pid,
+                                " ".join(proc.cmdline()[:3]))
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(tree, timeout=10)
         self.pid_file.unlink(missing_ok=True)
         log.info("service=%s stopped", self.name)
         return True
@@ -182,6 +196,15 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """The service's process and all its descendants, as of now."""
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
