@@ -8,6 +8,7 @@ another shell.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -196,6 +197,32 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+@dataclass
+class SupervisorState:
+    """What ``status`` shows of a supervised program: the supervisor saves it at every start and exit."""
+
+    name: str
+    supervisor_pid: int
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    last_exit_at: float | None = None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)  # readers never see half a file
+
+    @classmethod
+    def load(cls, path: Path) -> SupervisorState | None:
+        """The saved state, or None when there is none (never started, or unreadable)."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
 
 
 def _tree(pid: int) -> list[psutil.Process]:
