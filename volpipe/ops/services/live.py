@@ -35,7 +35,7 @@ def _program_running(settings: Settings, name: str, supervisor: ManagedProcess) 
 
 
 def program_env(settings: Settings) -> dict[str, str]:
-    """The environment of a live program: exactly ``settings``, the venv first on PATH."""
+    """A live program's environment: ``settings`` as variables (``as_env``), the venv first on PATH."""
     venv_bin = str(Path(sys.executable).parent)
     return {
         **settings.as_env(),
