@@ -1,9 +1,9 @@
 """Start, watch and stop one long-running service process, tracked by a pid file.
 
-The embedded Kafka broker, MLflow server and Airflow all run this way: detached in their
-own process group (so a stop reaches their children), output in a log file, and a pid
-file beside it, so `up` is a no-op when the service already runs and `down` works from
-another shell.
+The embedded Kafka broker, MLflow server, Airflow and the supervisors of the live path all
+run this way: detached in their own process group (so a stop reaches their children), output
+in a log file, and a pid file beside it, so `up` is a no-op when the service already runs and
+`down` works from another shell. A stop ends the whole process tree, not only the group.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ class ManagedProcess:
         pid = self.pid()
         if pid is None:
             return False
-        # Collected first: a child that left the group (Airflow's task workers) or was orphaned
-        # by its parent's exit is out of reach of the group signal, not of this list.
+        # Collected first: a child that left the group (Airflow runs each task in a group of its
+        # own) or was orphaned by its parent's exit is out of reach of the group signal, not of this list.
         tree = _tree(pid)
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
