@@ -255,6 +255,8 @@ def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> No
                         in_flight, settings.stream_stop_timeout_seconds)
             break
         time.sleep(0.1)
+    # A batch planned after the check is interrupted in its first moments, before any Delta
+    # commit (those come after its compute): it is redone on the next start.
     query.stop()
 
 
