@@ -30,12 +30,15 @@ def _batch_ids(settings, table: str) -> list[int]:
     return [int(entry["userMetadata"].rsplit(" ", 1)[1]) for entry in history if entry.get("userMetadata")]
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM to spark-submit", "Ctrl-C to the process group"])
-def test_a_stop_during_a_batch_lets_it_commit_every_table_then_exits_0_leaving_no_process(kafka_broker, tmp_path, stop):
-    settings = pipeline_settings(kafka_broker, tmp_path, window=5)
+def _stop_during_first_batch(settings, tmp_path, stop: str, timeout_seconds: int) -> tuple[str, list]:
+    """Starts the stream as `make stream` does, stops it 2 s into batch 0 and waits for its exit 0.
+
+    Returns:
+        Its log, and its process tree as it was before the stop.
+    """
     produce(settings, [*synthetic_raw_records(4000, ("BTC-USD", "ETH-USD"), seed=8), ("BTC-USD", b"not json")])
     env = {**os.environ, **program_env(settings), "STREAM_SCORING": "false", "SPARK_DRIVER_MEMORY": "1g",
-           "STREAM_STOP_TIMEOUT_SECONDS": "180"}
+           "STREAM_STOP_TIMEOUT_SECONDS": str(timeout_seconds)}
     log_path = tmp_path / "stream.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(stream_command(settings), cwd=PROJECT_ROOT, env=env, stdout=log,
@@ -57,10 +60,25 @@ def test_a_stop_during_a_batch_lets_it_commit_every_table_then_exits_0_leaving_n
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    return log_path.read_text(), tree
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM to spark-submit", "Ctrl-C to the process group"])
+def test_a_stop_during_a_batch_lets_it_commit_every_table_then_exits_0_leaving_no_process(kafka_broker, tmp_path, stop):
+    settings = pipeline_settings(kafka_broker, tmp_path, window=5)
+    log, tree = _stop_during_first_batch(settings, tmp_path, stop, timeout_seconds=180)
     assert survivors(tree) == []
-    log = log_path.read_text()
+    checkpoint = settings.checkpoint("features")
     # The stop was asked for while batch 0 ran, and batch 0 still committed everywhere.
     assert log.index("stopping features stream signal_received=True") < log.index("batch written batch_id=0"), log[-4000:]
     assert (checkpoint / "commits" / "0").exists()
     for table in TABLES:
         assert 0 in _batch_ids(settings, table), table
+
+
+def test_a_batch_longer_than_the_stop_timeout_is_interrupted_and_the_job_still_exits_0(kafka_broker, tmp_path):
+    settings = pipeline_settings(kafka_broker, tmp_path, window=5)
+    log, tree = _stop_during_first_batch(settings, tmp_path, "SIGTERM to spark-submit", timeout_seconds=1)
+    assert survivors(tree) == []
+    assert "batch_id=0 still running after STREAM_STOP_TIMEOUT_SECONDS=1: interrupting it" in log
+    assert not (settings.checkpoint("features") / "commits" / "0").exists()  # redone on the next start
