@@ -48,12 +48,13 @@ class Service:
 KAFKA = Service("kafka", kafka.broker, kafka.where, prepare=kafka.prepare, after_start=kafka.create_topics)
 MLFLOW = Service("mlflow", mlflow_server.server, mlflow_server.where, prepare=mlflow_server.prepare)
 AIRFLOW = Service("airflow", airflow.components, airflow.where, prepare=airflow.prepare)
+# The platform: what `up` starts without names (and what the demo starts).
+SERVICES = {service.name: service for service in (KAFKA, MLFLOW, AIRFLOW)}
 STREAM = Service("stream", live.stream, live.stream_where)
 INGESTOR = Service("ingestor", live.ingestor, live.ingestor_where)
-# `down` stops in reverse: the ingestor, then the stream (which commits its batch in flight), then Kafka.
-SERVICES = {service.name: service for service in (KAFKA, MLFLOW, AIRFLOW, STREAM, INGESTOR)}
-# What `up` starts without names; the live path is started on purpose (`make live`).
-PLATFORM = ("kafka", "mlflow", "airflow")
+# Every service, in start order; `down` stops in reverse: the ingestor, then the stream (which
+# commits its batch in flight), then the platform. The live path is started on purpose (`make live`).
+ALL_SERVICES = {**SERVICES, STREAM.name: STREAM, INGESTOR.name: INGESTOR}
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import sys
 from volpipe.config import Settings, describe
 from volpipe.errors import PipelineError
 from volpipe.logs import configure_logging
-from volpipe.ops.services import PLATFORM, SERVICES
+from volpipe.ops.services import ALL_SERVICES, SERVICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,34 +30,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help=f"any of {', '.join(SERVICES)} (default: {' '.join(PLATFORM)} for up, all for down and status)")
+                        help=f"any of {', '.join(ALL_SERVICES)} "
+                        f"(default: {' '.join(SERVICES)} for up, all for down and status)")
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    names = args.services or (list(PLATFORM) if args.action == "up" else list(SERVICES))
-    unknown = [name for name in names if name not in SERVICES]
+    names = args.services or list(SERVICES if args.action == "up" else ALL_SERVICES)
+    unknown = [name for name in names if name not in ALL_SERVICES]
     if unknown:
-        parser.error(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+        parser.error(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(ALL_SERVICES)}")
     try:
         settings = Settings.from_env()
         if args.action == "up":
             for name in names:
-                SERVICES[name].start(settings)
-                print(f"{name:8s} healthy  {SERVICES[name].where(settings)}", flush=True)
+                ALL_SERVICES[name].start(settings)
+                print(f"{name:8s} healthy  {ALL_SERVICES[name].where(settings)}", flush=True)
         elif args.action == "down":
             for name in reversed(names):
-                stopped = SERVICES[name].stop(settings)
+                stopped = ALL_SERVICES[name].stop(settings)
                 print(f"{name:8s} {'stopped' if stopped else 'not running'}", flush=True)
         else:
             down = 0
             for name in names:
-                process = SERVICES[name].process(settings)
+                process = ALL_SERVICES[name].process(settings)
                 pid = process.pid()
                 healthy = pid is not None and process.ready()
                 # Without names, a live path nobody started is not a failure; a platform service down is.
-                down += not healthy and bool(args.services or name in PLATFORM or pid)
+                down += not healthy and bool(args.services or name in SERVICES or pid)
                 state = "healthy" if healthy else ("starting/unhealthy" if pid else "down")
-                print(f"{name:8s} {state:9s} {SERVICES[name].where(settings)}", flush=True)
+                print(f"{name:8s} {state:9s} {ALL_SERVICES[name].where(settings)}", flush=True)
             return 1 if down else 0
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
