@@ -77,3 +77,17 @@ def test_a_stop_ends_the_program_and_its_whole_tree_even_when_it_ignores_sigterm
             os.killpg(supervisor.pid, signal.SIGKILL)
     assert survivors(tree) == []
     assert _state(tmp_path).pid is None and _state(tmp_path).restarts == 0
+
+
+def test_a_killed_supervisor_takes_its_program_down_with_it(tmp_path):
+    """Otherwise `down` would find no supervisor and the program would run on, unmanaged."""
+    supervisor = _supervise(tmp_path, "exec sleep 300")
+    try:
+        wait_until(lambda: (s := _state(tmp_path)) is not None and s.pid is not None, 30, "program started")
+        program = psutil.Process(_state(tmp_path).pid)
+        supervisor.kill()
+        supervisor.wait(10)
+        program.wait(10)  # psutil.TimeoutExpired while it still runs
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)

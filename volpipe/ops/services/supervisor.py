@@ -34,6 +34,7 @@ from volpipe.ops.services.process import SupervisorState
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -54,6 +55,12 @@ def _become_subreaper() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         log.warning("not a child subreaper (errno=%d): orphans of the program may outlive it", ctypes.get_errno())
+
+
+def _stop_with_supervisor() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies (even by SIGKILL), so a program
+    is never left running without the supervisor that `down` and `status` know of."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def kill_leftovers(name: str) -> None:
@@ -81,7 +88,8 @@ def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float,
     child: subprocess.Popen | None = None
     while not stopping.is_set():
         # Its own process group, away from the signals `down` sends to ours.
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0)
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0,
+                                 preexec_fn=_stop_with_supervisor)  # noqa: PLW1509 - no other thread here
         state.pid, state.started_at = child.pid, time.time()
         state.save(state_file)
         log.info("program=%s started pid=%d restarts=%d", name, child.pid, state.restarts)
