@@ -16,7 +16,7 @@ MLFLOW_DISABLE_TELEMETRY ?= true
 DO_NOT_TRACK ?= true
 export
 
-.PHONY: help setup up down status test demo exchange ingest stream lock clean-data compose-check
+.PHONY: help setup up live down status test demo exchange ingest stream lock clean-data compose-check
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,10 +44,13 @@ compose-check: $(COMPOSE_CHECK) ## Validate docker-compose.yml with a real Compo
 up: setup ## Start Kafka, MLflow and Airflow (each a no-op when it runs already).
 	$(PY) -m volpipe.ops.services up
 
-down: ## Stop every service the project started.
+live: setup ## Start Kafka and the supervised live path: ingestor (COINBASE_WS_URL) and stream, restarted when they exit.
+	$(PY) -m volpipe.ops.services up kafka stream ingestor
+
+down: ## Stop every service the project started (ingestor and stream first, politely).
 	@test -x $(PY) && $(PY) -m volpipe.ops.services down || true
 
-status: setup ## Say which services run and where.
+status: setup ## Say which services run and where (live path: pid, uptime, restarts, stream lag).
 	$(PY) -m volpipe.ops.services status
 
 test: setup ## Run every test (unit, Spark, DAGs, integration with real services).

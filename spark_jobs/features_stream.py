@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -198,8 +199,69 @@ def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = 
     return query
 
 
+class _JvmSignalForwarder:
+    """A JVM SIGTERM handler (``sun.misc.SignalHandler``, called back over Py4J) that asks for a stop.
+
+    Under spark-submit the JVM is the parent: a SIGTERM to it would run its shutdown hooks,
+    which stop the SparkContext and abort the micro-batch in flight, then leave this Python
+    driver orphaned. Replacing its handler turns the signal into the same flag the driver's
+    own handler sets.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def handle(self, sig: Any) -> None:
+        log.info("features stream: the JVM received SIG%s", sig.getName())
+        self.stop.set()
+
+    class Java:
+        implements = ["sun.misc.SignalHandler"]
+
+
+def _forward_jvm_signals(spark: SparkSession, stop: threading.Event) -> None:
+    """SIGTERM to the JVM asks this driver for a stop; SIGINT is ignored by the JVM and so by the
+    Python workers it starts from now on (ignored dispositions are inherited). A terminal's
+    Ctrl-C reaches the whole process group: this driver takes it, and a worker the JVM was
+    just starting (transformWithState's) must not die of it and fail the batch in flight."""
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
+    ensure_callback_server_started(gateway)
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("TERM"), _JvmSignalForwarder(stop))
+    jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("INT"), jvm.sun.misc.SignalHandler.SIG_IGN)
+
+
+def _last_batch(folder: Path) -> int:
+    ids = [int(path.name) for path in folder.glob("[0-9]*") if path.name.isdigit()]
+    return max(ids, default=-1)
+
+
+def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> None:
+    """Lets the micro-batch in flight commit, then stops the query.
+
+    ``query.stop()`` interrupts a running batch, which could leave some of its Delta tables
+    committed and others not until the next start. A batch is in flight when the checkpoint
+    has its ``offsets/`` file but not yet its ``commits/`` file (written after every table of
+    it committed). After STREAM_STOP_TIMEOUT_SECONDS it is interrupted anyway.
+    """
+    checkpoint = settings.checkpoint("features")
+    in_flight = _last_batch(checkpoint / "offsets")
+    deadline = time.monotonic() + settings.stream_stop_timeout_seconds
+    while query.isActive and _last_batch(checkpoint / "commits") < in_flight:
+        if time.monotonic() > deadline:
+            log.warning("batch_id=%d still running after STREAM_STOP_TIMEOUT_SECONDS=%.0f: interrupting it",
+                        in_flight, settings.stream_stop_timeout_seconds)
+            break
+        time.sleep(0.1)
+    # A batch planned after the check is interrupted in its first moments, before any Delta
+    # commit (those come after its compute): it is redone on the next start.
+    query.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Runs the stream until stopped (SIGTERM/SIGINT stop it between micro-batches)."""
+    """Runs the stream until stopped (SIGTERM/SIGINT: the batch in flight commits, then it stops)."""
     from volpipe.logs import configure_logging
     from volpipe.spark import build_spark_session
 
@@ -213,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-seconds", type=float, help="stop after this long (benchmarks); default: run forever")
     parser.add_argument("--ui", action="store_true", help="serve the Spark UI")
     parser.add_argument("--no-scoring", action="store_true", help="features only, no live predictions (STREAM_SCORING)")
+    parser.add_argument("--stop-timeout-seconds", type=float,
+                        help="how long a stop waits for the batch in flight (STREAM_STOP_TIMEOUT_SECONDS)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(
         kafka_bootstrap_servers=args.bootstrap_servers, feature_window_size=args.window,
         stream_trigger_seconds=args.trigger_seconds, stream_max_offsets_per_trigger=args.max_offsets_per_trigger,
-        stream_scoring=False if args.no_scoring else None,
+        stream_scoring=False if args.no_scoring else None, stream_stop_timeout_seconds=args.stop_timeout_seconds,
     )
     spark = build_spark_session(settings, "volpipe-features-stream", ui=args.ui)
     scoring = LiveScoring(spark, settings) if settings.stream_scoring else None
@@ -227,13 +291,6 @@ def main(argv: list[str] | None = None) -> int:
         if settings.stream_metrics_port:
             start_http_server(settings.stream_metrics_port, addr="127.0.0.1", registry=scoring.metrics.registry)
             log.info("stream metrics on 127.0.0.1:%d", settings.stream_metrics_port)
-    try:
-        query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss, scoring=scoring)
-    except PipelineError as exc:
-        log.error("features stream not started: %s", exc)
-        spark.stop()
-        return 1
-
     stop_requested = threading.Event()
 
     def request_stop(_signum: int, _frame: Any) -> None:
@@ -242,12 +299,20 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    _forward_jvm_signals(spark, stop_requested)  # before the query starts its Python workers
+    try:
+        query = start(spark, settings, fail_on_data_loss=not args.no_fail_on_data_loss, scoring=scoring)
+    except PipelineError as exc:
+        log.error("features stream not started: %s", exc)
+        spark.stop()
+        return 1
+
     deadline = time.monotonic() + (args.timeout_seconds if args.timeout_seconds else float("inf"))
     while query.isActive and not stop_requested.is_set() and time.monotonic() < deadline:
         query.awaitTermination(1.0)
     if query.isActive:
         log.info("stopping features stream signal_received=%s", stop_requested.is_set())
-        query.stop()
+        _stop_after_batch_in_flight(query, settings)
     if scoring:
         scoring.stop()
     failure = query.exception()

@@ -324,6 +324,11 @@ class Settings:
     stream_metrics_port: int = setting(
         "STREAM_METRICS_PORT", "9109", int, "Stream driver Prometheus port (127.0.0.1); 0 = off.", group="stream"
     )
+    stream_stop_timeout_seconds: float = setting(
+        "STREAM_STOP_TIMEOUT_SECONDS", "120", _non_negative_float,
+        "How long SIGTERM/Ctrl-C waits for the micro-batch in flight to commit before interrupting it.",
+        group="stream",
+    )
     stream_delta_checkpoint_commits: int = setting(
         "STREAM_DELTA_CHECKPOINT_COMMITS", "100", _positive_int,
         "Stream commits to a Delta table between the log checkpoints it writes in the background.",
@@ -396,6 +401,21 @@ class Settings:
         group="modeling",
     )
 
+    # Supervision of the live path (`python -m volpipe.ops.services up ingestor stream`).
+    restart_initial_seconds: float = setting(
+        "RESTART_INITIAL_SECONDS", "1", _positive_float,
+        "Wait before restarting a supervised process (ingestor, stream) that exited; doubles per restart.",
+        group="supervise",
+    )
+    restart_max_seconds: float = setting(
+        "RESTART_MAX_SECONDS", "60", _positive_float, "Cap of the restart backoff.", group="supervise",
+    )
+    restart_reset_seconds: float = setting(
+        "RESTART_RESET_SECONDS", "300", _positive_float,
+        "A supervised process that ran this long before exiting is restarted after RESTART_INITIAL_SECONDS again.",
+        group="supervise",
+    )
+
     # Monitoring and maintenance.
     reports_dir: Path | None = setting(
         "REPORTS_DIR", "", _optional_path, "Reports: Evidently under evidently/<date>/ (default DATA_DIR/reports).",
@@ -466,6 +486,11 @@ class Settings:
                 f"RECONNECT_INITIAL_SECONDS={self.reconnect_initial_seconds} exceeds "
                 f"RECONNECT_MAX_SECONDS={self.reconnect_max_seconds}"
             )
+        if self.restart_initial_seconds > self.restart_max_seconds:
+            raise ConfigError(
+                f"RESTART_INITIAL_SECONDS={self.restart_initial_seconds} exceeds "
+                f"RESTART_MAX_SECONDS={self.restart_max_seconds}"
+            )
         if self.reconnect_max_attempts < 0:
             raise ConfigError(f"RECONNECT_MAX_ATTEMPTS={self.reconnect_max_attempts} must be >= 0")
         for name, port in (("METRICS_PORT", self.metrics_port), ("STREAM_METRICS_PORT", self.stream_metrics_port)):
@@ -484,6 +509,25 @@ class Settings:
             raise ConfigError(
                 "KAFKA_INPUT_TOPIC, KAFKA_OUTPUT_TOPIC, KAFKA_PREDICTIONS_TOPIC and KAFKA_DEADLETTER_TOPIC must differ"
             )
+
+    def as_env(self) -> dict[str, str]:
+        """The settings that differ from their defaults, as the variables that set them: the
+        environment of a program the project starts (a supervised ingestor or stream) so that it
+        runs with these settings. Defaults are left out: spark-submit's launcher overwrites an
+        exported SPARK_JARS_DIR with its own jars folder."""
+
+        def text(value: Any) -> str:
+            if value is None:
+                return ""
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            if isinstance(value, tuple):
+                return ",".join(value)
+            return str(value)
+
+        defaults = Settings.from_env({})
+        return {field.metadata["env"]: text(getattr(self, field.name)) for field in dataclasses.fields(self)
+                if getattr(self, field.name) != getattr(defaults, field.name)}
 
     def _with_derived_paths(self) -> Settings:
         data = self.data_dir

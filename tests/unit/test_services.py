@@ -1,14 +1,17 @@
-"""Service helpers that need no running service."""
+"""Service helpers that need no running service, and the stop of a small stand-in process tree."""
 
 from __future__ import annotations
 
 import base64
+import sys
 
 import pytest
 
 from volpipe.errors import SetupError
+from volpipe.ops.harness import process_tree, survivors, wait_until
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services.kafka import _cluster_id, server_properties
+from volpipe.ops.services.process import ManagedProcess
 
 
 def test_cluster_ids_are_kafka_uuids_that_never_look_like_options():
@@ -45,3 +48,17 @@ def test_with_sasl_the_embedded_broker_knows_the_clients_user_and_refuses_what_i
     assert 'user_volpipe="s3\\\\\\\\cr\\\\"t";' in properties["listener.name.sasl_plaintext.plain.sasl.jaas.config"]
     with pytest.raises(SetupError, match="offers PLAINTEXT or SASL_PLAINTEXT with PLAIN"):
         server_properties(isolated_settings(tmp_path, **{**sasl, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}))
+
+
+def test_stop_ends_a_child_that_left_the_process_group(tmp_path):
+    """Airflow runs each task in a process group of its own: the group signal misses it, the tree does not."""
+    child = "import subprocess, time; subprocess.Popen(['sleep', '300'], start_new_session=True); time.sleep(300)"
+    service = ManagedProcess(name="t", argv=[sys.executable, "-c", child], run_dir=tmp_path, ready=lambda: True,
+                             stop_timeout=5)
+    service.start()
+    try:
+        wait_until(lambda: len(process_tree(service.pid())) == 2, 10, "the child")
+        tree = process_tree(service.pid())
+    finally:
+        assert service.stop()
+    assert survivors(tree) == []

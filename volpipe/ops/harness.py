@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import orjson
+import psutil
 from confluent_kafka import Consumer, KafkaError
 
 from volpipe.config import PROJECT_ROOT, Settings
@@ -38,6 +39,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants now: collect before a stop, then check ``survivors``."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def survivors(tree: list[psutil.Process]) -> list[str]:
+    """The processes of ``tree`` still alive (zombies count as gone), as "pid cmd" strings."""
+    alive = []
+    for proc in tree:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {' '.join(proc.cmdline()[:4])}")
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 class ExchangeProcess:

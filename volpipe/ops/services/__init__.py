@@ -1,7 +1,9 @@
-"""Embedded services started by the project itself: Kafka (KRaft), MLflow and Airflow.
+"""Services started by the project itself: Kafka (KRaft), MLflow, Airflow and the live path.
 
 Each is a ``Service``: how to build its managed process, what to prepare before it starts
-(folders, storage format, config files) and what to do once it answers (topics).
+(folders, storage format, config files) and what to do once it answers (topics). The live
+path (the ingestor and the feature stream) runs supervised: restarted when it exits
+(``live``, ``supervisor``).
 ``python -m volpipe.ops.services`` is the command line the Makefile and the demo use;
 ``running`` is the context manager tests and benchmarks use.
 """
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from volpipe.config import Settings
-from volpipe.ops.services import airflow, kafka, mlflow_server
+from volpipe.ops.services import airflow, kafka, live, mlflow_server
 from volpipe.ops.services.process import ManagedProcess
 
 
@@ -46,7 +48,13 @@ class Service:
 KAFKA = Service("kafka", kafka.broker, kafka.where, prepare=kafka.prepare, after_start=kafka.create_topics)
 MLFLOW = Service("mlflow", mlflow_server.server, mlflow_server.where, prepare=mlflow_server.prepare)
 AIRFLOW = Service("airflow", airflow.components, airflow.where, prepare=airflow.prepare)
+# The platform: what `up` starts without names (and what the demo starts).
 SERVICES = {service.name: service for service in (KAFKA, MLFLOW, AIRFLOW)}
+STREAM = Service("stream", live.stream, live.stream_where)
+INGESTOR = Service("ingestor", live.ingestor, live.ingestor_where)
+# Every service, in start order; `down` stops in reverse: the ingestor, then the stream (which
+# commits its batch in flight), then the platform. The live path is started on purpose (`make live`).
+ALL_SERVICES = {**SERVICES, STREAM.name: STREAM, INGESTOR.name: INGESTOR}
 
 
 @contextlib.contextmanager

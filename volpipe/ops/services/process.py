@@ -1,13 +1,14 @@
 """Start, watch and stop one long-running service process, tracked by a pid file.
 
-The embedded Kafka broker, MLflow server and Airflow all run this way: detached in their
-own process group (so a stop reaches their children), output in a log file, and a pid
-file beside it, so `up` is a no-op when the service already runs and `down` works from
-another shell.
+The embedded Kafka broker, MLflow server, Airflow and the supervisors of the live path all
+run this way: detached in their own process group (so a stop reaches their children), output
+in a log file, and a pid file beside it, so `up` is a no-op when the service already runs and
+`down` works from another shell. A stop ends the whole process tree, not only the group.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,8 +16,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from volpipe.errors import ServiceError
 
@@ -161,6 +164,9 @@ class ManagedProcess:
         pid = self.pid()
         if pid is None:
             return False
+        # Collected first: a child that left the group (Airflow runs each task in a group of its
+        # own) or was orphaned by its parent's exit is out of reach of the group signal, not of this list.
+        tree = _tree(pid)
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline and _alive(pid):
@@ -173,6 +179,15 @@ class ManagedProcess:
         else:
             # The leader is gone; children that ignored SIGTERM must not linger.
             _signal_group(pid, signal.SIGKILL)
+        for proc in tree:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    log.warning("service=%s left pid=%s cmd=%s behind: killing it", self.name, proc.pid,
+                                " ".join(proc.cmdline()[:3]))
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(tree, timeout=10)
         self.pid_file.unlink(missing_ok=True)
         log.info("service=%s stopped", self.name)
         return True
@@ -182,6 +197,41 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+@dataclass
+class SupervisorState:
+    """What ``status`` shows of a supervised program: the supervisor saves it at every start and exit."""
+
+    name: str
+    supervisor_pid: int
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    last_exit_at: float | None = None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)  # readers never see half a file
+
+    @classmethod
+    def load(cls, path: Path) -> SupervisorState | None:
+        """The saved state, or None when there is none (never started, or unreadable)."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """The service's process and all its descendants, as of now."""
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
