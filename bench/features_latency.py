@@ -61,15 +61,22 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop.set()
     cutoff = began_ns + int(args.warmup_seconds * 1e9)
+    code = 0
     for topic, values in latencies.items():
         lat_ms = np.array([lat for ts, lat in values if ts >= cutoff]) / 1e6
+        if not lat_ms.size:  # a cold stream on a loaded machine can miss a short run entirely
+            print(f"latency exchange->{topic}: no row after the first {args.warmup_seconds:.0f} s "
+                  f"({len(values)} in all, {sent} ticks sent): run longer", file=sys.stderr)
+            code = 1
+            continue
         p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
         print(f"latency exchange->{topic} over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
               f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
               f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
-    print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
-          f"max={max(durations)} ms")
-    return 0
+    if durations:
+        print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
+              f"max={max(durations)} ms")
+    return code
 
 
 if __name__ == "__main__":

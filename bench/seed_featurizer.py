@@ -173,8 +173,8 @@ def catch_up(settings: Settings, ticks: int, products: tuple[str, ...]) -> None:
           f"{rows} Parquet rows)")
 
 
-def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: float) -> None:
-    """Featurizer and latency consumer running while live ticks are produced at ``rate``."""
+def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: float) -> bool:
+    """Featurizer and latency consumer running while live ticks are produced at ``rate``; False if none arrived."""
     stop = threading.Event()
     featurizer = SeedFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
     values: list[tuple[int, int]] = []
@@ -192,10 +192,15 @@ def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: flo
         for thread in threads:
             thread.join(30)
     lat_ms = np.array([lat for ts, lat in values if ts >= began_ns + int(warmup_seconds * 1e9)]) / 1e6
+    if not lat_ms.size:
+        print(f"seed latency: no feature message after the first {warmup_seconds:.0f} s ({len(values)} in all, "
+              f"{sent} ticks sent): run longer", file=sys.stderr)
+        return False
     p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
     print(f"seed latency exchange->{settings.kafka_output_topic} over {lat_ms.size} rows ({sent} ticks sent at "
           f"{rate}/s for {seconds:.0f} s, first {warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
           f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(settings)
         if args.mode == "catch-up":
             catch_up(settings, args.ticks, args.products)
-        else:
-            latency(settings, args.rate, args.seconds, args.warmup_seconds)
+        elif not latency(settings, args.rate, args.seconds, args.warmup_seconds):
+            return 1
     return 0
 
 
