@@ -16,54 +16,15 @@ import logging
 import sys
 import threading
 import time
-import uuid
 
 import numpy as np
-import orjson
 from bench_args import add_scoring_flag, live_champion
-from confluent_kafka import Consumer, Producer
+from bench_kafka import consume_latencies, produce_live
 
 from spark_jobs import features_stream
-from volpipe.coinbase import ticker_frame
-from volpipe.config import Settings
-from volpipe.market import SyntheticMarket
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
-from volpipe.records import raw_record
 from volpipe.spark import add_conf_flag, build_spark_session
-
-
-def produce_live(settings: Settings, rate: float, seconds: float, stop: threading.Event) -> int:
-    """Ticker frames stamped 'now' at ``rate`` per second; returns how many were sent."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 0})
-    market = iter(SyntheticMarket(("BTC-USD", "ETH-USD"), seed=9))
-    began = time.monotonic()
-    sent = 0
-    while not stop.is_set() and time.monotonic() - began < seconds:
-        event = next(market)._replace(time_ns=time.time_ns())
-        value = raw_record(sent, time.time_ns(), "bench-0", ticker_frame(event, sent))
-        producer.produce(settings.kafka_input_topic, key=event.product_id.encode(), value=value)
-        producer.poll(0)
-        sent += 1
-        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
-    producer.flush(30)
-    return sent
-
-
-def consume_latencies(settings: Settings, topic: str, stop: threading.Event, out: list[tuple[int, int]]) -> None:
-    """Appends (exchange_ts_ns, latency_ns) of every message of ``topic`` until ``stop``."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
-    consumer.subscribe([topic])
-    try:
-        while not stop.is_set():
-            for message in consumer.consume(num_messages=1000, timeout=0.1):
-                if message.error() is None:
-                    now = time.time_ns()
-                    ts = orjson.loads(message.value())["exchange_ts_ns"]
-                    out.append((ts, now - ts))
-    finally:
-        consumer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,15 +61,22 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop.set()
     cutoff = began_ns + int(args.warmup_seconds * 1e9)
+    code = 0
     for topic, values in latencies.items():
         lat_ms = np.array([lat for ts, lat in values if ts >= cutoff]) / 1e6
+        if not lat_ms.size:  # a cold stream on a loaded machine can miss a short run entirely
+            print(f"latency exchange->{topic}: no row after the first {args.warmup_seconds:.0f} s "
+                  f"({len(values)} in all, {sent} ticks sent): run longer", file=sys.stderr)
+            code = 1
+            continue
         p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
         print(f"latency exchange->{topic} over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
               f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
               f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
-    print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
-          f"max={max(durations)} ms")
-    return 0
+    if durations:
+        print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
+              f"max={max(durations)} ms")
+    return code
 
 
 if __name__ == "__main__":

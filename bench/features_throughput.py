@@ -26,34 +26,14 @@ import time
 from datetime import datetime
 
 from bench_args import add_scoring_flag, live_champion, synthetic_data_parser
-from confluent_kafka import Producer
+from bench_kafka import produce_backlog
 
 from spark_jobs import features_stream
-from volpipe.config import Settings
-from volpipe.market import synthetic_raw_records
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.kafka import create_topics
 from volpipe.spark import add_conf_flag, build_spark_session
 from volpipe.tables import PREDICTIONS_LIVE, TICKS
-
-
-def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -> float:
-    """Produces ``ticks`` raw records; returns the seconds it took."""
-    began = time.perf_counter()
-    # Idempotent, as the ingestor's producer is (ingest/sinks.py).
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
-                         "linger.ms": 50, "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
-                         "compression.type": "lz4"})
-    for key, value in synthetic_raw_records(ticks, products, seed=3):
-        while True:
-            try:
-                producer.produce(settings.kafka_input_topic, key=key.encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(120) == 0
-    return time.perf_counter() - began
 
 
 def main(argv: list[str] | None = None) -> int:

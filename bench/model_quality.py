@@ -37,16 +37,21 @@ def main(argv: list[str] | None = None) -> int:
           f"q={spec.quantile} folds={args.folds}")
     print(f"{'seed':>4} {'pos.rate':>8} {'baseline':>8} {'LR':>7} {'LR-base [95% CI]':>26} {'HGB':>7} "
           f"{'HGB-base [95% CI]':>26} {'s':>5}")
+    pooled: dict[str, list[float]] = {M.BASELINE: [], M.LOGISTIC: [], M.BOOSTING: []}
     for seed in (int(s) for s in args.seeds.split(",")):
         began = time.perf_counter()
         rows = L.order_rows(synthetic_features(args.ticks, seed=seed, **market))
         result = walk_forward(rows, spec, args.folds, seed, args.samples)
         cells = []
+        pooled[M.BASELINE].append(result.pooled[M.BASELINE])
         for name in (M.LOGISTIC, M.BOOSTING):
+            pooled[name].append(result.pooled[name])
             diff, low, high = result.gain[name]
             cells.append(f"{result.pooled[name]:7.3f} {diff:+8.3f} [{low:+.3f}, {high:+.3f}]")
         print(f"{seed:>4} {result.pooled['positive_rate']:8.3f} {result.pooled[M.BASELINE]:8.3f} "
               f"{cells[0]:>34} {cells[1]:>34} {time.perf_counter() - began:5.0f}")
+    print(f"model quality: mean pooled PR-AUC over {len(pooled[M.BASELINE])} seeds: "
+          + ", ".join(f"{name}={sum(v) / len(v):.3f}" for name, v in pooled.items()))
     return 0
 
 
