@@ -17,6 +17,7 @@ from volpipe.ops.services.process import port_open
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(1500)  # the whole pipeline, services included: minutes, more on a busy machine
 def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path):
     settings = isolated_settings(tmp_path)
     env = {
