@@ -30,6 +30,7 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path):
         "METRICS_PORT": "0", "STREAM_METRICS_PORT": "0",
     }
     env.pop("PRODUCT_IDS", None)  # the demo's own default: three products
+    env.pop("MLFLOW_REGISTRY_URI", None)  # exported by earlier tests' mlflow.set_registry_uri
     result = subprocess.run(
         [sys.executable, "-m", "volpipe.ops.demo", "--down", "--history-ticks", "30000", "--live-seconds", "15",
          "--interval", "5"],

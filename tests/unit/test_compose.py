@@ -32,6 +32,7 @@ EXPECTED_SERVICES = {
 # Variables that belong to the tools themselves, not to volpipe.config.
 VENDOR_PREFIXES = (
     "KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_", "MLFLOW_DISABLE_TELEMETRY",
+    "MLFLOW_REGISTRY_URI",
     "DO_NOT_TRACK",
 )
 # Embedded-Airflow variables that differ on purpose under compose: one process per container

@@ -112,9 +112,14 @@ def scoring_model(tracking_uri: str, name: str, version: str | int | None = None
         ModelRegistryError: No such version or champion, no signature or threshold, or a
             column outside ``allowed_columns``.
     """
+    import mlflow
     from mlflow.models import get_model_info
 
     found = resolve(tracking_uri, name, version)
+    # get_model_info resolves models:/ with the process-wide URIs, not a client's: set them, as
+    # load() does (a spark-submit task may have no MLFLOW_TRACKING_URI in its environment).
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     schema = get_model_info(model_uri(name, found.version)).signature
     if schema is None or schema.inputs is None:
         raise ModelRegistryError(f"model {name!r} version {found.version} has no input signature")

@@ -56,6 +56,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # spark-submit and the project's entrypoints come from the project virtualenv.
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "PIPELINE_DATA_DIR": str(settings.data_dir),
+        # Tasks use the project's MLflow, whatever an MLFLOW_* variable of the starting shell says
+        # (mlflow.set_tracking_uri/set_registry_uri export theirs to os.environ).
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.mlflow_tracking_uri,
         **TELEMETRY_OFF,
     }
 
