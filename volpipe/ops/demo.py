@@ -46,6 +46,7 @@ from volpipe.tables import FEATURES, PREDICTIONS, PREDICTIONS_LIVE, QUARANTINE, 
 
 log = logging.getLogger(__name__)
 DEMO_PRODUCTS = "BTC-USD,ETH-USD,SOL-USD"
+DEMO_DAGS = ("replay_validation", "train_nightly", "batch_inference", "monitoring_reports")
 # Shorter calm and burst stretches than the market's defaults (600 s / 180 s), so that an hour
 # or so of simulated history holds bursts in each of training, validation and test.
 MARKET = ("--calm-seconds", "120", "--burst-seconds", "60", "--burst-multiplier", "5")
@@ -165,6 +166,7 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress |
             timeout: float = 600) -> tuple[str, str]:
     """Triggers ``dag_id`` through the REST API and waits for it, printing its state. Returns (run id, state)."""
     wait_for_dag(client, dag_id)
+    _cancel_scheduled_runs(client, dag_id)
     run_id = client.trigger(dag_id, conf)
     _cancel_scheduled_runs(client, dag_id)
     began = time.monotonic()
@@ -199,6 +201,9 @@ def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, obje
     print(f"\nstarting the feature stream with live scoring (log: {logs / 'stream.log'}) ...", flush=True)
     stream = LiveStream(settings, logs, args.model_refresh_seconds)
     try:
+        for dag_id in DEMO_DAGS:  # now: the run Airflow schedules on unpausing starts and ends early
+            wait_for_dag(client, dag_id)
+            client.unpause(dag_id)
         print(f"fast-forward: {args.history_ticks} synthetic ticks over {len(settings.product_ids)} products at full "
               f"speed through exchange -> ingestor -> Kafka -> stream", flush=True)
         history = feed(settings, stream, progress, logs, "fast-forward", ["--speed", "0", "--max-ticks",
