@@ -238,13 +238,16 @@ def _last_batch(folder: Path) -> int:
     return max(ids, default=-1)
 
 
-def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> None:
+def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> bool:
     """Lets the micro-batch in flight commit, then stops the query.
 
     ``query.stop()`` interrupts a running batch, which could leave some of its Delta tables
     committed and others not until the next start. A batch is in flight when the checkpoint
     has its ``offsets/`` file but not yet its ``commits/`` file (written after every table of
     it committed). After STREAM_STOP_TIMEOUT_SECONDS it is interrupted anyway.
+
+    Returns:
+        Whether a batch was interrupted (redone on the next start).
     """
     checkpoint = settings.checkpoint("features")
     in_flight = _last_batch(checkpoint / "offsets")
@@ -253,11 +256,13 @@ def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> No
         if time.monotonic() > deadline:
             log.warning("batch_id=%d still running after STREAM_STOP_TIMEOUT_SECONDS=%.0f: interrupting it",
                         in_flight, settings.stream_stop_timeout_seconds)
-            break
+            query.stop()
+            return True
         time.sleep(0.1)
     # A batch planned after the check is interrupted in its first moments, before any Delta
     # commit (those come after its compute): it is redone on the next start.
     query.stop()
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,11 +317,17 @@ def main(argv: list[str] | None = None) -> int:
         query.awaitTermination(1.0)
     if query.isActive:
         log.info("stopping features stream signal_received=%s", stop_requested.is_set())
-        _stop_after_batch_in_flight(query, settings)
+        interrupted = _stop_after_batch_in_flight(query, settings)
+    else:
+        interrupted = False
     if scoring:
         scoring.stop()
     failure = query.exception()
-    if failure is not None:
+    if failure is not None and interrupted:
+        # The stop asked for it: the interrupted batch is redone on the next start.
+        log.warning("features stream stopped mid-batch; the batch is redone on the next start (%s)",
+                    str(failure).splitlines()[0])
+    elif failure is not None:
         log.error("features stream failed: %s", failure)
         return 1
     return 0
