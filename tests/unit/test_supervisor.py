@@ -52,9 +52,7 @@ def test_an_exiting_program_is_restarted_counted_and_its_orphans_killed(tmp_path
         # Every run that ended has its orphan killed before the next start.
         assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                        for pid in orphans[:state.restarts - 1])
-        tree = process_tree(supervisor.pid)
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(30) == 0
+        tree = _stop(supervisor)
     finally:
         if supervisor.poll() is None:
             os.killpg(supervisor.pid, signal.SIGKILL)
@@ -63,15 +61,21 @@ def test_an_exiting_program_is_restarted_counted_and_its_orphans_killed(tmp_path
     assert "program=t exited returncode=3" in log and "restart 3 in 0.2s" in log
 
 
+
+def _stop(supervisor) -> list:
+    """SIGTERMs the supervisor and waits for a clean exit; returns its tree as it was before."""
+    tree = process_tree(supervisor.pid)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(30) == 0
+    return tree
+
 @pytest.mark.parametrize("script", ["sleep 300", "trap '' TERM; sleep 300 & sleep 300"])
 def test_a_stop_ends_the_program_and_its_whole_tree_even_when_it_ignores_sigterm(tmp_path, script):
     supervisor = _supervise(tmp_path, script, stop_timeout=1)
     try:
         wait_until(lambda: (s := _state(tmp_path)) is not None and s.pid is not None, 30, "program started")
         wait_until(lambda: len(process_tree(supervisor.pid)) >= 2, 10, "program's tree")
-        tree = process_tree(supervisor.pid)
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(30) == 0
+        tree = _stop(supervisor)
     finally:
         if supervisor.poll() is None:
             os.killpg(supervisor.pid, signal.SIGKILL)
