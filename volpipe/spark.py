@@ -13,9 +13,10 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from volpipe.config import Settings
+from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import SetupError
 from volpipe.tables import ALL_TABLES, REPEATING_STRING_COLUMNS
 
@@ -67,9 +68,12 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
         # Frozen into a stateful query's checkpoint; 200 costs tens of seconds per micro-batch here.
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Python workers run in the interpreter that launched the job (the project virtualenv).
+        # Python workers run in the interpreter that launched the job (the project virtualenv) and
+        # import the project from this checkout: on a cluster both must exist at the same paths on
+        # every node (docs/scaling.md). Local mode finds the checkout without it.
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
+        "spark.executorEnv.PYTHONPATH": str(PROJECT_ROOT),
         "spark.ui.enabled": str(ui).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
@@ -82,6 +86,16 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
         # cost more CPU than it saved.
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
+
+
+def submit_command(settings: Settings, job: str, *args: str) -> list[str]:
+    """``spark-submit $(python -m volpipe.spark submit-args) spark_jobs/<job>.py ARGS``, as argv.
+
+    The same command for every master: only SPARK_MASTER differs between local mode and a cluster.
+    """
+    conf = [arg for key, value in spark_conf(settings).items() for arg in ("--conf", f"{key}={value}")]
+    return [str(Path(sys.executable).with_name("spark-submit")), *conf,
+            str(PROJECT_ROOT / "spark_jobs" / f"{job}.py"), *args]
 
 
 def add_conf_flag(parser: argparse.ArgumentParser) -> None:

@@ -48,11 +48,9 @@ def program_env(settings: Settings) -> dict[str, str]:
 
 def stream_command(settings: Settings) -> list[str]:
     """``spark-submit $(python -m volpipe.spark submit-args) spark_jobs/features_stream.py``, as argv."""
-    from volpipe.spark import spark_conf
+    from volpipe.spark import submit_command
 
-    conf = [arg for key, value in spark_conf(settings).items() for arg in ("--conf", f"{key}={value}")]
-    return [str(Path(sys.executable).with_name("spark-submit")), *conf,
-            str(PROJECT_ROOT / "spark_jobs" / "features_stream.py")]
+    return submit_command(settings, "features_stream")
 
 
 def _supervised(settings: Settings, name: str, program: list[str], stop_timeout: float) -> ManagedProcess:
