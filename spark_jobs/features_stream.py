@@ -43,7 +43,8 @@ from volpipe.errors import PipelineError
 from volpipe.features import FEATURE_COLUMNS, INPUT_COLUMNS, WindowState, featurize_frame
 from volpipe.schema import parse_raw, struct_of
 from volpipe.tables import (
-    FEATURE_TABLE_COLUMNS, KERNEL_TABLES, PREDICTION_MESSAGE_COLUMNS, PROCESSOR_COLUMNS, STREAM_TABLES, check_table,
+    FEATURE_TABLE_COLUMNS, KERNEL_TABLES, PREDICTION_KEYS, PREDICTION_MESSAGE_COLUMNS, PROCESSOR_COLUMNS, STREAM_TABLES,
+    check_table,
 )
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,17 @@ DEDUPE_STATE = StructType([
 
 
 def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
-    """Kernel output (``featurize_frame``) -> ``PROCESSOR_COLUMNS`` rows of kind 'tick'."""
+    """Kernel output (``featurize_frame``) -> ``PROCESSOR_COLUMNS`` rows of kind 'tick' (unscored).
+
+    Built column by column without consolidating pandas blocks: ``assign`` and a column
+    selection copied the whole frame twice, per 500k-row catch-up batch a measurable share.
+    """
     n = len(rows)
-    return rows.assign(
-        kind="tick", produced_ns=np.full(n, time.time_ns(), np.int64), probability=np.nan,
-        predicted_label=np.int32(-1), error=None, raw=None, source=None,
-    )[list(PROCESSOR_COLUMNS)]
+    added = {"kind": np.full(n, "tick", object), "produced_ns": np.full(n, time.time_ns(), np.int64),
+             "probability": np.full(n, np.nan), "predicted_label": np.full(n, -1, np.int32),
+             "error": np.full(n, None, object), "raw": np.full(n, None, object), "source": np.full(n, None, object)}
+    return pd.DataFrame({name: added[name] if name in added else rows[name].to_numpy() for name in PROCESSOR_COLUMNS},
+                        copy=False)
 
 
 def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
@@ -71,6 +77,15 @@ def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
     for name in FEATURE_COLUMNS:
         out[name] = False if name == "mid_fallback" else np.nan
     return out[list(PROCESSOR_COLUMNS)]
+
+
+def _spread(values: np.ndarray, mask: np.ndarray, fill: float) -> np.ndarray:
+    """``values`` at the positions where ``mask`` is true, ``fill`` elsewhere."""
+    if mask.all():
+        return values
+    out = np.full(len(mask), fill, values.dtype)
+    out[mask] = values
+    return out
 
 
 class FeatureProcessor(StatefulProcessor):
@@ -106,14 +121,19 @@ class FeatureProcessor(StatefulProcessor):
         if len(out):
             rows = tick_output(out)
             ready = out["ready"].to_numpy()
-            self.publisher.produce(self.features_topic, rows[ready], FEATURE_TABLE_COLUMNS)
-            if self.scorer.model is not None and ready.any():
-                scored = self.scorer.score(rows[ready])
-                rows.loc[ready, ["probability", "predicted_label"]] = scored[["probability", "predicted_label"]]
+            features = rows if ready.all() else rows[ready]  # after a product's first W rows: all of them
+            self.publisher.produce(self.features_topic, features, FEATURE_TABLE_COLUMNS)
+            scored = self.scorer.score(features) if ready.any() else None
+            if scored is not None:
+                probability, label = scored
+                rows["probability"] = _spread(probability, ready, np.nan)
+                rows["predicted_label"] = _spread(label, ready, -1)
                 model = self.scorer.model
-                self.publisher.produce(self.predictions_topic, scored[scored["predicted_label"] >= 0].assign(
-                    threshold=model.threshold, model_name=model.name, model_version=model.version,
-                ), PREDICTION_MESSAGE_COLUMNS)
+                self.publisher.produce(self.predictions_topic, pd.DataFrame({
+                    **{name: features[name].to_numpy() for name in PREDICTION_KEYS},
+                    "probability": probability, "predicted_label": label, "threshold": model.threshold,
+                    "model_name": model.name, "model_version": model.version,
+                }), PREDICTION_MESSAGE_COLUMNS)
             self.publisher.flush()
             yield rows
 

@@ -177,14 +177,14 @@ class LiveScorer:
         self.model = pinned_model()
         self._estimator = _estimator(self.tracking_uri, self.model) if self.model else None
 
-    def score(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """``rows`` with ``probability`` (NaN when unscored) and ``predicted_label`` (-1 when unscored)."""
-        if self._estimator is None or rows.empty:
-            return rows.assign(probability=np.nan, predicted_label=np.int32(-1))
+    def score(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each row's probability and predicted label (int32), or None when there is no usable model."""
+        if self._estimator is None:
+            return None
         began = time.perf_counter()
         probability = probabilities(self._estimator, rows[list(self.model.columns)])
         self.scoring_seconds.add(time.perf_counter() - began)
-        return rows.assign(probability=probability, predicted_label=decide(probability, self.model.threshold))
+        return probability, decide(probability, self.model.threshold)
 
 
 def _estimator(tracking_uri: str, model: registry.ScoringModel) -> Any:
