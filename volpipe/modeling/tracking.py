@@ -1,8 +1,9 @@
 """MLflow side of training: parent and child runs, model logging, registration, promotion.
 
 Inputs: the fitted models and labelled splits from ``volpipe.modeling.train``. Outputs: runs
-on the tracking server, one registered version of the candidate, the ``champion`` alias
-moved when the candidate wins, and the summary dict that ``train.run`` returns.
+on the tracking server, one registered version of the candidate (registered once every run
+is logged, with its decision tags), the ``champion`` alias moved last when the candidate
+wins, and the summary dict that ``train.run`` returns.
 
 Contract with monitoring (docs/modeling.md): each model's child run logs ``train_start_ns``,
 ``train_end_ns`` (half-open exchange-time bounds of the training rows), ``products``,
@@ -63,9 +64,8 @@ def _log_figure(fig: Any, path: str) -> None:
     plt.close(fig)
 
 
-def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], register_as: str | None,
-               seed: int) -> Any:
-    """One model's child run; returns the registered ``ModelVersion`` number or None."""
+def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], seed: int) -> str | None:
+    """One model's child run; returns the logged model's URI (None for the baseline, which logs no model)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -89,12 +89,12 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], r
     example = prepared.splits["train"][features].head(200)
     info = mlflow.sklearn.log_model(
         trained.model, name="model", signature=infer_signature(example, trained.model.predict_proba(example)),
-        input_example=example.head(3), registered_model_name=register_as, pyfunc_predict_fn="predict_proba",
+        input_example=example.head(3), pyfunc_predict_fn="predict_proba",
         # Inferring them runs a subprocess that re-imports the model (~8 s each): they are known.
         pip_requirements=pip_requirements(),
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
-    return info.registered_model_version
+    return info.model_uri
 
 
 def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None, str]:
@@ -133,35 +133,33 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
     tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version)}
     # Before any logging: a champion that fails to load stops the training with nothing registered.
     current, old_score, note = champion_score(settings, prepared)
-    versions, child_runs = {}, {}
+    model_uris, child_runs = {}, {}
     with mlflow.start_run(run_name=f"train-{spec.mode}", tags=tags) as parent:
         mlflow.log_params({**params, "candidate": candidate})
         mlflow.log_dict(prepared.bounds, "split_bounds.json")
-        # The candidate goes last: a failure while logging the others registers nothing.
-        for name in sorted(M.MODEL_NAMES, key=lambda n: n == candidate):
+        for name in M.MODEL_NAMES:
             with mlflow.start_run(run_name=name, nested=True, tags=tags) as child:
-                register_as = settings.model_name if name == candidate else None
-                versions[name] = _log_child(name, trained[name], prepared, params, register_as,
-                                            settings.model_seed)
+                model_uris[name] = _log_child(name, trained[name], prepared, params, settings.model_seed)
                 child_runs[name] = child.info.run_id
             for split in ("validation", "test"):
                 mlflow.log_metric(f"{name}_{split}_pr_auc", trained[name].metrics[split]["pr_auc"])
-        version = versions[candidate]
         new_score = trained[candidate].metrics["validation"]["pr_auc"]
         promoted = old_score is None or new_score > old_score
         decision = {
             "promotion.decision": "promoted" if promoted else "kept_champion",
-            "promotion.candidate_version": str(version),
             "promotion.candidate_validation_pr_auc": f"{new_score:.6f}",
             "promotion.champion_version_before": str(current.version) if current else "none",
             "promotion.champion_validation_pr_auc": "none" if old_score is None else f"{old_score:.6f}",
             "promotion.note": note,
         }
         mlflow.set_tags(decision)
-        client = registry.client(settings.mlflow_tracking_uri)
-        client.set_tag(child_runs[candidate], "promotion.decision", decision["promotion.decision"])
-        for key, value in decision.items():
-            client.set_model_version_tag(settings.model_name, str(version), key, value)
+        registry.client(settings.mlflow_tracking_uri).set_tag(child_runs[candidate], "promotion.decision",
+                                                              decision["promotion.decision"])
+        # Registered only now, with its decision tags in the same request (one transaction on the
+        # server): a version never exists without its artifacts, metrics and tags. The alias moves
+        # last, so a process killed before it leaves the champion where it was (docs/reliability.md).
+        version = mlflow.register_model(model_uris[candidate], settings.model_name, tags=decision).version
+        mlflow.set_tag("promotion.candidate_version", str(version))
         if promoted:
             registry.promote(settings.mlflow_tracking_uri, settings.model_name, version, {})
     log.info("promotion model=%s version=%s decision=%s candidate_val_pr_auc=%.4f champion_val_pr_auc=%s",
