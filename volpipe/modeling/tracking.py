@@ -14,6 +14,7 @@ that child run.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,45 @@ def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None
     return current, M.pr_auc(val["y"].to_numpy(int), probabilities), "re-scored on the same validation rows"
 
 
+def owner_tags() -> dict[str, str]:
+    """The host and process of this training, as run tags (read by ``close_abandoned_runs``)."""
+    import psutil
+
+    me = psutil.Process()
+    return {"volpipe.host": socket.gethostname(), "volpipe.pid": str(me.pid),
+            "volpipe.pid_started": repr(me.create_time())}
+
+
+def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
+    """Marks KILLED the runs left RUNNING by a training of this host whose process is gone.
+
+    MLflow has no heartbeat: a training killed (SIGKILL, OOM, a lost worker) or cut off from
+    the server never ends its runs, which would show as RUNNING forever. The retry closes them.
+    Runs of another host, or of a process still alive, are left alone.
+
+    Returns:
+        The ids of the runs it closed.
+    """
+    import psutil
+
+    client = registry.client(tracking_uri)
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
+                                 f"tags.`volpipe.host` = '{socket.gethostname()}'", max_results=1000)
+    closed = []
+    for run in running:
+        try:
+            alive = repr(psutil.Process(int(run.data.tags["volpipe.pid"])).create_time()) \
+                == run.data.tags["volpipe.pid_started"]
+        except psutil.NoSuchProcess:
+            alive = False
+        if not alive:
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    if closed:
+        log.warning("runs of a killed training marked KILLED run_ids=%s", ",".join(closed))
+    return closed
+
+
 def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any,
                  trained: dict[str, Any], candidate: str, commit: str) -> dict[str, Any]:
     """Logs the parent and child runs, registers ``candidate`` and decides the promotion.
@@ -128,9 +168,10 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(settings.mlflow_experiment)
+    experiment = mlflow.set_experiment(settings.mlflow_experiment)
+    close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id)
     params = common_params(settings, spec, data, prepared)
-    tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version)}
+    tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version), **owner_tags()}
     # Before any logging: a champion that fails to load stops the training with nothing registered.
     current, old_score, note = champion_score(settings, prepared)
     model_uris, child_runs = {}, {}
