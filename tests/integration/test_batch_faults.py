@@ -27,6 +27,7 @@ from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.modeling import label as L
 from volpipe.modeling import registry, train
 from volpipe.modeling.synthetic import synthetic_features, write_features
+from volpipe.modeling.tracking import close_abandoned_runs
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
@@ -90,13 +91,26 @@ def _finish(proc: subprocess.Popen, log_path: Path, timeout: float = 400) -> int
 
 # --- training ---------------------------------------------------------------------------------
 
-def _runs(settings: Settings) -> dict[str, str]:
-    """Run name -> status of the test's experiment (one training at a time: names are unique)."""
+def _search_runs(settings: Settings) -> list:
     client = registry.client(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-    if experiment is None:
-        return {}
-    return {run.info.run_name: run.info.status for run in client.search_runs([experiment.experiment_id])}
+    return [] if experiment is None else client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def _runs(settings: Settings) -> dict[str, str]:
+    """Run name -> status in the test's experiment (before a retry, run names are unique)."""
+    return {run.info.run_name: run.info.status for run in _search_runs(settings)}
+
+
+def _retry_closes_the_killed_runs(settings: Settings, log_path: Path) -> None:
+    """The same command again (what Airflow's retry runs): it ends, and the runs the killed
+    training left RUNNING are KILLED now (its process is gone)."""
+    left_open = {run.info.run_id for run in _search_runs(settings) if run.info.status == "RUNNING"}
+    assert left_open, "the killed training left no run open: nothing to check"
+    assert _finish(_launch(settings, "volpipe.modeling.train", log_path=log_path), log_path) == 0
+    statuses = {run.info.run_id: run.info.status for run in _search_runs(settings)}
+    assert {statuses[run_id] for run_id in left_open} == {"KILLED"}
+    assert "RUNNING" not in statuses.values()
 
 
 def _versions(settings: Settings) -> list:
@@ -145,6 +159,9 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
         # 4. The candidate registered, the alias not moved yet: killed here.
         _freeze_when(proc, lambda: len(_versions(settings)) == 2, "registered", log_path, 0.02)
         assert _champion(settings) == weak, "froze too late: the alias had moved"
+        # A training whose process lives (frozen here) keeps its runs open: only a dead one's are closed.
+        experiment = registry.client(settings.mlflow_tracking_uri).get_experiment_by_name(settings.mlflow_experiment)
+        assert close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id) == []
         _kill(proc)
     finally:
         if proc.poll() is None:
@@ -152,11 +169,9 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
     orphan = _versions(settings)[1]
     _assert_complete(settings, orphan)
     assert orphan.tags["promotion.decision"] == "promoted" and _champion(settings) == weak
-    assert _runs(settings)["train-forward"] == "RUNNING"  # MLflow was never told: see docs/reliability.md
+    assert _runs(settings)["train-forward"] == "RUNNING"  # MLflow was never told
 
-    # The retry (what Airflow does): the same command, to the end.
-    retry_log = tmp_path / "train-retry.log"
-    assert _finish(_launch(settings, "volpipe.modeling.train", log_path=retry_log), retry_log) == 0
+    _retry_closes_the_killed_runs(settings, tmp_path / "train-retry.log")
     versions = _versions(settings)
     assert [v.version for v in versions] == [weak, orphan.version, str(int(orphan.version) + 1)]
     for version in versions[1:]:
@@ -195,7 +210,11 @@ def test_mlflow_down_while_training_fails_clearly_and_registers_nothing(rows, tm
         assert _versions(settings) == []
         assert registry.champion(settings.mlflow_tracking_uri, settings.model_name) is None
         runs = _runs(settings)
-        assert runs["baseline"] == "FINISHED" and runs["train-forward"] == "RUNNING"  # see docs/reliability.md
+        assert runs["baseline"] == "FINISHED" and runs["train-forward"] == "RUNNING"  # MLflow was never told
+        _retry_closes_the_killed_runs(settings, tmp_path / "train-retry.log")
+        (version,) = _versions(settings)
+        _assert_complete(settings, version)
+        assert _champion(settings) == version.version
     finally:
         MLFLOW.stop(settings)
 
