@@ -27,7 +27,7 @@ from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.modeling import label as L
 from volpipe.modeling import registry, train
 from volpipe.modeling.synthetic import synthetic_features, write_features
-from volpipe.modeling.tracking import close_abandoned_runs
+from volpipe.modeling.tracking import KILLED_TRAINING_TAG, close_abandoned_runs
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
@@ -177,6 +177,10 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
     for version in versions[1:]:
         _assert_complete(settings, version)
     assert _champion(settings) == versions[-1].version
+    # The killed training's version is marked, with its parent run; the retry's is not.
+    assert versions[1].tags[KILLED_TRAINING_TAG] == registry.client(settings.mlflow_tracking_uri).get_run(
+        orphan.run_id).data.tags["mlflow.parentRunId"]
+    assert KILLED_TRAINING_TAG not in versions[2].tags
     assert versions[-1].tags["promotion.champion_version_before"] == weak  # compared with the same champion
 
 

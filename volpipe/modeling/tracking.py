@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 # Types of the fitted boosting model that skops does not trust by default. We trust them
 # because the registry only holds models this module wrote (loading reads the list back).
+# Tag of a model version whose training was killed before it ended (value: its parent run id).
+KILLED_TRAINING_TAG = "volpipe.training_killed"
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
@@ -128,11 +130,14 @@ def owner_tags() -> dict[str, str]:
 
 
 def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
-    """Marks KILLED the runs left RUNNING by a training of this host whose process is gone.
+    """Marks KILLED the runs left RUNNING by a training of this host whose process is gone, and
+    tags ``KILLED_TRAINING_TAG`` on the versions those trainings registered.
 
     MLflow has no heartbeat: a training killed (SIGKILL, OOM, a lost worker) or cut off from
     the server never ends its runs, which would show as RUNNING forever. The retry closes them.
-    Runs of another host, or of a process still alive, are left alone.
+    Runs of another host, or of a process still alive, are left alone. A version of a killed
+    training is complete (registered last, with its tags) but may say ``promoted`` without
+    being the champion (killed before the alias moved): the tag tells why.
 
     Returns:
         The ids of the runs it closed.
@@ -152,6 +157,11 @@ def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
         if not alive:
             client.set_terminated(run.info.run_id, "KILLED")
             closed.append(run.info.run_id)
+    for run_id in closed:
+        family = [run_id, *(child.info.run_id for child in client.search_runs(
+            [experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000))]
+        for version in client.search_model_versions(f"run_id IN ({','.join(map(repr, family))})"):
+            client.set_model_version_tag(version.name, version.version, KILLED_TRAINING_TAG, run_id)
     if closed:
         log.warning("runs of a killed training marked KILLED run_ids=%s", ",".join(closed))
     return closed
