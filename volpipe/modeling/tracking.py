@@ -27,10 +27,10 @@ from volpipe.modeling.dataset import FeatureData
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
-# Types of the fitted boosting model that skops does not trust by default. We trust them
-# because the registry only holds models this module wrote (loading reads the list back).
 # Tag of a model version whose training was killed before it ended (value: its parent run id).
 KILLED_TRAINING_TAG = "volpipe.training_killed"
+# Types of the fitted boosting model that skops does not trust by default. We trust them
+# because the registry only holds models this module wrote (loading reads the list back).
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
@@ -150,11 +150,10 @@ def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
     closed = []
     for run in running:
         try:
-            alive = repr(psutil.Process(int(run.data.tags["volpipe.pid"])).create_time()) \
-                == run.data.tags["volpipe.pid_started"]
+            started = repr(psutil.Process(int(run.data.tags["volpipe.pid"])).create_time())
         except psutil.NoSuchProcess:
-            alive = False
-        if not alive:
+            started = None
+        if started != run.data.tags["volpipe.pid_started"]:  # gone, or its pid taken by another process
             client.set_terminated(run.info.run_id, "KILLED")
             closed.append(run.info.run_id)
     for run_id in closed:

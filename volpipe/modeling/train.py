@@ -151,8 +151,8 @@ def run(
 
     Raises:
         TrainingDataError: The data cannot train a model (nothing is logged or registered).
-        TrackingUnavailable: MLflow stopped answering (nothing registered or promoted that was not
-            complete; runs already started stay RUNNING on the server, docs/reliability.md).
+        TrackingUnavailable: MLflow stopped answering: nothing promoted; the runs it had started
+            stay RUNNING until the next training on this host closes them (docs/reliability.md).
     """
     from mlflow.exceptions import MlflowException
 
@@ -171,10 +171,10 @@ def run(
     except (MlflowException, OSError) as exc:
         if registry.reachable(settings.mlflow_tracking_uri):
             raise
-        # MLflow's own message is a long urllib3 chain; its first line is kept as the cause.
+        # MLflow's own message is a long urllib3 chain: its start is enough as the cause.
         raise TrackingUnavailable(
             f"MLflow tracking server {settings.mlflow_tracking_uri} is unreachable: training stopped, "
-            f"nothing promoted ({str(exc).splitlines()[0][:300]})"
+            f"nothing promoted ({' '.join(str(exc).split())[:300]})"
         ) from None
     log.info("training done %s", " ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
     return summary
