@@ -53,6 +53,10 @@ class TrainingDataError(PipelineError):
     no labelled row, or a single class in a split; the message names the cause and the split."""
 
 
+class TrackingUnavailable(PipelineError):
+    """Raised when the MLflow tracking server does not answer; the message names its URI."""
+
+
 class ModelRegistryError(PipelineError):
     """Raised when a registered model or alias (e.g. ``@champion``) cannot be found or loaded."""
 

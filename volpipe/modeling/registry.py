@@ -29,6 +29,19 @@ def limit_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+def reachable(tracking_uri: str, timeout: float = 5.0) -> bool:
+    """Whether the tracking server answers its ``/health`` endpoint (a non-HTTP URI counts as reachable)."""
+    import urllib.request
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return True
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def model_uri(name: str, version: str | int | None = None, alias: str = CHAMPION) -> str:
     """``models:/NAME/VERSION`` when a version is given, else ``models:/NAME@ALIAS``."""
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"

@@ -1,8 +1,9 @@
 """MLflow side of training: parent and child runs, model logging, registration, promotion.
 
 Inputs: the fitted models and labelled splits from ``volpipe.modeling.train``. Outputs: runs
-on the tracking server, one registered version of the candidate, the ``champion`` alias
-moved when the candidate wins, and the summary dict that ``train.run`` returns.
+on the tracking server, one registered version of the candidate (registered once every run
+is logged, with its decision tags), the ``champion`` alias moved last when the candidate
+wins, and the summary dict that ``train.run`` returns.
 
 Contract with monitoring (docs/modeling.md): each model's child run logs ``train_start_ns``,
 ``train_end_ns`` (half-open exchange-time bounds of the training rows), ``products``,
@@ -13,6 +14,7 @@ that child run.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,8 @@ from volpipe.modeling.dataset import FeatureData
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
+# Tag of a model version whose training was killed before it ended (value: its parent run id).
+KILLED_TRAINING_TAG = "volpipe.training_killed"
 # Types of the fitted boosting model that skops does not trust by default. We trust them
 # because the registry only holds models this module wrote (loading reads the list back).
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
@@ -63,9 +67,8 @@ def _log_figure(fig: Any, path: str) -> None:
     plt.close(fig)
 
 
-def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], register_as: str | None,
-               seed: int) -> Any:
-    """One model's child run; returns the registered ``ModelVersion`` number or None."""
+def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], seed: int) -> str | None:
+    """One model's child run; returns the logged model's URI (None for the baseline, which logs no model)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -89,12 +92,12 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], r
     example = prepared.splits["train"][features].head(200)
     info = mlflow.sklearn.log_model(
         trained.model, name="model", signature=infer_signature(example, trained.model.predict_proba(example)),
-        input_example=example.head(3), registered_model_name=register_as, pyfunc_predict_fn="predict_proba",
+        input_example=example.head(3), pyfunc_predict_fn="predict_proba",
         # Inferring them runs a subprocess that re-imports the model (~8 s each): they are known.
         pip_requirements=pip_requirements(),
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
-    return info.registered_model_version
+    return info.model_uri
 
 
 def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None, str]:
@@ -117,6 +120,52 @@ def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None
     return current, M.pr_auc(val["y"].to_numpy(int), probabilities), "re-scored on the same validation rows"
 
 
+def owner_tags() -> dict[str, str]:
+    """The host and process of this training, as run tags (read by ``close_abandoned_runs``)."""
+    import psutil
+
+    me = psutil.Process()
+    return {"volpipe.host": socket.gethostname(), "volpipe.pid": str(me.pid),
+            "volpipe.pid_started": repr(me.create_time())}
+
+
+def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
+    """Marks KILLED the runs left RUNNING by a training of this host whose process is gone, and
+    tags ``KILLED_TRAINING_TAG`` on the versions those trainings registered.
+
+    MLflow has no heartbeat: a training killed (SIGKILL, OOM, a lost worker) or cut off from
+    the server never ends its runs, which would show as RUNNING forever. The retry closes them.
+    Runs of another host, or of a process still alive, are left alone. A version of a killed
+    training is complete (registered last, with its tags) but may say ``promoted`` without
+    being the champion (killed before the alias moved): the tag tells why.
+
+    Returns:
+        The ids of the runs it closed.
+    """
+    import psutil
+
+    client = registry.client(tracking_uri)
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
+                                 f"tags.`volpipe.host` = '{socket.gethostname()}'", max_results=1000)
+    closed = []
+    for run in running:
+        try:
+            started = repr(psutil.Process(int(run.data.tags["volpipe.pid"])).create_time())
+        except psutil.NoSuchProcess:
+            started = None
+        if started != run.data.tags["volpipe.pid_started"]:  # gone, or its pid taken by another process
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    for run_id in closed:
+        family = [run_id, *(child.info.run_id for child in client.search_runs(
+            [experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000))]
+        for version in client.search_model_versions(f"run_id IN ({','.join(map(repr, family))})"):
+            client.set_model_version_tag(version.name, version.version, KILLED_TRAINING_TAG, run_id)
+    if closed:
+        log.warning("runs of a killed training marked KILLED run_ids=%s", ",".join(closed))
+    return closed
+
+
 def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any,
                  trained: dict[str, Any], candidate: str, commit: str) -> dict[str, Any]:
     """Logs the parent and child runs, registers ``candidate`` and decides the promotion.
@@ -128,40 +177,39 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(settings.mlflow_experiment)
+    experiment = mlflow.set_experiment(settings.mlflow_experiment)
+    close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id)
     params = common_params(settings, spec, data, prepared)
-    tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version)}
+    tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version), **owner_tags()}
     # Before any logging: a champion that fails to load stops the training with nothing registered.
     current, old_score, note = champion_score(settings, prepared)
-    versions, child_runs = {}, {}
+    model_uris, child_runs = {}, {}
     with mlflow.start_run(run_name=f"train-{spec.mode}", tags=tags) as parent:
         mlflow.log_params({**params, "candidate": candidate})
         mlflow.log_dict(prepared.bounds, "split_bounds.json")
-        # The candidate goes last: a failure while logging the others registers nothing.
-        for name in sorted(M.MODEL_NAMES, key=lambda n: n == candidate):
+        for name in M.MODEL_NAMES:
             with mlflow.start_run(run_name=name, nested=True, tags=tags) as child:
-                register_as = settings.model_name if name == candidate else None
-                versions[name] = _log_child(name, trained[name], prepared, params, register_as,
-                                            settings.model_seed)
+                model_uris[name] = _log_child(name, trained[name], prepared, params, settings.model_seed)
                 child_runs[name] = child.info.run_id
             for split in ("validation", "test"):
                 mlflow.log_metric(f"{name}_{split}_pr_auc", trained[name].metrics[split]["pr_auc"])
-        version = versions[candidate]
         new_score = trained[candidate].metrics["validation"]["pr_auc"]
         promoted = old_score is None or new_score > old_score
         decision = {
             "promotion.decision": "promoted" if promoted else "kept_champion",
-            "promotion.candidate_version": str(version),
             "promotion.candidate_validation_pr_auc": f"{new_score:.6f}",
             "promotion.champion_version_before": str(current.version) if current else "none",
             "promotion.champion_validation_pr_auc": "none" if old_score is None else f"{old_score:.6f}",
             "promotion.note": note,
         }
         mlflow.set_tags(decision)
-        client = registry.client(settings.mlflow_tracking_uri)
-        client.set_tag(child_runs[candidate], "promotion.decision", decision["promotion.decision"])
-        for key, value in decision.items():
-            client.set_model_version_tag(settings.model_name, str(version), key, value)
+        registry.client(settings.mlflow_tracking_uri).set_tag(child_runs[candidate], "promotion.decision",
+                                                              decision["promotion.decision"])
+        # Registered only now, with its decision tags in the same request (one transaction on the
+        # server): a version never exists without its artifacts, metrics and tags. The alias moves
+        # last, so a process killed before it leaves the champion where it was (docs/reliability.md).
+        version = mlflow.register_model(model_uris[candidate], settings.model_name, tags=decision).version
+        mlflow.set_tag("promotion.candidate_version", str(version))
         if promoted:
             registry.promote(settings.mlflow_tracking_uri, settings.model_name, version, {})
     log.info("promotion model=%s version=%s decision=%s candidate_val_pr_auc=%.4f champion_val_pr_auc=%s",

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.errors import TrainingDataError
+from volpipe.errors import TrackingUnavailable, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
 from volpipe.modeling.dataset import FeatureData, read_features
@@ -151,7 +151,12 @@ def run(
 
     Raises:
         TrainingDataError: The data cannot train a model (nothing is logged or registered).
+        TrackingUnavailable: MLflow stopped answering: nothing promoted; the runs it had started
+            stay RUNNING until the next training on this host closes them (docs/reliability.md).
     """
+    from mlflow.exceptions import MlflowException
+
+    from volpipe.modeling import registry
     from volpipe.modeling.tracking import log_training
 
     spec = label_spec(settings)
@@ -160,8 +165,17 @@ def run(
     prepared = prepare(data.frame, spec, settings.train_min_rows)
     trained = train_models(prepared, settings.model_seed)
     candidate = max((M.LOGISTIC, M.BOOSTING), key=lambda name: trained[name].metrics["validation"]["pr_auc"])
-    with M.single_threaded():  # logging predicts too (input example, champion re-scoring)
-        summary = log_training(settings, spec, data, prepared, trained, candidate, git_commit())
+    try:
+        with M.single_threaded():  # logging predicts too (input example, champion re-scoring)
+            summary = log_training(settings, spec, data, prepared, trained, candidate, git_commit())
+    except (MlflowException, OSError) as exc:
+        if registry.reachable(settings.mlflow_tracking_uri):
+            raise
+        # MLflow's own message is a long urllib3 chain: its start is enough as the cause.
+        raise TrackingUnavailable(
+            f"MLflow tracking server {settings.mlflow_tracking_uri} is unreachable: training stopped, "
+            f"nothing promoted ({' '.join(str(exc).split())[:300]})"
+        ) from None
     log.info("training done %s", " ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
     return summary
 
@@ -205,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         train_min_rows=args.min_rows, model_seed=args.seed, mlflow_tracking_uri=args.tracking_uri,
     )
     start_ns, end_ns = optional_bounds_ns(args.start, args.end)
-    summary = run(settings, start_ns=start_ns, end_ns=end_ns, products=args.products)
+    try:
+        summary = run(settings, start_ns=start_ns, end_ns=end_ns, products=args.products)
+    except TrackingUnavailable as exc:
+        log.error("training failed: %s", exc)
+        return 1
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -8,23 +8,15 @@ so clients need no access to the artifact folder.
 from __future__ import annotations
 
 import sys
-import urllib.request
 from pathlib import Path
 
 from volpipe.config import Settings
+from volpipe.modeling.registry import reachable
 from volpipe.ops.services.process import TELEMETRY_OFF, ManagedProcess, private_dir
 
 
 def _home(settings: Settings) -> Path:
     return settings.data_dir / "mlflow"
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def server(settings: Settings) -> ManagedProcess:
@@ -47,7 +39,7 @@ def server(settings: Settings) -> ManagedProcess:
         port=port,
         # The job runner (huey consumers, ~250 MB each) serves GenAI features this project has none of.
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **TELEMETRY_OFF},
-        ready=lambda: _healthy(port),
+        ready=lambda: reachable(f"http://127.0.0.1:{port}", timeout=2),
         start_timeout=120,
     )
 
