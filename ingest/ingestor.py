@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 
 import orjson
+from confluent_kafka import KafkaException
 from prometheus_client import start_http_server
 
 from ingest.connection import Feed
 from ingest.metrics import Metrics
 from ingest.protocol import HEARTBEAT, SUBSCRIPTIONS, TICKER, Accepted, SequenceTracker, classify, subscribe_messages
+from ingest.resend import unacknowledged
 from ingest.sinks import KafkaSink, Record, Writer, last_record
 from volpipe.config import Settings, describe
 from volpipe.errors import PipelineError
@@ -33,6 +35,10 @@ from volpipe.records import deadletter_record, raw_record
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 100_000
+# On start, the last records of the files are checked against Kafka: a killed run may have
+# written some it never had acknowledged. More than this many in flight at a crash (a broker
+# outage of minutes, then a kill) needs `python -m ingest.resend` for the older ones.
+RECHECK_RECORDS = 100_000
 # The settings the ingestor reads, listed in its --help.
 ENV_GROUPS = ("storage", "logging", "kafka", "ingest")
 class Ingestor:
@@ -193,6 +199,8 @@ class Ingestor:
         """
         if self.resumed_after is not None:
             self._log_resume(self.resumed_after)
+            if self.kafka is not None:
+                self._resend_unacknowledged(self.kafka, self.resumed_after["ingest_seq"])
         if self.settings.metrics_port:
             start_http_server(self.settings.metrics_port, self.settings.metrics_host, registry=self.registry)
             log.info("metrics on host=%s port=%d", self.settings.metrics_host, self.settings.metrics_port)
@@ -221,6 +229,25 @@ class Ingestor:
                     "what the exchange sent after it on that connection, and while no ingestor ran, is lost",
                     last["ingest_seq"], last["conn_id"], (last.get("msg") or {}).get("sequence_num"),
                     (time.time_ns() - last["recv_ns"]) / 1e9)
+
+    def _resend_unacknowledged(self, kafka: KafkaSink, last_seq: int) -> None:
+        """Re-sends what a killed run wrote but Kafka lacks, before any new record is produced,
+        so every partition stays in ingest_seq order."""
+        first = max(0, last_seq - RECHECK_RECORDS + 1)
+        try:
+            missing = unacknowledged(self.settings, last_seq, RECHECK_RECORDS)
+        except KafkaException as exc:
+            log.error("could not check ingest_seq=%d-%d against Kafka (%s): re-send any it lacks with "
+                      "python -m ingest.resend FILE RANGE", first, last_seq, exc)
+            return
+        for deadletter, key, line, record in missing:
+            kafka.produce(Record(deadletter, key, line, record["ingest_seq"], record["recv_ns"]))
+        self.stats.resent += len(missing)
+        if missing:
+            log.warning("re-sent records=%d ingest_seq=%s: stored by the previous run, not in Kafka", len(missing),
+                        _ranges([record["ingest_seq"] for *_, record in missing]))
+        else:
+            log.info("checked ingest_seq=%d-%d: all in Kafka", first, last_seq)
 
     def final_counts(self) -> dict[str, float | int | None]:
         """Every counter plus receive-to-ack latency percentiles (ms) of recent records."""

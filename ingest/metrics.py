@@ -31,7 +31,8 @@ COUNTERS = {
     "oversized": "Messages over WS_MAX_MESSAGE_BYTES: refused unread, connection re-opened.",
     "stored": "Records (tickers and dead letters) written to the NDJSON files; only these go to Kafka.",
     "unstored": "Records the NDJSON files could not take (disk full, read-only): not sent to Kafka either.",
-    "delivered": "Records acknowledged by Kafka.",
+    "resent": "Records a previous run stored but Kafka lacked, re-sent on start.",
+    "delivered": "Records acknowledged by Kafka (stored or re-sent).",
     "failed": "Records Kafka did not take; re-send them from the NDJSON.",
 }
 

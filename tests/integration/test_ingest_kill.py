@@ -1,9 +1,10 @@
 """The ingestor SIGKILLed and restarted while the exchange keeps sending.
 
-What Kafka acknowledged is in the NDJSON; ``ingest_seq`` stays strictly increasing across the
-restart; what the exchange sent that was not stored is counted, per connection, by the exchange
-(Coinbase has no replay and restarts ``sequence_num`` on every connection, so the ingestor cannot
-count it) and the restart says where the gap starts. Nothing is papered over.
+What Kafka acknowledged is in the NDJSON, and what the killed run stored but Kafka lacks is
+re-sent by the restart, so Kafka ends equal to the NDJSON; ``ingest_seq`` stays strictly
+increasing across the restart; what the exchange sent that was not stored is counted, per
+connection, by the exchange (Coinbase has no replay and restarts ``sequence_num`` on every
+connection, so the ingestor cannot count it) and the restart says where the gap starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import uuid
 import orjson
 import pytest
 
+from tests.spark.pipeline_helpers import produce, write_raw_files
+from volpipe.market import synthetic_raw_records
 from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import kafka
@@ -31,12 +34,17 @@ def _complete_lines(folder) -> int:
     return sum(path.read_bytes().count(b"\n") for path in folder.glob("*.ndjson"))
 
 
-def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tmp_path, kafka_broker):
+def _settings(tmp_path, broker):
     tag = uuid.uuid4().hex[:8]
-    settings = isolated_settings(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka_broker.kafka_bootstrap_servers,
+    settings = isolated_settings(tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
                                  PRODUCT_IDS=PRODUCTS, KAFKA_INPUT_TOPIC=f"kill-raw-{tag}",
                                  KAFKA_DEADLETTER_TOPIC=f"kill-dead-{tag}", KAFKA_OUTPUT_TOPIC=f"kill-features-{tag}")
     kafka.create_topics(settings)
+    return settings
+
+
+def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tmp_path, kafka_broker):
+    settings = _settings(tmp_path, kafka_broker)
     raw = settings.raw_dir
     exchange = ExchangeProcess("--products", PRODUCTS, "--rate", "300")
     try:
@@ -44,7 +52,11 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
         wait_until(lambda: _complete_lines(raw) > 1000, 60, "ticks before the kill")
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.communicate(timeout=30)
-        time.sleep(3)  # the exchange's tape runs on: nobody receives these ticks
+        killed_lines = [line[:-1] for path in sorted(raw.glob("*.ndjson"))
+                        for line in path.read_bytes().splitlines(True) if line.endswith(b"\n")]  # not a cut one
+        acknowledged = collections.Counter(
+            v for _, _, v in topic_records(settings, settings.kafka_input_topic, len(killed_lines)))
+        time.sleep(1)  # the exchange's tape runs on: nobody receives these ticks
         down = exchange.stats()
         second = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "second.log")
         wait_until(lambda: _complete_lines(raw) > 2000, 60, "ticks after the restart")
@@ -67,18 +79,19 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
     assert (f"WARNING ingest.ingestor resuming after the last stored record ingest_seq={last_before['ingest_seq']} "
             f"conn_id={first_conn} sequence_num={last_before['msg']['sequence_num']} ") in second_log
 
-    # What Kafka acknowledged is in the NDJSON, byte for byte, once.
-    kafka_values = collections.Counter(v for _, _, v in topic_records(settings, settings.kafka_input_topic, len(lines)))
-    assert max(kafka_values.values()) == 1 and set(kafka_values) <= set(lines)
-    # What the NDJSON has and Kafka lacks can only be what the killed run had not yet had acknowledged:
-    # the end of its records, per product (one partition each, delivered in order).
-    missing = [r for r, line in zip(records, lines, strict=True) if line not in kafka_values]
-    assert all(r["conn_id"] == first_conn for r in missing)
+    # What Kafka acknowledged before the restart is in the NDJSON, byte for byte, once; what the
+    # killed run stored but had not had acknowledged yet is the end of its records, per product
+    # (one partition each, delivered in order), and the restart re-sent exactly that.
+    assert max(acknowledged.values()) == 1 and set(acknowledged) <= set(killed_lines)
+    missing = [line for line in killed_lines if line not in acknowledged]
     for product in PRODUCTS.split(","):
-        theirs = [line not in kafka_values for line, r in zip(lines, records, strict=True)
-                  if r["conn_id"] == first_conn and r["msg"]["events"][0]["tickers"][0]["product_id"] == product]
+        theirs = [line not in acknowledged for line in killed_lines if product.encode() in line]
         assert theirs == sorted(theirs)  # present ones first, then the missing ones
-    assert final["failed"] == 0 and final["delivered"] == final["stored"] == final["tickers"]
+    assert final["resent"] == len(missing)
+    assert final["failed"] == 0 and final["stored"] == final["tickers"]
+    assert final["delivered"] == final["stored"] + final["resent"]
+    kafka_values = collections.Counter(v for _, _, v in topic_records(settings, settings.kafka_input_topic, len(lines)))
+    assert max(kafka_values.values()) == 1 and set(kafka_values) == set(lines)  # Kafka = NDJSON
 
     # Every ticker the exchange sent is stored or counted lost at the exchange, per connection.
     killed, stopped = sorted(stats["closed"], key=lambda c: c["number"])
@@ -90,5 +103,29 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
     assert final["gaps"] == 0 and final["repeats"] == 0
     # While no ingestor ran, the tape ran on: generated, sent to nobody, and counted as such.
     assert down["ticks_generated"] - down["tickers_sent"] > 300
-    print(f"\nlost at the kill (sent, not stored): {lost_at_kill}; NDJSON not in Kafka: {len(missing)}; "
+    print(f"\nlost at the kill (sent, not stored): {lost_at_kill}; stored, not in Kafka, re-sent: {len(missing)}; "
           f"ticks while down: {down['ticks_generated'] - down['tickers_sent']}; stored: {len(records)}")
+
+
+def test_a_restart_resends_what_the_previous_run_stored_but_kafka_lacks_and_nothing_else(tmp_path, kafka_broker):
+    """Deterministic: the files hold 60 records (an older day), Kafka the first 45 of them."""
+    settings = _settings(tmp_path, kafka_broker)
+    old = list(synthetic_raw_records(60, tuple(PRODUCTS.split(",")), seed=3))
+    write_raw_files(settings, old)
+    produce(settings, old[:45])
+    exchange = ExchangeProcess("--products", PRODUCTS, "--rate", "300")
+    try:
+        ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
+        wait_until(lambda: _complete_lines(settings.raw_dir) > 260, 60, "new ticks")
+        final = ingestor.stop()
+    finally:
+        exchange.stop()
+    assert "WARNING ingest.ingestor re-sent records=15 ingest_seq=45-59: " in ingestor.log_path.read_text()
+    assert final["resent"] == 15 and final["delivered"] == final["stored"] + 15 and final["failed"] == 0
+    lines = ndjson_records(settings.raw_dir)
+    records = topic_records(settings, settings.kafka_input_topic, len(lines))
+    assert sorted(value for _, _, value in records) == sorted(lines)  # each once
+    by_partition = collections.defaultdict(list)
+    for partition, _, value in records:
+        by_partition[partition].append(orjson.loads(value)["ingest_seq"])
+    assert all(seqs == sorted(seqs) for seqs in by_partition.values())  # re-sent before anything new
