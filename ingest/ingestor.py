@@ -240,12 +240,12 @@ class Ingestor:
             log.error("could not check ingest_seq=%d-%d against Kafka (%s): re-send any it lacks with "
                       "python -m ingest.resend FILE RANGE", first, last_seq, exc)
             return
-        for deadletter, key, line, record in missing:
-            kafka.produce(Record(deadletter, key, line, record["ingest_seq"], record["recv_ns"]))
+        for record in missing:
+            kafka.produce(record)
         self.stats.resent += len(missing)
         if missing:
             log.warning("re-sent records=%d ingest_seq=%s: stored by the previous run, not in Kafka", len(missing),
-                        _ranges([record["ingest_seq"] for *_, record in missing]))
+                        _ranges([record.ingest_seq for record in missing]))
         else:
             log.info("checked ingest_seq=%d-%d: all in Kafka", first, last_seq)
 

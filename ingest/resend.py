@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from ingest.sinks import Record
 from volpipe.config import Settings
 from volpipe.errors import PipelineError, ResendError
 from volpipe.logs import configure_logging
@@ -115,15 +116,12 @@ def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float =
         consumer.close()
 
 
-def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[tuple[bool, bytes | None, bytes, dict]]:
+def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[Record]:
     """The records among the last ``window`` of the files that Kafka lacks, in ingest_seq order.
 
     A record Kafka took is among the last ``window`` messages of its partition, since the
     ingestor sent fewer than ``window`` records after it, so none is reported wrongly (a manual
     re-send after it can push it out: then it is re-sent once more, which consumers drop).
-
-    Returns:
-        (dead letter, key, line, record) of each.
 
     Raises:
         KafkaException: Kafka could not be read.
@@ -136,8 +134,8 @@ def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[tuple
             for line in tail_lines(path, first_seq):
                 record = orjson.loads(line)
                 if record["ingest_seq"] not in have:
-                    missing.append((deadletter, record_key(record), line, record))
-    return sorted(missing, key=lambda item: item[3]["ingest_seq"])
+                    missing.append(Record(deadletter, record_key(record), line, record["ingest_seq"], record["recv_ns"]))
+    return sorted(missing, key=lambda record: record.ingest_seq)
 
 
 def resend(settings: Settings, path: Path, ranges: list[tuple[int, int]], timeout: float = 60) -> int:
