@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 
 import orjson
+from confluent_kafka import KafkaException
 from prometheus_client import start_http_server
 
 from ingest.connection import Feed
 from ingest.metrics import Metrics
 from ingest.protocol import HEARTBEAT, SUBSCRIPTIONS, TICKER, Accepted, SequenceTracker, classify, subscribe_messages
-from ingest.sinks import KafkaSink, Record, Writer, last_ingest_seq
+from ingest.resend import unacknowledged
+from ingest.sinks import KafkaSink, Record, Writer, last_record
 from volpipe.config import Settings, describe
 from volpipe.errors import PipelineError
 from volpipe.logs import configure_logging
@@ -33,6 +35,10 @@ from volpipe.records import deadletter_record, raw_record
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 100_000
+# On start, the last records of the files are checked against Kafka: a killed run may have
+# written some it never had acknowledged. More than this many in flight at a crash (a broker
+# outage of minutes, then a kill) needs `python -m ingest.resend` for the older ones.
+RECHECK_RECORDS = 100_000
 # The settings the ingestor reads, listed in its --help.
 ENV_GROUPS = ("storage", "logging", "kafka", "ingest")
 class Ingestor:
@@ -46,8 +52,8 @@ class Ingestor:
     def __init__(self, settings: Settings, kafka: bool = True) -> None:
         self.settings = settings
         self.products = frozenset(settings.product_ids)
-        last = last_ingest_seq(settings.raw_dir, settings.quarantine_dir)  # type: ignore[arg-type]
-        self.next_seq = 0 if last is None else last + 1
+        self.resumed_after = last_record(settings.raw_dir, settings.quarantine_dir)  # type: ignore[arg-type]
+        self.next_seq = 0 if self.resumed_after is None else self.resumed_after["ingest_seq"] + 1
         self.conn_prefix = f"c{time.time_ns() // 1_000_000}"
         self.conn_count = 0
         self.conn_id = ""
@@ -58,9 +64,9 @@ class Ingestor:
         self.failed_lock = threading.Lock()
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.kafka = KafkaSink(settings, self._delivered, self._failed) if kafka else None
-        self.writer = Writer(settings, self.queue, self.kafka)
         self.metrics = Metrics(self.kafka.in_flight if self.kafka else lambda: 0)
         self.stats = self.metrics.stats
+        self.writer = Writer(settings, self.queue, self.kafka, self.stats)
         self.registry = self.metrics.registry
         log.info("ingestor ready next_ingest_seq=%d products=%s", self.next_seq, ",".join(settings.product_ids))
 
@@ -191,6 +197,10 @@ class Ingestor:
         Raises:
             ExhaustedRetries: Reconnecting gave up (only with RECONNECT_MAX_ATTEMPTS > 0).
         """
+        if self.resumed_after is not None:
+            self._log_resume(self.resumed_after)
+            if self.kafka is not None:
+                self._resend_unacknowledged(self.kafka, self.resumed_after["ingest_seq"])
         if self.settings.metrics_port:
             start_http_server(self.settings.metrics_port, self.settings.metrics_host, registry=self.registry)
             log.info("metrics on host=%s port=%d", self.settings.metrics_host, self.settings.metrics_port)
@@ -211,22 +221,59 @@ class Ingestor:
             self.close(self.settings.shutdown_flush_seconds)
         return self.final_counts()
 
+    @staticmethod
+    def _log_resume(last: dict) -> None:
+        """The gap a restart leaves, said once: Coinbase has no replay, and its ``sequence_num``
+        restarts on every connection, so no counter can tell how many messages it holds."""
+        log.warning("resuming after the last stored record ingest_seq=%d conn_id=%s sequence_num=%s stored_s_ago=%.1f: "
+                    "what the exchange sent after it on that connection, and while no ingestor ran, is lost",
+                    last["ingest_seq"], last["conn_id"], (last.get("msg") or {}).get("sequence_num"),
+                    (time.time_ns() - last["recv_ns"]) / 1e9)
+
+    def _resend_unacknowledged(self, kafka: KafkaSink, last_seq: int) -> None:
+        """Re-sends what a killed run wrote but Kafka lacks, before any new record is produced,
+        so every partition stays in ingest_seq order."""
+        first = max(0, last_seq - RECHECK_RECORDS + 1)
+        try:
+            missing = unacknowledged(self.settings, last_seq, RECHECK_RECORDS)
+        except KafkaException as exc:
+            log.error("could not check ingest_seq=%d-%d against Kafka (%s): re-send any it lacks with "
+                      "python -m ingest.resend FILE RANGE", first, last_seq, exc)
+            return
+        for record in missing:
+            kafka.produce(record)
+        self.stats.resent += len(missing)
+        if missing:
+            log.warning("re-sent records=%d ingest_seq=%s: stored by the previous run, not in Kafka", len(missing),
+                        _ranges([record.ingest_seq for record in missing]))
+        else:
+            log.info("checked ingest_seq=%d-%d: all in Kafka", first, last_seq)
+
     def final_counts(self) -> dict[str, float | int | None]:
         """Every counter plus receive-to-ack latency percentiles (ms) of recent records."""
         latency = {f"ack_p{q}_ms": self.stats.latency_ms(q) for q in (50, 99)}
         return {**self.stats.snapshot(), **latency, "ack_max_ms": self.stats.latency_ms(100)}
 
     def close(self, flush_seconds: float) -> None:
-        """Writes what is queued, fsyncs the files, waits up to ``flush_seconds`` for Kafka."""
-        self.writer.drain()
-        self.writer.close()
-        log.info("ndjson flushed and fsynced records=%d", self.writer.written)
-        if self.kafka is not None:
-            left = self.kafka.close(flush_seconds)
-            if left:
-                log.error("kafka: %d records undelivered after %.0fs", left, flush_seconds)
-            self.log_failed()
-        log.info("final %s", self.summary())
+        """Writes what is queued, fsyncs the files, waits up to ``flush_seconds`` for Kafka.
+
+        After a failed write, what is queued is counted as unstored instead; what was stored
+        still goes to Kafka.
+
+        Raises:
+            StorageError: The files could not take what was queued, or be synced.
+        """
+        try:
+            self.writer.drain()
+            self.writer.close()
+            log.info("ndjson flushed and fsynced records=%d", self.stats.stored)
+        finally:
+            if self.kafka is not None:
+                left = self.kafka.close(flush_seconds)
+                if left:
+                    log.error("kafka: %d records undelivered after %.0fs", left, flush_seconds)
+                self.log_failed()
+            log.info("final %s", self.summary())
 
 
 def _ranges(seqs: list[int]) -> str:

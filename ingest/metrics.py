@@ -20,7 +20,7 @@ LATENCY_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004,
                    0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0)
 COUNTERS = {
     "messages": "Frames received.",
-    "tickers": "Ticker frames accepted and stored.",
+    "tickers": "Ticker frames accepted (stored, unless counted in unstored).",
     "heartbeats": "Heartbeat frames (counted, not stored).",
     "acks": "Subscriptions acknowledgements (logged, not stored).",
     "invalid": "Frames rejected to the dead-letter topic and quarantine.",
@@ -29,7 +29,10 @@ COUNTERS = {
     "repeats": "Frames whose sequence_num was not new (still forwarded).",
     "reconnects": "Connections lost and re-established.",
     "oversized": "Messages over WS_MAX_MESSAGE_BYTES: refused unread, connection re-opened.",
-    "delivered": "Records acknowledged by Kafka.",
+    "stored": "Records (tickers and dead letters) written to the NDJSON files; only these go to Kafka.",
+    "unstored": "Records the NDJSON files could not take (disk full, read-only): not sent to Kafka either.",
+    "resent": "Records a previous run stored but Kafka lacked, re-sent on start.",
+    "delivered": "Records acknowledged by Kafka (stored or re-sent).",
     "failed": "Records Kafka did not take; re-send them from the NDJSON.",
 }
 

@@ -5,18 +5,24 @@ file=... ingest_seq=120-340,512``). Output: those lines produced again, same key
 to ``ticks.raw`` (files under ``raw/``) or ``ticks.deadletter`` (under ``quarantine/``).
 Consumers drop records whose ``(product_id, ingest_seq)`` they have seen, so re-sending a
 record that did arrive after all is harmless.
+
+Also, for the ingestor's start (``unacknowledged``): the records at the end of the files that
+Kafka lacks, i.e. those a killed run wrote but had not had acknowledged yet.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from ingest.sinks import Record
 from volpipe.config import Settings
 from volpipe.errors import PipelineError, ResendError
 from volpipe.logs import configure_logging
@@ -44,11 +50,92 @@ def select(path: Path, ranges: list[tuple[int, int]]) -> list[tuple[bytes | None
         for line in lines:
             record = orjson.loads(line)
             if any(first <= record["ingest_seq"] <= last for first, last in ranges):
-                key = None
-                if "msg" in record:  # raw records are keyed by their first product, like the ingestor does
-                    key = record["msg"]["events"][0]["tickers"][0]["product_id"].encode()
-                chosen.append((key, line.rstrip(b"\n")))
+                chosen.append((record_key(record), line.rstrip(b"\n")))
     return chosen
+
+
+def record_key(record: dict) -> bytes | None:
+    """The Kafka key of a stored record: its first product for a raw record, none for a dead letter."""
+    return record["msg"]["events"][0]["tickers"][0]["product_id"].encode() if "msg" in record else None
+
+
+def tail_lines(path: Path, first_seq: int) -> list[bytes]:
+    """The lines at the end of ``path`` whose ingest_seq is ``first_seq`` or more (the file is in
+    ingest_seq order), read backwards in growing chunks, so a long file costs only its tail."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        chunk = 1 << 16
+        while True:
+            start = max(0, size - chunk)
+            handle.seek(start)
+            lines = handle.read(size - start).splitlines()
+            if start > 0:
+                lines = lines[1:]  # probably cut
+            if start == 0 or (lines and orjson.loads(lines[0])["ingest_seq"] < first_seq):
+                return [line for line in lines if orjson.loads(line)["ingest_seq"] >= first_seq]
+            chunk *= 4
+
+
+def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float = 30) -> set[int]:
+    """The ingest_seqs of ``first_seq`` or more among the last ``window`` messages of every
+    partition of the raw and dead-letter topics.
+
+    Raises:
+        KafkaException: Kafka did not answer, or the messages were not all read within ``timeout``.
+    """
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "volpipe-ingest-recheck",
+                         "enable.auto.commit": False})
+    try:
+        starts: dict[tuple[str, int], int] = {}
+        ends: dict[tuple[str, int], int] = {}
+        for topic in (settings.kafka_input_topic, settings.kafka_deadletter_topic):
+            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                if high > low:
+                    starts[(topic, partition)], ends[(topic, partition)] = max(low, high - window), high
+        consumer.assign([TopicPartition(topic, partition, start) for (topic, partition), start in starts.items()])
+        seqs: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while ends:
+            if time.monotonic() > deadline:
+                raise KafkaException(f"partitions not read within {timeout}s: {sorted(ends)}")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                seq = orjson.loads(message.value())["ingest_seq"]
+                if seq >= first_seq:
+                    seqs.add(seq)
+                place = (message.topic(), message.partition())
+                if place in ends and message.offset() >= ends[place] - 1:
+                    del ends[place]
+        return seqs
+    finally:
+        consumer.close()
+
+
+def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[Record]:
+    """The records among the last ``window`` of the files that Kafka lacks, in ingest_seq order.
+
+    A record Kafka took is among the last ``window`` messages of its partition, since the
+    ingestor sent fewer than ``window`` records after it, so none is reported wrongly (a manual
+    re-send after it can push it out: then it is re-sent once more, which consumers drop).
+
+    Raises:
+        KafkaException: Kafka could not be read.
+    """
+    first_seq = last_seq - window + 1
+    have = kafka_seqs(settings, first_seq, window)
+    missing = []
+    for folder, deadletter in ((settings.raw_dir, False), (settings.quarantine_dir, True)):
+        for path in sorted(folder.glob("*.ndjson")) if folder.is_dir() else ():  # type: ignore[union-attr]
+            for line in tail_lines(path, first_seq):
+                record = orjson.loads(line)
+                if record["ingest_seq"] not in have:
+                    missing.append(Record(deadletter, record_key(record), line, record["ingest_seq"], record["recv_ns"]))
+    return sorted(missing, key=lambda record: record.ingest_seq)
 
 
 def resend(settings: Settings, path: Path, ranges: list[tuple[int, int]], timeout: float = 60) -> int:

@@ -3,13 +3,17 @@
 Inputs: ``Record`` items put on a bounded ``asyncio.Queue`` by the read loop. Outputs:
 ``DATA_DIR/raw|quarantine/YYYYMMDD.ndjson`` (UTC date of receipt) and the ``ticks.raw`` /
 ``ticks.deadletter`` topics. The file is written first: it is the durable copy, and what a
-failed Kafka delivery is re-sent from. Kafka never blocks the loop: ``produce`` only
-enqueues into librdkafka, deliveries are confirmed by a poll thread.
+failed Kafka delivery is re-sent from; only what the file took goes to Kafka. Kafka never
+blocks the loop: ``produce`` only enqueues into librdkafka, deliveries are confirmed by a
+poll thread. A file that cannot be written (disk full, read-only folder) stops the writer
+with a ``StorageError`` naming the path and the errno (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import logging
 import os
@@ -23,8 +27,10 @@ from typing import IO, NamedTuple
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from ingest.metrics import Stats
 from volpipe.config import Settings
 from volpipe.dates import NS_PER_DAY, daily_file_stem
+from volpipe.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,8 @@ class Record(NamedTuple):
     recv_ns: int
 
 
-def last_ingest_seq(*dirs: Path) -> int | None:
-    """The highest ``ingest_seq`` written in any daily NDJSON file of the folders.
+def last_record(*dirs: Path) -> dict | None:
+    """The record with the highest ``ingest_seq`` in any daily NDJSON file of the folders.
 
     Every file is appended in ``ingest_seq`` order, so its last line holds its highest; all
     files are read, not only the newest, because an import appends to the days it recorded,
@@ -55,17 +61,33 @@ def last_ingest_seq(*dirs: Path) -> int | None:
         dirs: The raw and quarantine folders (missing ones are skipped).
 
     Returns:
-        The highest sequence found, or None when no folder holds a record yet.
+        The record (a raw record or a dead letter), or None when no folder holds one yet.
+
+    Raises:
+        StorageError: A file cannot be read or cut (e.g. a read-only folder).
     """
-    seqs = [
-        _tail_seq(path)
+    records = [
+        _tail_record(path)
         for folder in dirs if folder.is_dir()
         for path in folder.glob("*.ndjson") if _FILE_NAME.match(path.name)
     ]
-    return max((seq for seq in seqs if seq is not None), default=None)
+    return max((r for r in records if r is not None), key=lambda r: r["ingest_seq"], default=None)
 
 
-def _tail_seq(path: Path) -> int | None:
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    """The error that stops the ingestor, with the path and the errno's name and text."""
+    name = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "?"
+    return StorageError(f"ndjson storage failed path={path} errno={name} ({exc.strerror or exc})")
+
+
+def _tail_record(path: Path) -> dict | None:
+    try:
+        return _read_tail_record(path)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
+
+
+def _read_tail_record(path: Path) -> dict | None:
     with open(path, "r+b") as handle:
         size = handle.seek(0, os.SEEK_END)
         start = max(0, size - _TAIL_BYTES)
@@ -82,45 +104,81 @@ def _tail_seq(path: Path) -> int | None:
             start = max(0, start - 16 * _TAIL_BYTES)
         if not lines:
             return None
-    return orjson.loads(lines[-1])["ingest_seq"]
+    return orjson.loads(lines[-1])
 
 
 class DailyFiles:
-    """Appends lines to ``<folder>/YYYYMMDD.ndjson``, switching files at UTC midnight."""
+    """Appends lines to ``<folder>/YYYYMMDD.ndjson``, switching files at UTC midnight.
+
+    Each ``write`` is all or nothing: the lines reach the OS, or the file is cut back to where
+    it was and ``StorageError`` is raised.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.day: str | None = None
         self.handle: IO[bytes] | None = None
+        self.size = 0  # of the open file, up to its last stored line
 
     def path_for(self, recv_ns: int) -> Path:
         """The file a record received at ``recv_ns`` goes to."""
         return self.folder / f"{daily_file_stem(recv_ns)}.ndjson"
 
     def write(self, recv_ns: int, data: bytes) -> None:
-        """Appends ``data`` (whole lines) to the file of ``recv_ns``'s day."""
+        """Appends ``data`` (whole lines) to the file of ``recv_ns``'s day and hands it to the OS.
+
+        Raises:
+            StorageError: The folder or the file cannot be written (disk full, read-only ...).
+        """
         day = daily_file_stem(recv_ns)
         if day != self.day:
             self.close()
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.folder / f"{day}.ndjson", "ab", buffering=1 << 20)
-            self.day = day
-            log.info("ndjson file opened path=%s", self.folder / f"{day}.ndjson")
-        self.handle.write(data)  # type: ignore[union-attr]
-
-    def flush(self) -> None:
-        """Hands buffered lines to the OS (they survive a crash of this process)."""
-        if self.handle is not None:
+        path = self.folder / f"{day}.ndjson"
+        try:
+            if self.handle is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self.handle = open(path, "ab", buffering=1 << 20)
+                self.day = day
+                self.size = self.handle.tell()
+                log.info("ndjson file opened path=%s", path)
+            self.handle.write(data)
             self.handle.flush()
+        except OSError as exc:
+            self._abandon(path)
+            raise storage_error(path, exc) from exc
+        self.size += len(data)
+
+    def _abandon(self, path: Path) -> None:
+        """Drops the handle and cuts off what part of the failed write reached the file."""
+        handle, self.handle, self.day = self.handle, None, None
+        if handle is None:
+            return
+        with contextlib.suppress(OSError):
+            handle.close()  # its buffer holds the failed bytes: the flush fails again, the descriptor closes
+        try:
+            os.truncate(path, self.size)
+        except OSError as exc:
+            log.error("could not cut the failed write off path=%s errno=%s: the next start cuts a partial last line",
+                      path, errno.errorcode.get(exc.errno or 0, exc.errno))
 
     def close(self) -> None:
-        """Flushes, fsyncs (they survive a crash of the machine) and closes the file."""
-        if self.handle is not None:
+        """Flushes, fsyncs (they survive a crash of the machine) and closes the file.
+
+        Raises:
+            StorageError: The last lines could not be flushed or synced.
+        """
+        if self.handle is None:
+            return
+        path = self.folder / f"{self.day}.ndjson"
+        try:
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.handle.close()
-            self.handle = None
-            self.day = None
+        except OSError as exc:
+            self._abandon(path)
+            raise storage_error(path, exc) from exc
+        self.handle = None
+        self.day = None
 
 
 class KafkaSink:
@@ -211,27 +269,34 @@ class KafkaSink:
 
 
 class Writer:
-    """Drains the queue: lines to the daily files first, then to Kafka.
+    """Drains the queue: lines to the daily files first, then what they took to Kafka.
 
     Batches whatever is queued (up to ``batch``) into one write per file and one flush,
     which keeps the per-message cost low at tens of thousands of messages a second and
-    the latency low at a hundred.
+    the latency low at a hundred. Counts ``stored`` and ``unstored`` records in ``stats``.
+    After a failed write it writes nothing more: the ingestor stops (docs/reliability.md).
     """
 
-    def __init__(self, settings: Settings, queue: asyncio.Queue, kafka: KafkaSink | None, batch: int = 2000) -> None:
+    def __init__(self, settings: Settings, queue: asyncio.Queue, kafka: KafkaSink | None, stats: Stats,
+                 batch: int = 2000) -> None:
         self.queue = queue
         self.raw = DailyFiles(settings.raw_dir)  # type: ignore[arg-type]
         self.quarantine = DailyFiles(settings.quarantine_dir)  # type: ignore[arg-type]
         self.kafka = kafka
+        self.stats = stats
         self.batch = batch
-        self.written = 0
+        self.failure: StorageError | None = None
 
     def path_of(self, recv_ns: int, deadletter: bool) -> Path:
         """The NDJSON file a record is in (for logs about failed deliveries)."""
         return (self.quarantine if deadletter else self.raw).path_for(recv_ns)
 
     async def run(self) -> None:
-        """Writes until cancelled; ``drain`` handles what is queued at shutdown."""
+        """Writes until cancelled; ``drain`` handles what is queued at shutdown.
+
+        Raises:
+            StorageError: A file could not be written.
+        """
         while True:
             first = await self.queue.get()
             items = [first]
@@ -240,35 +305,46 @@ class Writer:
             self._write(items)
 
     def drain(self) -> None:
-        """Writes everything still queued (called after the read loop stopped)."""
+        """Writes everything still queued (called after the read loop stopped); after a failed
+        write, only counts it as unstored."""
         items = []
         while not self.queue.empty():
             items.append(self.queue.get_nowait())
-        if items:
-            self._write(items)
+        if not items:
+            return
+        if self.failure is not None:
+            self.stats.unstored += len(items)
+            return
+        self._write(items)
 
     def _write(self, items: list[Record]) -> None:
-        pending: list[bytes] = []
-        pending_ns = items[0].recv_ns
+        groups: dict[tuple[bool, int], list[Record]] = {}  # one write per file: (dead letter, UTC day)
         for record in items:
-            if record.deadletter:
-                self.quarantine.write(record.recv_ns, record.value + b"\n")
-                continue
-            if pending and record.recv_ns // NS_PER_DAY != pending_ns // NS_PER_DAY:
-                self.raw.write(pending_ns, b"".join(pending))  # the batch spans midnight
-                pending = []
-            pending.append(record.value + b"\n")
-            pending_ns = record.recv_ns
-        if pending:
-            self.raw.write(pending_ns, b"".join(pending))
-        self.raw.flush()
-        self.quarantine.flush()
-        self.written += len(items)
-        if self.kafka is not None:
-            for record in items:
-                self.kafka.produce(record)
+            groups.setdefault((record.deadletter, record.recv_ns // NS_PER_DAY), []).append(record)
+        stored: list[Record] = []
+        try:
+            for (deadletter, _), records in groups.items():
+                files = self.quarantine if deadletter else self.raw
+                files.write(records[0].recv_ns, b"".join([record.value + b"\n" for record in records]))
+                stored += records
+        except StorageError as exc:
+            self.failure = exc
+            self.stats.unstored += len(items) - len(stored)
+            log.error("%s: stopping; records_not_stored=%d (not sent to Kafka either)", exc, len(items) - len(stored))
+            raise
+        finally:
+            self.stats.stored += len(stored)
+            if self.kafka is not None:
+                for record in stored:
+                    self.kafka.produce(record)
 
     def close(self) -> None:
-        """Flushes and fsyncs both files."""
-        self.raw.close()
-        self.quarantine.close()
+        """Flushes and fsyncs both files.
+
+        Raises:
+            StorageError: A file could not be flushed or synced.
+        """
+        try:
+            self.raw.close()
+        finally:
+            self.quarantine.close()

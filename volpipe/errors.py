@@ -39,6 +39,11 @@ class HarnessError(PipelineError):
     """Raised when a process the harness drives (exchange, ingestor) exits or fails to answer."""
 
 
+class StorageError(PipelineError):
+    """Raised when the ingestor cannot write its NDJSON files (disk full, read-only folder, ...);
+    the message names the path and the errno."""
+
+
 class ResendError(PipelineError):
     """Raised when logged ingest_seq ranges cannot be re-sent (bad range, file or broker)."""
 

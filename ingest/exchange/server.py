@@ -54,6 +54,10 @@ class _Client:
         self.last_sent = time.monotonic()
         self.tickers_sent = 0
 
+    def stats(self) -> dict:
+        """What was sent on this connection: the reference a client's losses are counted against."""
+        return {"number": self.number, "seq": self.seq, "tickers_sent": self.tickers_sent}
+
 
 class LocalExchange:
     """The exchange server.
@@ -83,6 +87,7 @@ class LocalExchange:
         self.subscribe_deadline, self.idle_close_seconds = subscribe_deadline, idle_close_seconds
         self.heartbeat_seconds, self.outbox_frames = heartbeat_seconds, outbox_frames
         self.clients: set[_Client] = set()
+        self.closed: list[dict] = []  # stats of every connection that ended
         self.last_tick: dict[str, Tick] = {}
         self.counts = collections.Counter()
         self.exhausted = asyncio.Event()
@@ -111,11 +116,12 @@ class LocalExchange:
             await self._server.wait_closed()
 
     def stats(self) -> dict:
-        """Counters: connections, ticks generated and sent, per open connection."""
+        """Counters: connections, ticks generated and sent; per open connection (``clients``)
+        and per closed one (``closed``): its number, next ``sequence_num`` and tickers sent."""
         return {
             "connections": 0, "ticks_generated": 0, "tickers_sent": 0, "frames_sent": 0, **self.counts,
             "open": len(self.clients), "exhausted": self.exhausted.is_set(),
-            "clients": [{"number": c.number, "seq": c.seq, "tickers_sent": c.tickers_sent} for c in self.clients],
+            "clients": [c.stats() for c in self.clients], "closed": self.closed,
         }
 
     # --- faults, applied to every open connection ---
@@ -218,6 +224,8 @@ class LocalExchange:
             self.clients.discard(client)
             self._update_subscribers()
             sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)  # its counts are final
+            self.closed.append(client.stats())
 
     def _request(self, client: _Client, message: str | bytes) -> None:
         try:
@@ -277,12 +285,13 @@ class LocalExchange:
                     first = product not in c.snapshotted
                     c.snapshotted.add(product)
                     frame = FRAME % (stamp, c.seq, b"snapshot" if first else b"update", payload.tickers)
-                    c.tickers_sent += 1
-                    self.counts["tickers_sent"] += 1
                 else:
                     frame = payload % (stamp, c.seq)
                 c.seq += 1
             await ws.send(frame, text=True)
+            if kind == "tick":  # counted once the socket took it
+                c.tickers_sent += 1
+                self.counts["tickers_sent"] += 1
             c.history.append(frame)
             c.last_sent = time.monotonic()
             self.counts["frames_sent"] += 1

@@ -13,6 +13,7 @@ import orjson
 
 from ingest.import_recording import LINE_COUNTS, main
 from ingest.ingestor import Ingestor
+from ingest.metrics import Stats
 from ingest.sinks import Record, Writer
 from tests.recordings import NOT_JSON, ODD_STAMP, PRODUCTS, generated_recording
 from volpipe.coinbase import parse_timestamp
@@ -73,7 +74,7 @@ def test_every_line_is_imported_dead_lettered_or_skipped_and_keeps_its_recorded_
 
 def test_reimporting_is_a_no_op_and_ingest_seq_continues_around_an_import(tmp_path, capsys):
     settings = isolated_settings(tmp_path / "data")
-    writer = Writer(settings, None, None)  # what a live ingestor wrote today, before the import
+    writer = Writer(settings, None, None, Stats())  # what a live ingestor wrote today, before the import
     today_ns = 1_795_000_000_000_000_000
     writer._write([Record(False, b"BTC-USD", raw_record(i, today_ns + i, "c1-1", b'{"channel":"ticker"}'), i,
                           today_ns + i) for i in range(3)])

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 from pathlib import Path
 
 import orjson
+import pytest
 
-from ingest.sinks import Record, Writer, last_ingest_seq
+from ingest.metrics import Stats
+from ingest.sinks import Record, Writer, last_record
 from volpipe.dates import daily_file_stem
+from volpipe.errors import StorageError
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.records import deadletter_record, raw_record
 
@@ -29,7 +34,7 @@ def _write(tmp_path: Path, records: list[Record]) -> Writer:
     queue: asyncio.Queue = asyncio.Queue()
     for record in records:
         queue.put_nowait(record)
-    writer = Writer(settings, queue, kafka=None)
+    writer = Writer(settings, queue, kafka=None, stats=Stats())
     writer.drain()
     writer.close()
     return writer
@@ -64,23 +69,23 @@ def test_appending_keeps_earlier_lines(tmp_path):
 def test_resume_takes_the_highest_seq_of_the_raw_and_quarantine_files(tmp_path):
     _write(tmp_path, [_raw(0, MIDNIGHT_NS - 10), _raw(1, MIDNIGHT_NS - 5), _dead(2, MIDNIGHT_NS - 4),
                       _raw(3, MIDNIGHT_NS + 1), _dead(9, MIDNIGHT_NS - 3)])
-    assert last_ingest_seq(tmp_path / "raw", tmp_path / "quarantine") == 9
-    assert last_ingest_seq(tmp_path / "raw") == 3
+    assert last_record(tmp_path / "raw", tmp_path / "quarantine")["ingest_seq"] == 9
+    assert last_record(tmp_path / "raw")["ingest_seq"] == 3
 
 
 def test_resume_sees_an_import_appended_to_an_older_day(tmp_path):
     _write(tmp_path, [_raw(0, MIDNIGHT_NS + 1), _raw(1, MIDNIGHT_NS - 5)])  # seq 1 went to the day before
-    assert last_ingest_seq(tmp_path / "raw") == 1
+    assert last_record(tmp_path / "raw")["ingest_seq"] == 1
 
 
 def test_resume_with_no_files_is_none(tmp_path):
-    assert last_ingest_seq(tmp_path / "raw", tmp_path / "missing") is None
+    assert last_record(tmp_path / "raw", tmp_path / "missing") is None
 
 
 def test_resume_skips_an_empty_newest_file(tmp_path):
     _write(tmp_path, [_raw(41, MIDNIGHT_NS - 10)])
     (tmp_path / "raw" / "20260406.ndjson").write_bytes(b"")
-    assert last_ingest_seq(tmp_path / "raw") == 41
+    assert last_record(tmp_path / "raw")["ingest_seq"] == 41
 
 
 def test_resume_cuts_a_partial_last_line_and_reads_only_the_tail(tmp_path):
@@ -90,8 +95,48 @@ def test_resume_cuts_a_partial_last_line_and_reads_only_the_tail(tmp_path):
     complete = path.read_bytes()
     with open(path, "ab") as handle:
         handle.write(b'{"ingest_seq":5000,"recv_ns":17')  # a crash mid-write
-    assert last_ingest_seq(tmp_path / "raw") == 4999
+    assert last_record(tmp_path / "raw")["ingest_seq"] == 4999
     assert path.read_bytes() == complete
+
+
+def test_a_full_disk_cuts_the_failed_write_off_counts_it_unstored_and_stops_the_writer(tmp_path, caplog):
+    """RLIMIT_FSIZE stands in for ENOSPC: a write past it fails with EFBIG after a partial write."""
+    stats = Stats()
+    queue: asyncio.Queue = asyncio.Queue()
+    writer = Writer(isolated_settings(tmp_path), queue, kafka=None, stats=stats)
+    first = [_raw(i, MIDNIGHT_NS + i) for i in range(100)]
+    writer._write(first)
+    path = tmp_path / "raw" / "20260406.ndjson"
+    stored = path.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(stored) + 1000, hard))  # the next batch (~10 KB) fits in part
+    try:
+        with pytest.raises(StorageError, match=f"path={path} errno=EFBIG"):
+            writer._write([_raw(i, MIDNIGHT_NS + i) for i in range(100, 200)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == stored  # the 1,000 bytes that did reach the file were cut off again
+    assert any(r.levelno == logging.ERROR and f"path={path} errno=EFBIG" in r.getMessage()
+               and "records_not_stored=100" in r.getMessage() for r in caplog.records)
+    queue.put_nowait(_raw(200, MIDNIGHT_NS + 200))
+    writer.drain()  # at shutdown: counted, not written, though the disk has room again
+    writer.close()
+    assert path.read_bytes() == stored
+    assert (stats.stored, stats.unstored) == (100, 101)
+
+
+def test_an_unwritable_folder_or_file_is_a_storage_error_naming_path_and_errno(tmp_path):
+    """Stand-ins for a read-only folder that also stop root: a file where the folder should be, a
+    folder where a daily file should be (chmod does not stop root's writes)."""
+    stats = Stats()
+    (tmp_path / "raw").write_text("")
+    writer = Writer(isolated_settings(tmp_path), asyncio.Queue(), kafka=None, stats=stats)
+    with pytest.raises(StorageError, match=f"path={tmp_path / 'raw' / '20260406.ndjson'} errno=EEXIST"):
+        writer._write([_raw(0, MIDNIGHT_NS)])
+    assert (stats.stored, stats.unstored) == (0, 1)
+    (tmp_path / "quarantine" / "20260406.ndjson").mkdir(parents=True)
+    with pytest.raises(StorageError, match=f"path={tmp_path / 'quarantine' / '20260406.ndjson'} errno=EISDIR"):
+        last_record(tmp_path / "quarantine")  # on start: the ingestor stops before it connects
 
 
 def test_the_producer_takes_the_dead_letter_of_the_largest_frame_the_websocket_accepts(tmp_path):

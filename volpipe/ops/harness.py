@@ -8,6 +8,7 @@ commands (``python -m ingest.exchange``, ``python -m ingest``) and check the rea
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -118,15 +119,26 @@ def ingestor_env(settings: Settings, url: str, **extra: str) -> dict[str, str]:
 
 
 class IngestorProcess:
-    """``python -m ingest`` with the given environment; ``stop`` returns its final counts."""
+    """``python -m ingest`` with the given environment; ``stop`` returns its final counts.
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    Args:
+        env: Its environment (``ingestor_env``), over this process's.
+        log_path: Where its log (stderr) is appended.
+        file_size_limit: Its RLIMIT_FSIZE in bytes: writing a file past it fails with EFBIG
+            (Python ignores SIGXFSZ), a full disk for this process alone, without root.
+    """
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, file_size_limit: int | None = None) -> None:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+
+        def limit_file_size() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ingest"], cwd=PROJECT_ROOT, env={**os.environ, **env},
-                stdout=subprocess.PIPE, stderr=log,
+                stdout=subprocess.PIPE, stderr=log, preexec_fn=limit_file_size if file_size_limit else None,
             )
 
     def stop(self, timeout: float = 60) -> dict:
