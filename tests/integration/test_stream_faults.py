@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,24 +167,27 @@ def _count(settings, table: str) -> int:
     return DeltaTable(str(path)).to_pyarrow_dataset().count_rows() if (path / "_delta_log").exists() else 0
 
 
-def _once(settings, topic: str) -> tuple[list[dict], str]:
+def _once(settings, topic: str, *args: str) -> tuple[list[dict], str]:
     """``python -m volpipe.consume`` over ``topic``: its rows and its log."""
-    done = subprocess.run([sys.executable, "-m", "volpipe.consume", "--topic", topic, "--timeout", "5"],
+    done = subprocess.run([sys.executable, "-m", "volpipe.consume", "--topic", topic, "--timeout", "5", *args],
                           cwd=PROJECT_ROOT, env={**os.environ, **program_env(settings)}, capture_output=True,
                           timeout=120, check=True)
     return [orjson.loads(line) for line in done.stdout.splitlines()], done.stderr.decode()
 
 
-def _descents(rows: list[dict]) -> dict[str, int]:
-    """Per product, how often a key is not above the one before it (a re-run starting over)."""
+def _reruns(rows: list[dict]) -> dict[str, list[int]]:
+    """Per product, the repeats of each re-run: a re-run starts where a key is not above the one before it."""
     last: dict[str, tuple] = {}
-    count: collections.Counter = collections.Counter()
+    highest: dict[str, tuple] = {}
+    runs: dict[str, list[int]] = collections.defaultdict(list)
     for row in rows:
-        key = (row["ingest_seq"], row["ticker_idx"])
-        if row["product_id"] in last and key <= last[row["product_id"]]:
-            count[row["product_id"]] += 1
-        last[row["product_id"]] = key
-    return dict(count)
+        product, key = row["product_id"], (row["ingest_seq"], row["ticker_idx"])
+        if product in last and key <= last[product]:
+            runs[product].append(0)
+        if product in highest and key <= highest[product]:
+            runs[product][-1] += 1
+        last[product], highest[product] = key, max(key, highest.get(product, key))
+    return dict(runs)
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple]:
@@ -255,20 +259,24 @@ def test_three_sigkills_at_chosen_moments_leave_delta_exact_and_kafka_repeats_bo
         repeats = total - len(distinct)
         assert 0 < repeats <= len(kills) * PER_TRIGGER, (topic, repeats)
         # Per product, keys only go down where a re-run starts over: at most once a kill.
-        assert all(n <= len(kills) for n in _descents(rows).values()), _descents(rows)
-        published[topic] = (total, len(distinct), repeats, _descents(rows))
+        reruns = _reruns(rows)
+        assert all(len(runs) <= len(kills) for runs in reruns.values()) and sum(map(sum, reruns.values())) == repeats
+        published[topic] = (total, len(distinct), repeats, reruns)
 
         # The shipped consumer reads each row exactly once, with the stream's values.
         once, log = _once(settings, topic)
         assert _keys(pd.DataFrame(once)) == _keys(table) and len(once) == len(table), topic
         assert f"repeats_dropped={repeats}" in log, log
+        assert len(_once(settings, topic, "--max-messages", "3")[0]) == 3
         ordered = pd.DataFrame(once).sort_values(list(ROW_KEYS)).reset_index(drop=True)
         stored = table.sort_values(list(ROW_KEYS)).reset_index(drop=True)
         for column in FEATURE_COLUMNS if table is features else ("probability",):
             assert same_bits(ordered[column].astype(float), stored[column].astype(float)), (topic, column)
 
     print(f"\nfault 8 (batches of at most {PER_TRIGGER} records, {len(kills)} kills):")
+    written = dict(re.findall(r"batch written batch_id=(\d+) ticks=\d+ features=(\d+)", log_path.read_text()))
     for kill in kills:
-        print(f"  killed in batch {kill['planned']}: {_moment(kill)}; tables at {kill['batches']}")
-    for topic, (total, distinct, repeats, descents) in published.items():
-        print(f"  {topic}: published {total}, distinct keys {distinct}, repeats {repeats}, re-run starts {descents}")
+        print(f"  killed in batch {kill['planned']} ({written[str(kill['planned'])]} feature rows): {_moment(kill)}; "
+              f"newest batch per table {kill['batches']}")
+    for topic, (total, distinct, repeats, reruns) in published.items():
+        print(f"  {topic}: published {total}, distinct keys {distinct}, repeats {repeats}, per re-run {reruns}")
