@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from volpipe.config import Settings
 from volpipe.errors import PipelineError
@@ -58,7 +58,10 @@ class RepeatFilter:
 
 
 def _partitions(consumer: Consumer, topic: str, start: int) -> list[TopicPartition]:
-    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    except KafkaException as exc:
+        raise PipelineError(f"Kafka topic {topic}: no metadata from the brokers: {exc}") from exc
     if metadata is None or metadata.error is not None:
         raise PipelineError(f"Kafka topic {topic} not readable: {metadata.error if metadata else 'missing'}")
     return [TopicPartition(topic, partition, start) for partition in sorted(metadata.partitions)]
@@ -130,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-messages", type=int, metavar="N", help="exit after printing N rows")
     args = parser.parse_args(argv)
     configure_logging()
-    repeats = RepeatFilter()
+    repeats, topic = RepeatFilter(), args.topic
     try:
         settings = Settings.from_env(kafka_bootstrap_servers=args.bootstrap_servers)
-        topic = args.topic or settings.kafka_output_topic
+        topic = topic or settings.kafka_output_topic
         out = sys.stdout.buffer
         for value, _row in rows_once(settings, topic, from_beginning=not args.new_only, timeout_seconds=args.timeout,
                                      max_rows=args.max_messages, repeats=repeats):
