@@ -105,8 +105,8 @@ def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float =
             for message in consumer.consume(num_messages=10_000, timeout=1.0):
                 if message.error() is not None:
                     raise KafkaException(message.error())
-                seq = orjson.loads(message.value())["ingest_seq"]
-                if seq >= first_seq:
+                seq = _ingest_seq(message.value())
+                if seq is not None and seq >= first_seq:
                     seqs.add(seq)
                 place = (message.topic(), message.partition())
                 if place in ends and message.offset() >= ends[place] - 1:
@@ -114,6 +114,16 @@ def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float =
         return seqs
     finally:
         consumer.close()
+
+
+def _ingest_seq(value: bytes | None) -> int | None:
+    """A raw record's ingest_seq; None for anything else in the topics (``make up``'s Kafka health
+    check writes a token to the dead-letter topic; a stranger may write anything)."""
+    try:
+        seq = orjson.loads(value)["ingest_seq"] if value else None
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+    return seq if isinstance(seq, int) else None
 
 
 def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[Record]:

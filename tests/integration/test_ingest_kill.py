@@ -22,6 +22,7 @@ import pytest
 from tests.spark.pipeline_helpers import produce, write_raw_files
 from volpipe.market import synthetic_raw_records
 from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
+from volpipe.ops.health import check_kafka
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import kafka
 
@@ -113,6 +114,7 @@ def test_a_restart_resends_what_the_previous_run_stored_but_kafka_lacks_and_noth
     old = list(synthetic_raw_records(60, tuple(PRODUCTS.split(",")), seed=3))
     write_raw_files(settings, old)
     produce(settings, old[:45])
+    check_kafka(settings)  # as `make up` does: a token that is not a record lands in the dead-letter topic
     exchange = ExchangeProcess("--products", PRODUCTS, "--rate", "300")
     try:
         ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
