@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         with scratch_settings("bench-soak-", COINBASE_WS_URL=exchange.url, PRODUCT_IDS=",".join(PRODUCTS)) as settings, \
                 running(settings, KAFKA, MLFLOW):
             training = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
-            write_features(training.delta_table("features"), synthetic_features(20_000, seed=4))
+            write_features(training.delta_table("features"), synthetic_features(
+                20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
             print(f"champion: v{train.run(training)['champion_version']}", flush=True)
             broker = psutil.Process(KAFKA.process(settings).pid())
             extra = {"exchange": psutil.Process(exchange.proc.pid), "kafka broker": broker}
