@@ -9,7 +9,7 @@ bit, for a range of UTC days (default: yesterday).
    `(product_id, ingest_seq, ticker_idx)` and compares every value exactly.
 
 Equal: the counts are in the task log and the verdict JSON under `reports/replay/`. Different:
-the compare task fails with a summary (rows per side, rows on one side only, differing values
+the compare task fails at once, not retried (a difference is a finding, not a glitch), with a summary (rows per side, rows on one side only, differing values
 per column, the first differing rows) and the JSON verdict still lands. Trigger it from the UI
 with *Trigger DAG w/ config* to pick the days. Logic: `spark_jobs.replay`, `spark_jobs.compare`.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 from airflow.sdk import dag, get_current_context, task
 
 from volpipe.orchestration import (
-    DEFAULT_ARGS, START_DATE, TAGS, PipelineSparkSubmitOperator, date_params, resolve_range, table_asset,
+    DEFAULT_ARGS, START_DATE, TAGS, ComparisonOperator, PipelineSparkSubmitOperator, date_params, resolve_range,
+    table_asset,
 )
 from volpipe.tables import FEATURES, FEATURES_REPLAY
 
@@ -54,9 +55,9 @@ def replay_validation():
             "--end", "{{ ti.xcom_pull(task_ids='resolve_dates')['end'] }}"]
     replay = PipelineSparkSubmitOperator(task_id="replay_features", job="replay", application_args=args,
                                          outlets=[table_asset(FEATURES_REPLAY)])
-    compare = PipelineSparkSubmitOperator(
-        task_id="compare_with_stream", job="compare", inlets=[table_asset(FEATURES), table_asset(FEATURES_REPLAY)],
-        application_args=[*args, "--verdict", "{{ ti.xcom_pull(task_ids='resolve_dates')['verdict'] }}"],
+    compare = ComparisonOperator(
+        task_id="compare_with_stream", inlets=[table_asset(FEATURES), table_asset(FEATURES_REPLAY)],
+        application_args=args, verdict="{{ ti.xcom_pull(task_ids='resolve_dates')['verdict'] }}",
     )
     dates >> replay >> compare
 

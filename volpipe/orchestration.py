@@ -95,3 +95,33 @@ class PipelineSparkSubmitOperator(SparkSubmitOperator):
 
         self.conf = {**spark_conf(Settings.from_env()), **(self.conf or {})}
         return super().execute(context)
+
+
+class ComparisonOperator(PipelineSparkSubmitOperator):
+    """``spark_jobs/compare.py`` with a verdict file: a DIFFERENT verdict fails the task at once.
+
+    A difference is a finding, not a transient error: retrying it (twice, with backoff) only
+    delays the failure by minutes. Any other failure (no verdict written, or one naming an
+    error, e.g. a missing table) is retried as usual. The verdict of an earlier run of the same
+    range is removed first, so it cannot be mistaken for this run's.
+    """
+
+    def __init__(self, *, verdict: str, application_args: list[str], **kwargs: Any) -> None:
+        super().__init__(job="compare", application_args=[*application_args, "--verdict", verdict], **kwargs)
+
+    def execute(self, context: Any) -> None:
+        import json
+        from pathlib import Path
+
+        from airflow.exceptions import AirflowException, AirflowFailException
+
+        verdict_path = Path(self.application_args[self.application_args.index("--verdict") + 1])
+        verdict_path.unlink(missing_ok=True)
+        try:
+            return super().execute(context)
+        except AirflowException as exc:
+            verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else None
+            if verdict is not None and verdict["error"] is None and not verdict["equal"]:
+                raise AirflowFailException(f"replay differs from the stream, not retried: {verdict['summary']} "
+                                           f"(verdict: {verdict_path})") from exc
+            raise

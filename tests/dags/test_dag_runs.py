@@ -154,6 +154,8 @@ def test_replay_validation_fails_and_names_the_altered_row(dags, pipeline, spark
     spark.sql(f"UPDATE {table} SET rolling_vol = rolling_vol * 2 WHERE ingest_seq = {seq}")
     dag_run, states = run(dags, "replay_validation", ONE_DAY)
     assert dag_run.state == "failed" and states["compare_with_stream"] == "failed", states
+    (compare,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "compare_with_stream"]
+    assert compare.try_number == 1  # a verdict is final: no retry
     verdict = json.loads(((pipeline.data_dir / "reports") / "replay" / f"{DAY}_{DAY}.json").read_text())
     assert verdict["equal"] is False and verdict["report"]["differing"]["rolling_vol"] == 1
     assert [row["ingest_seq"] for row in verdict["report"]["examples"]] == [seq]
