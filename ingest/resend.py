@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from ingest.sinks import Record
+from ingest.sinks import Record, read_tail
 from volpipe.config import Settings
 from volpipe.errors import PipelineError, ResendError
 from volpipe.logs import configure_logging
@@ -61,19 +60,10 @@ def record_key(record: dict) -> bytes | None:
 
 def tail_lines(path: Path, first_seq: int) -> list[bytes]:
     """The lines at the end of ``path`` whose ingest_seq is ``first_seq`` or more (the file is in
-    ingest_seq order), read backwards in growing chunks, so a long file costs only its tail."""
+    ingest_seq order)."""
     with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        chunk = 1 << 16
-        while True:
-            start = max(0, size - chunk)
-            handle.seek(start)
-            lines = handle.read(size - start).splitlines()
-            if start > 0:
-                lines = lines[1:]  # probably cut
-            if start == 0 or (lines and orjson.loads(lines[0])["ingest_seq"] < first_seq):
-                return [line for line in lines if orjson.loads(line)["ingest_seq"] >= first_seq]
-            chunk *= 4
+        lines, _ = read_tail(handle, lambda lines: bool(lines) and orjson.loads(lines[0])["ingest_seq"] < first_seq)
+    return [line for line in lines if orjson.loads(line)["ingest_seq"] >= first_seq]
 
 
 def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float = 30) -> set[int]:

@@ -89,22 +89,35 @@ def _tail_record(path: Path) -> dict | None:
 
 def _read_tail_record(path: Path) -> dict | None:
     with open(path, "r+b") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        start = max(0, size - _TAIL_BYTES)
-        while True:
-            handle.seek(start)
-            tail = handle.read()
-            complete = tail[: tail.rfind(b"\n") + 1]
-            if len(complete) < len(tail):
-                log.warning("truncating partial last line path=%s bytes=%d", path, len(tail) - len(complete))
-                handle.truncate(start + len(complete))
-            lines = complete.splitlines()
-            if len(lines) >= 2 or start == 0:  # the first line of a mid-file read may be cut
-                break
-            start = max(0, start - 16 * _TAIL_BYTES)
-        if not lines:
-            return None
-    return orjson.loads(lines[-1])
+        lines, partial = read_tail(handle, lambda lines: bool(lines))
+        if partial:
+            size = handle.seek(0, os.SEEK_END)
+            log.warning("truncating partial last line path=%s bytes=%d", path, partial)
+            handle.truncate(size - partial)
+    return orjson.loads(lines[-1]) if lines else None
+
+
+def read_tail(handle: IO[bytes], enough: Callable[[list[bytes]], bool]) -> tuple[list[bytes], int]:
+    """The complete lines at the end of a file, read backwards in growing chunks until
+    ``enough(lines)`` holds or the file's start is reached, so a long file costs only its tail.
+
+    Returns:
+        The lines (a line the first chunk may have cut is left out) and the length of a partial
+        last line (a write cut short), 0 when the file ends with a newline.
+    """
+    size = handle.seek(0, os.SEEK_END)
+    chunk = _TAIL_BYTES
+    while True:
+        start = max(0, size - chunk)
+        handle.seek(start)
+        data = handle.read(size - start)
+        complete = data.rfind(b"\n") + 1
+        lines = data[:complete].splitlines()
+        if start > 0:
+            lines = lines[1:]
+        if start == 0 or enough(lines):
+            return lines, len(data) - complete
+        chunk *= 4
 
 
 class DailyFiles:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from ingest.metrics import Stats
+from ingest.resend import tail_lines
 from ingest.sinks import Record, Writer, last_record
 from volpipe.dates import daily_file_stem
 from volpipe.errors import StorageError
@@ -97,6 +98,15 @@ def test_resume_cuts_a_partial_last_line_and_reads_only_the_tail(tmp_path):
         handle.write(b'{"ingest_seq":5000,"recv_ns":17')  # a crash mid-write
     assert last_record(tmp_path / "raw")["ingest_seq"] == 4999
     assert path.read_bytes() == complete
+
+
+@pytest.mark.parametrize("first_seq", [0, 1, 4990, 100, 5000])
+def test_the_restart_recheck_reads_the_records_from_an_ingest_seq_on_across_tail_chunks(tmp_path, first_seq):
+    _write(tmp_path, [_raw(i, MIDNIGHT_NS + i) for i in range(5000)])  # ~400 KB: several chunks back
+    path = tmp_path / "raw" / "20260406.ndjson"
+    with open(path, "ab") as handle:
+        handle.write(b'{"ingest_seq":5000,"recv_ns":17')  # a crash mid-write: not a record
+    assert [orjson.loads(line)["ingest_seq"] for line in tail_lines(path, first_seq)] == list(range(first_seq, 5000))
 
 
 def test_a_full_disk_cuts_the_failed_write_off_counts_it_unstored_and_stops_the_writer(tmp_path, caplog):

@@ -175,19 +175,47 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress |
     print(f"  {dag_id}: {state} in {time.monotonic() - began:.0f}s"
           + (f"\n{progress.line('')}" if progress else ""), flush=True)
     if state != "success":
+        print(failed_tasks_report(client, dag_id, run_id), flush=True)
         raise ServiceError(f"DAG {dag_id} run {run_id} ended {state}: see its task logs in the Airflow UI "
                            f"or under {airflow_home(client.settings) / 'logs'}")
     return run_id, state
 
 
-def _cancel_scheduled_runs(client: AirflowClient, dag_id: str) -> None:
+def failed_tasks_report(client: AirflowClient, dag_id: str, run_id: str, lines: int = 12) -> str:
+    """Each failed task of a run with the last events of each of its attempts' logs, so that a
+    failure can be read where it is shown (a terminal, a CI log) without opening the UI."""
+    report = []
+    for task in client.task_instances(dag_id, run_id):
+        if task["state"] in ("success", "skipped"):
+            continue
+        report.append(f"  {dag_id}.{task['task_id']}: {task['state']} after {task['try_number']} attempt(s)")
+        folder = (airflow_home(client.settings) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+                  / f"task_id={task['task_id']}")
+        for path in sorted(folder.glob("attempt=*.log")):
+            events = []
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    events.append(json.loads(line).get("event", ""))
+                except ValueError:
+                    events.append(line)
+            report.append(f"    {path}:")
+            report.extend(f"      {str(event)[:300]}" for event in events[-lines:])
+    return "\n".join(report)
+
+
+def _cancel_scheduled_runs(client: AirflowClient, dag_id: str, timeout: float = 120) -> None:
     """Fails the run Airflow schedules when a DAG is unpaused (its last interval, catchup or not):
-    with one active run per DAG it would make the demo's run wait behind it, on a day without data."""
+    with one active run per DAG it would make the demo's run wait behind it, on a day without data.
+    Then waits until its tasks are stopped, so that none writes beside the demo's own run."""
     for run in client.active_runs(dag_id):
-        if run["run_type"] != "manual":
-            client.fail_run(dag_id, run["dag_run_id"])
-            print(f"  {dag_id}: marked the {run['run_type']} run {run['dag_run_id']} failed (unpausing created it; "
-                  "the demo runs its own)", flush=True)
+        if run["run_type"] == "manual":
+            continue
+        client.fail_run(dag_id, run["dag_run_id"])
+        print(f"  {dag_id}: marked the {run['run_type']} run {run['dag_run_id']} failed (unpausing created it; "
+              "the demo runs its own)", flush=True)
+        wait_until(lambda: not any(task["state"] in ("running", "queued", "scheduled", "restarting")
+                                   for task in client.task_instances(dag_id, run["dag_run_id"])),
+                   timeout, f"the tasks of {dag_id} {run['dag_run_id']} to stop", 1.0)
 
 
 def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, object]:

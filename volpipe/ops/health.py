@@ -129,6 +129,10 @@ class AirflowClient:
     def fail_run(self, dag_id: str, run_id: str) -> None:
         self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances (task_id, state, try_number, ...), as the UI's grid shows them."""
+        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
     def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
         """The XCom a task of a run returned (what the UI's XCom tab shows), or None."""
         try:
