@@ -1,4 +1,7 @@
-"""`make demo` in a short mode: the whole pipeline from ingest to drift report, its summary checked, then all stopped."""
+"""`make demo` in a short mode: the whole pipeline from ingest to drift report, its summary
+checked, then all stopped: `--down` runs what `make down` runs, and no process that the demo
+or its services started (Kafka, MLflow, Airflow's components, workers and task processes, the
+exchange, the ingestor, the stream's spark-submit, JVM and Python workers) is left behind."""
 
 from __future__ import annotations
 
@@ -6,12 +9,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from volpipe.config import PROJECT_ROOT
+from volpipe.ops.harness import process_tree, survivors
 from volpipe.ops.sandbox import isolated_settings
+from volpipe.ops.services import SERVICES
 from volpipe.ops.services.process import port_open
 
 pytestmark = pytest.mark.integration
@@ -31,11 +38,20 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path):
     }
     env.pop("PRODUCT_IDS", None)  # the demo's own default: three products
     env.pop("MLFLOW_REGISTRY_URI", None)  # exported by earlier tests' mlflow.set_registry_uri
-    result = subprocess.run(
-        [sys.executable, "-m", "volpipe.ops.demo", "--down", "--history-ticks", "30000", "--live-seconds", "15",
-         "--interval", "5"],
-        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1500,
-    )
+    command = [sys.executable, "-m", "volpipe.ops.demo", "--down", "--history-ticks", "30000", "--live-seconds", "15",
+               "--interval", "5"]
+    with subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as demo:
+        watcher = ProcessWatcher(demo.pid, settings)
+        watcher.start()
+        try:
+            stdout, stderr = demo.communicate(timeout=1500)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            raise
+        finally:
+            watcher.stop()
+    result = subprocess.CompletedProcess(command, demo.returncode, stdout, stderr)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     assert "=== summary ===" in result.stdout and "fast-forward" in result.stdout and " live " in result.stdout
     found = json.loads((tmp_path / "reports" / "demo" / "summary.json").read_text())
@@ -61,3 +77,33 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path):
     assert not port_open("127.0.0.1", settings.kafka_listener[1])
     assert not port_open("127.0.0.1", settings.mlflow_port)
     assert not port_open("127.0.0.1", settings.airflow_port)
+    assert len(watcher.seen) > 20, sorted(watcher.seen)
+    assert survivors(list(watcher.seen.values())) == []
+
+
+class ProcessWatcher(threading.Thread):
+    """Every process seen in the demo's tree or a service's tree, sampled twice a second: a
+    process that a stop leaves behind (even one orphaned on the way) is among them."""
+
+    def __init__(self, pid: int, settings) -> None:
+        super().__init__(daemon=True)
+        self.roots = lambda: [pid, *(p for service in SERVICES.values() if (p := service.process(settings).pid()))]
+        self.seen: dict[tuple[int, float], psutil.Process] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.5):
+            for root in self.roots():
+                try:
+                    tree = process_tree(root)
+                except psutil.NoSuchProcess:
+                    continue
+                for proc in tree:
+                    try:
+                        self.seen.setdefault((proc.pid, proc.create_time()), proc)
+                    except psutil.NoSuchProcess:
+                        pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
