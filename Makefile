@@ -54,7 +54,7 @@ status: setup ## Say which services run and where (live path: pid, uptime, resta
 	$(PY) -m volpipe.ops.services status
 
 test: setup ## Run every test (unit, Spark, DAGs, integration with real services).
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup ## Run every benchmark at full size (~110 min, idle machine) into bench/RESULTS.md (ARGS="--quick" for a smoke run).
 	$(PY) bench/run_all.py $(ARGS)

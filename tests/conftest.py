@@ -16,19 +16,6 @@ from volpipe.config import Settings
 from volpipe.ops.sandbox import isolated_settings
 
 
-# `make test` runs two pytest-xdist workers: one takes the tests that start services (Kafka,
-# MLflow, Airflow, spark-submit jobs), the other the in-process ones and the demo, which together
-# take about as long. A group runs on one worker, in file order.
-SECOND_WORKER = ("tests/dags/", "tests/model/", "tests/spark/", "tests/unit/", "tests/integration/test_demo.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = "in-process" if path.startswith(SECOND_WORKER) else "services"
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def session_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings shared by the session-scoped services."""
