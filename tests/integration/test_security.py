@@ -162,3 +162,22 @@ def test_usage_telemetry_is_switched_off_for_every_service(airflow):
     url = f"{settings.mlflow_tracking_uri}/ajax-api/3.0/mlflow/ui-telemetry"
     with urllib.request.urlopen(url, timeout=10) as answer:
         assert json.load(answer)["disable_ui_telemetry"] is True  # no banner, no events from the UI
+
+
+def test_the_documented_curl_example_triggers_a_run_and_the_api_wants_a_token(airflow, tmp_path):
+    """docs/orchestration.md's REST block, run as written (only the port changes). Last in the
+    module: the run it starts goes on in the background until the module's Airflow stops."""
+    settings = airflow
+    block = re.findall(r"```bash\n(.*?)```", (PROJECT_ROOT / "docs" / "orchestration.md").read_text(), re.S)[0]
+    base = f"http://127.0.0.1:{settings.airflow_port}"
+    (tmp_path / "data").symlink_to(settings.data_dir)  # the block reads data/airflow/... like a user in the repo
+    wait_for_dag(AirflowClient(settings), "replay_validation")
+    result = subprocess.run(["bash", "-c", block.replace("http://localhost:8080", base)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout.strip().splitlines()[-1])
+    assert run["dag_id"] == "replay_validation" and run["conf"] == {"start": "2026-01-01", "end": "2026-01-01"}
+    assert run["state"] in ("queued", "running"), run
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/api/v2/dags", timeout=10)
+    assert refused.value.code == 401
