@@ -40,7 +40,7 @@ SETTINGS = Settings.from_env()
     max_active_runs=1,
     tags=[*TAGS, "modeling"],
     default_args=DEFAULT_ARGS,
-    params={**date_params("to score (empty: what is not scored yet)"),
+    params={**date_params("to score", empty="what is not scored yet"),
             "model_version": Param(None, type=["null", "integer"], title="Model version",
                                    description="A registered version; empty = @champion.")},
 )

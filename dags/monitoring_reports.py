@@ -42,7 +42,7 @@ SETTINGS = Settings.from_env()
     max_active_runs=1,
     tags=[*TAGS, "monitoring"],
     default_args=DEFAULT_ARGS,
-    params={**date_params("to monitor (empty: the hours before the run)"), **products_param()},
+    params={**date_params("to monitor", empty="the hours before the run"), **products_param()},
 )
 def monitoring_reports():
     @task(inlets=[table_asset(FEATURES, SETTINGS), table_asset(PREDICTIONS, SETTINGS), model_asset(SETTINGS)])
@@ -53,7 +53,7 @@ def monitoring_reports():
         context = get_current_context()
         params = context["params"]
         verdict = monitor_window(Settings.from_env(), params.get("start"), params.get("end"),
-                                 context["dag_run"].run_after, products=tuple(params["products"]) or None)
+                                 context["dag_run"].run_after, products=tuple(params["products"] or ()) or None)
         print(verdict.summary())
         return enforce(verdict).to_dict()
 

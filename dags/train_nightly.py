@@ -42,7 +42,7 @@ SETTINGS = Settings.from_env()
     max_active_runs=1,
     tags=[*TAGS, "modeling"],
     default_args=DEFAULT_ARGS,
-    params={**date_params(f"of training data (empty: the {SETTINGS.train_window_days} days before the run)"),
+    params={**date_params("of training data", empty=f"the {SETTINGS.train_window_days} days before the run"),
             **products_param()},
 )
 def train_nightly():

@@ -30,11 +30,11 @@ DEFAULT_ARGS: dict[str, Any] = {
 TAGS = ["volpipe"]
 
 
-def date_params(what: str) -> dict[str, Param]:
-    """The trigger form's date range: empty means yesterday (UTC)."""
+def date_params(what: str, empty: str = "yesterday, UTC") -> dict[str, Param]:
+    """The trigger form's date range; ``empty`` says what the DAG does without one."""
     return {
         "start": Param(None, type=["null", "string"], format="date", title="First UTC date",
-                       description=f"First day {what} (YYYY-MM-DD); empty = yesterday, UTC."),
+                       description=f"First day {what} (YYYY-MM-DD); empty = {empty}."),
         "end": Param(None, type=["null", "string"], format="date", title="Last UTC date",
                      description="Last day, included (YYYY-MM-DD); empty = the first day."),
     }
@@ -42,7 +42,8 @@ def date_params(what: str) -> dict[str, Param]:
 
 def products_param() -> dict[str, Param]:
     """The trigger form's product filter: empty means every product."""
-    return {"products": Param([], type="array", items={"type": "string"}, title="Products",
+    # null allowed: else the UI marks the field required, though empty means every product
+    return {"products": Param([], type=["null", "array"], items={"type": "string"}, title="Products",
                               description="Product ids, one per line (e.g. BTC-USD); empty = all.")}
 
 

@@ -98,3 +98,11 @@ def _schedule(timetable) -> str:
         return timetable.expression
     assets = sorted(key.name for key, _ in timetable.asset_condition.iter_assets())
     return f"{timetable.timetable._expression} or assets {', '.join(assets)}"
+
+
+def test_the_trigger_form_says_once_what_an_empty_date_means(dagbag):
+    """The UI shows each Param's description under its field (checked in headless Chromium)."""
+    for dag in dagbag.dags.values():
+        if "start" in dag.params:
+            description = dag.params.get_param("start").description
+            assert description.count("empty") == 1, (dag.dag_id, description)
