@@ -144,6 +144,7 @@ def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
     exchange = ExchangeProcess("--source", "synthetic", "--products", ",".join(settings.product_ids), *exchange_args)
     ingestor = IngestorProcess(ingestor_env(settings, exchange.url), logs / "ingest.log")
     ticks_before = delta_rows(settings, TICKS)
+    raw_before = kafka_messages(settings, settings.kafka_input_topic)
     try:
         next_line = time.monotonic()
         while not until(exchange):
@@ -152,7 +153,12 @@ def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
                 print(progress.line(phase), flush=True)
                 next_line += interval
             time.sleep(0.5)
-        sent = int(exchange.stats()["tickers_sent"])
+        # Nothing more is sent; what is in flight (up to ~1,000 tickers at full speed on a busy
+        # machine) reaches Kafka before the ingestor stops.
+        sent = int(exchange.control("stall", seconds=3600)["tickers_sent"])
+        wait_until(lambda: ingestor.proc.poll() is not None
+                   or kafka_messages(settings, settings.kafka_input_topic) - raw_before >= sent,
+                   120, "the ingestor to store every ticker sent", 0.5)
         stored = int(ingestor.stop()["tickers"])
     finally:
         if ingestor.proc.poll() is None:
