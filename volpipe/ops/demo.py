@@ -40,7 +40,7 @@ from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import PipelineError, ServiceError
 from volpipe.logs import configure_logging
 from volpipe.ops import health
-from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
+from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, topic_messages, wait_until
 from volpipe.ops.health import AirflowClient, wait_for_dag
 from volpipe.ops.services import SERVICES
 from volpipe.ops.services.airflow import airflow_home
@@ -82,18 +82,6 @@ def delta_rows(settings: Settings, table: str) -> int:
 
 def _ndjson_lines(folder: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in folder.glob("*.ndjson")) if folder.exists() else 0
-
-
-def kafka_messages(settings: Settings, topic: str) -> int:
-    """Messages in ``topic`` (sum of its partitions' high watermarks; the topics are never compacted)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "volpipe-demo"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-    finally:
-        consumer.close()
 
 
 class Progress:
@@ -144,7 +132,7 @@ def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
     exchange = ExchangeProcess("--source", "synthetic", "--products", ",".join(settings.product_ids), *exchange_args)
     ingestor = IngestorProcess(ingestor_env(settings, exchange.url), logs / "ingest.log")
     ticks_before = delta_rows(settings, TICKS)
-    raw_before = kafka_messages(settings, settings.kafka_input_topic)
+    raw_before = topic_messages(settings, settings.kafka_input_topic)
     try:
         next_line = time.monotonic()
         while not until(exchange):
@@ -153,12 +141,7 @@ def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
                 print(progress.line(phase), flush=True)
                 next_line += interval
             time.sleep(0.5)
-        # Nothing more is sent; what is in flight (up to ~1,000 tickers at full speed on a busy
-        # machine) reaches Kafka before the ingestor stops.
-        sent = int(exchange.control("stall", seconds=3600)["tickers_sent"])
-        wait_until(lambda: ingestor.proc.poll() is not None
-                   or kafka_messages(settings, settings.kafka_input_topic) - raw_before >= sent,
-                   120, "the ingestor to store every ticker sent", 0.5)
+        sent = exchange.drain(settings, raw_before, alive=lambda: ingestor.proc.poll() is None)
         stored = int(ingestor.stop()["tickers"])
     finally:
         if ingestor.proc.poll() is None:
@@ -285,16 +268,16 @@ def facts(settings: Settings, result: dict[str, Any]) -> dict[str, Any]:
             "served": result["history"]["sent"] + result["live"]["sent"],
             "stored": result["history"]["stored"] + result["live"]["stored"],
             "ndjson_lines": _ndjson_lines(settings.raw_dir),  # type: ignore[arg-type]
-            "kafka": kafka_messages(settings, settings.kafka_input_topic),
+            "kafka": topic_messages(settings, settings.kafka_input_topic),
             "delta": delta_rows(settings, TICKS), "quarantined": delta_rows(settings, QUARANTINE),
         },
         "features": {"delta": delta_rows(settings, FEATURES),
-                     "kafka": kafka_messages(settings, settings.kafka_output_topic)},
+                     "kafka": topic_messages(settings, settings.kafka_output_topic)},
         "replay": {key: result["replay"][key] for key in ("range", "equal", "summary")},
         "training": result["training"],
         "champion": {"model": settings.model_name, "version": champion.version if champion else None},
         "predictions": {"live_delta": delta_rows(settings, PREDICTIONS_LIVE),
-                        "live_kafka": kafka_messages(settings, settings.kafka_predictions_topic),
+                        "live_kafka": topic_messages(settings, settings.kafka_predictions_topic),
                         "batch_delta": delta_rows(settings, PREDICTIONS)},
         "monitoring": result["monitoring"],
         "airflow_runs": result["runs"],

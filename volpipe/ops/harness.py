@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 import psutil
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import HarnessError
@@ -89,6 +89,28 @@ class ExchangeProcess:
     def stats(self) -> dict:
         """Connections, ticks generated and sent."""
         return self.control("stats")
+
+    def drain(self, settings: Settings, raw_before: int, alive: Callable[[], bool] = lambda: True,
+              timeout: float = 120) -> int:
+        """Stops sending (a stall), then waits until Kafka ``ticks.raw`` holds every ticker sent.
+
+        Stopping the ingestor right after the exchange's last send loses what is still in the
+        socket and the ingestor's queue (about 1,000 tickers at full speed on a busy machine).
+        ``raw_before``: the topic's messages before this exchange's first frame. The wait ends
+        early when ``alive()`` turns false (the ingestor died: its own log says why).
+
+        Returns:
+            The tickers the exchange sent.
+        """
+        sent = self.control("stall", seconds=3600)
+        counts = [-1]
+
+        def settled() -> bool:  # every ticker there (the topic holds tickers only), nothing more arriving
+            counts.append(topic_messages(settings, settings.kafka_input_topic) - raw_before)
+            return not alive() or counts[-1] == counts[-2] >= sent["tickers_sent"]
+
+        wait_until(settled, timeout, "Kafka to hold every ticker the exchange sent", 0.5)
+        return int(sent["tickers_sent"])
 
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL after 15 s)."""
@@ -158,6 +180,16 @@ class IngestorProcess:
 def ndjson_records(folder: Path) -> list[bytes]:
     """Every line of every daily file in ``folder``, in file order."""
     return [line for path in sorted(folder.glob("*.ndjson")) for line in path.read_bytes().splitlines()]
+
+
+def topic_messages(settings: Settings, topic: str) -> int:
+    """Messages in ``topic`` (sum of its partitions' high watermarks; the topics are never compacted)."""
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"volpipe-count-{uuid.uuid4()}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
 
 
 def topic_records(settings: Settings, topic: str, expected: int, timeout: float = 30) -> list[tuple[int, bytes, bytes]]:
