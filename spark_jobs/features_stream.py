@@ -210,7 +210,7 @@ def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = 
     raw = read_raw(spark, settings, fail_on_data_loss=fail_on_data_loss)
     publisher = RowPublisher(settings.kafka_client_config(), settings.producer_message_timeout_seconds)
     topics = (settings.kafka_output_topic, settings.kafka_predictions_topic)
-    scorer = scoring.scorer() if scoring else LiveScorer(settings.mlflow_tracking_uri, None)
+    scorer = scoring.scorer() if scoring else LiveScorer(None)
     query = write(transform(raw, settings.feature_window_size, publisher, topics, scorer), settings,
                   trigger_seconds=settings.stream_trigger_seconds, scoring=scoring)
     log.info("features stream started query_id=%s checkpoint=%s topic=%s window=%d scoring=%s", query.id,

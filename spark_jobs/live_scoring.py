@@ -1,15 +1,18 @@
 """Live scoring in the features stream: the champion, pinned per micro-batch, scores each feature row.
 
-Driver: ``ChampionWatcher`` asks the registry where ``champion`` points every
+Driver: ``LiveScoring`` asks the registry where ``champion`` points every
 ``MODEL_REFRESH_SECONDS`` (in a thread: a slow or unreachable registry never delays a batch),
-checks the new version's signature against the kernel's columns, and only then makes it the
-model to use. ``pin`` runs at the start of each micro-batch: it writes that model, as JSON, into
-a Spark local property of the batch's jobs. A swap therefore happens between micro-batches, and
+checks the new version's signature against the kernel's columns, downloads its estimator once,
+loads it to prove it loads, hands the file to the workers (``SparkContext.addFile``: a
+cluster's executors fetch it from the driver) and only then makes it the model to use. ``pin``
+runs at the start of each micro-batch: it writes that model and its file name, as JSON, into a
+Spark local property of the batch's jobs. A swap therefore happens between micro-batches, and
 every task of a batch scores with the same version.
 
-Workers: ``LiveScorer`` reads the pinned model from its task's local properties, loads the
-estimator once per Python worker and version (from the registry, by version), and scores with
-``volpipe.modeling.models.probabilities``, the function batch inference uses. A row it cannot
+Workers: ``LiveScorer`` reads the pin from its task's local properties, loads the estimator
+file once per Python worker and version (``registry.load_estimator_file``: no MLflow import,
+no registry call in a worker), and scores with ``volpipe.modeling.models.probabilities``, the
+function batch inference uses. A row it cannot
 score (no champion yet, a model that fails to load) keeps a null probability: features are
 never held back by scoring. docs/streaming.md ("Live scoring") says why it runs inside the
 stateful step.
@@ -17,9 +20,15 @@ stateful step.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import json
 import logging
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,9 +44,9 @@ from volpipe.modeling.models import decide, probabilities
 log = logging.getLogger(__name__)
 
 PIN_PROPERTY = "volpipe.scoring.model"
-# A worker's estimators, by model URI: Python workers are reused across batches, processors are not.
+# A worker's estimators, by file name: Python workers are reused across batches, processors are not.
 _ESTIMATORS: dict[str, Any] = {}
-_FAILED_LOADS: dict[str, float] = {}  # model URI -> when loading it last failed
+_FAILED_LOADS: dict[str, float] = {}  # file name -> when loading it last failed
 RELOAD_AFTER_FAILURE_SECONDS = 30.0
 
 
@@ -67,9 +76,16 @@ class LiveScoring:
 
     def __init__(self, spark: Any, settings: Settings) -> None:
         registry.limit_retries()
+        self.spark = spark
         self.settings = settings
         self.metrics = ScoringMetrics()
-        self.model: registry.ScoringModel | None = None
+        # The model in use and its pin (model and estimator file, as the workers read it): one
+        # reference, swapped whole, so a batch pins the old pair or the new one.
+        self._current: tuple[registry.ScoringModel, str] | None = None
+        # Kept until the process exits, not removed by stop(): Spark fetches a job file from its
+        # source path for as long as the SparkContext lives, which may outlive this object.
+        self._files = Path(tempfile.mkdtemp(prefix="volpipe-live-models-"))
+        atexit.register(shutil.rmtree, self._files, ignore_errors=True)
         # Model time, added to by the workers' LiveScorer and merged here by Spark per task.
         self.scoring_seconds = spark.sparkContext.accumulator(0.0)
         self._seconds_seen = 0.0
@@ -78,9 +94,15 @@ class LiveScoring:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
 
+    @property
+    def model(self) -> registry.ScoringModel | None:
+        """The model batches are pinned to now, or None."""
+        current = self._current
+        return current[0] if current else None
+
     def scorer(self) -> LiveScorer:
         """The worker side, for the stateful processor."""
-        return LiveScorer(self.settings.mlflow_tracking_uri, self.scoring_seconds)
+        return LiveScorer(self.scoring_seconds)
 
     def start(self, first_look_seconds: float = 15.0) -> None:
         """Starts watching; waits up to ``first_look_seconds`` for the first look, so that a champion
@@ -110,13 +132,14 @@ class LiveScoring:
                 self._usable()
                 return
             model = registry.scoring_model(tracking_uri, name, found.version, allowed_columns=FEATURE_COLUMNS)
+            pin = self._distribute(model)
         except ModelRegistryError as exc:
             self._unusable(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - MLflow raises many types when the server is away
             self._unusable(f"registry {tracking_uri} unreachable: {type(exc).__name__}: {exc}")
             return
-        previous, self.model = self.model, model  # one reference swap: a batch pins the old or the new
+        previous, self._current = self.model, (model, pin)
         self.metrics.swaps.inc()
         self.metrics.model_version.set(int(model.version))
         log.info("live scoring model swapped model=%s version=%s previous=%s threshold=%.6g columns=%s", name,
@@ -137,11 +160,29 @@ class LiveScoring:
             log.warning("live scoring: %s%s", problem, keeping)
         self._problem = problem
 
+    def _distribute(self, model: registry.ScoringModel) -> str:
+        """Downloads ``model``'s estimator, loads it once here, adds the file to the Spark job's
+        files; returns the pin the workers read (model and file name)."""
+        downloaded = registry.download_estimator(self.settings.mlflow_tracking_uri, model,
+                                                 self._files / f"download-{model.version}")
+        # Named by content: Spark fails a task whose job file changed under the same name (a
+        # registry reset while the stream runs, or tests sharing a session, reuse versions).
+        digest = hashlib.sha256(downloaded.read_bytes()).hexdigest()[:16]
+        file = self._files / f"{model.name}-v{model.version}-{digest}{downloaded.suffix}"
+        downloaded.replace(file)
+        shutil.rmtree(self._files / f"download-{model.version}")
+        try:
+            registry.load_estimator_file(file)
+        except Exception as exc:  # noqa: BLE001 - skops raises many types; the old model keeps scoring
+            raise ModelRegistryError(f"{model.uri} cannot be loaded: {type(exc).__name__}: {exc}") from None
+        self.spark.sparkContext.addFile(str(file))
+        return json.dumps({"model": json.loads(model.to_json()), "file": file.name})
+
     def pin(self, spark: Any) -> registry.ScoringModel | None:
         """Pins the current model for the micro-batch about to run on this thread; returns it."""
-        model = self.model
-        spark.sparkContext.setLocalProperty(PIN_PROPERTY, model.to_json() if model else None)
-        return model
+        current = self._current
+        spark.sparkContext.setLocalProperty(PIN_PROPERTY, current[1] if current else None)
+        return current[0] if current else None
 
     def record(self, scored: int, unscored: int) -> float:
         """Counts a finished batch's rows; returns the model time its tasks reported."""
@@ -154,28 +195,31 @@ class LiveScoring:
         return seconds
 
 
-def pinned_model() -> registry.ScoringModel | None:
-    """The model the driver pinned for this task's micro-batch (in a Spark worker), or None."""
+def pinned_model() -> tuple[registry.ScoringModel, str] | None:
+    """The model the driver pinned for this task's micro-batch and its estimator's file name
+    (in a Spark worker), or None."""
     from pyspark import TaskContext
 
     context = TaskContext.get()
     text = context.getLocalProperty(PIN_PROPERTY) if context is not None else None
-    return registry.ScoringModel.from_json(text) if text else None
+    if not text:
+        return None
+    pin = json.loads(text)
+    return registry.ScoringModel.from_json(json.dumps(pin["model"])), pin["file"]
 
 
 class LiveScorer:
     """Scores feature rows in a Spark worker with the pinned model (picklable: settings only)."""
 
-    def __init__(self, tracking_uri: str, scoring_seconds: Any) -> None:
-        self.tracking_uri = tracking_uri
+    def __init__(self, scoring_seconds: Any) -> None:
         self.scoring_seconds = scoring_seconds  # a Spark accumulator: model time, summed on the driver
         self.model: registry.ScoringModel | None = None
         self._estimator: Any = None
 
     def open(self) -> None:
         """Reads this batch's pin and loads its estimator (once per worker and version)."""
-        self.model = pinned_model()
-        self._estimator = _estimator(self.tracking_uri, self.model) if self.model else None
+        pinned = pinned_model()
+        self.model, self._estimator = (pinned[0], _estimator(pinned[1])) if pinned else (None, None)
 
     def score(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         """Each row's probability and predicted label (int32), or None when there is no usable model."""
@@ -187,18 +231,19 @@ class LiveScorer:
         return probability, decide(probability, self.model.threshold)
 
 
-def _estimator(tracking_uri: str, model: registry.ScoringModel) -> Any:
-    """This worker's estimator of ``model``, loaded on first use; None when it cannot be loaded
-    (tried again after ``RELOAD_AFTER_FAILURE_SECONDS``, not on every batch)."""
-    if model.uri in _ESTIMATORS:
-        return _ESTIMATORS[model.uri]
-    if time.monotonic() - _FAILED_LOADS.get(model.uri, -np.inf) < RELOAD_AFTER_FAILURE_SECONDS:
+def _estimator(file: str) -> Any:
+    """This worker's estimator from the job's file ``file``, loaded on first use; None when it
+    cannot be loaded (tried again after ``RELOAD_AFTER_FAILURE_SECONDS``, not on every batch)."""
+    from pyspark import SparkFiles
+
+    if file in _ESTIMATORS:
+        return _ESTIMATORS[file]
+    if time.monotonic() - _FAILED_LOADS.get(file, -np.inf) < RELOAD_AFTER_FAILURE_SECONDS:
         return None
-    registry.limit_retries()
     try:
-        _ESTIMATORS[model.uri] = registry.load_estimator(tracking_uri, model)
+        _ESTIMATORS[file] = registry.load_estimator_file(SparkFiles.get(file))
     except Exception:  # noqa: BLE001 - the stream goes on with features only for this version
-        log.exception("live scoring: cannot load %s; its rows stay unscored", model.uri)
-        _FAILED_LOADS[model.uri] = time.monotonic()
+        log.exception("live scoring: cannot load %s; its rows stay unscored", file)
+        _FAILED_LOADS[file] = time.monotonic()
         return None
-    return _ESTIMATORS[model.uri]
+    return _ESTIMATORS[file]

@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 # Tag of a model version whose training was killed before it ended (value: its parent run id).
 KILLED_TRAINING_TAG = "volpipe.training_killed"
-# Types of the fitted boosting model that skops does not trust by default. We trust them
-# because the registry only holds models this module wrote (loading reads the list back).
-SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
 def common_params(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any) -> dict[str, Any]:
@@ -95,7 +92,7 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], s
         input_example=example.head(3), pyfunc_predict_fn="predict_proba",
         # Inferring them runs a subprocess that re-imports the model (~8 s each): they are known.
         pip_requirements=pip_requirements(),
-        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        skops_trusted_types=registry.SKOPS_TRUSTED_TYPES,
     )
     return info.model_uri
 
