@@ -129,6 +129,23 @@ def test_a_champion_reading_columns_the_kernel_lacks_is_refused(spark, live, mon
     assert scoring.model.version == version
 
 
+def test_a_champion_whose_estimator_does_not_load_is_refused_before_any_batch_pins_it(spark, live, monkeypatch,
+                                                                                      caplog):
+    settings, scoring = live
+    (version,) = register_versions(settings, 1)
+
+    def corrupt(path):
+        raise ValueError(f"{path}: not a skops archive")
+
+    monkeypatch.setattr(registry, "load_estimator_file", corrupt)
+    scoring.check()
+    assert scoring.model is None and scoring.metrics.usable._value.get() == 0
+    assert f"models:/{settings.model_name}/{version} cannot be loaded" in caplog.text
+    monkeypatch.undo()
+    scoring.check()
+    assert scoring.model.version == version
+
+
 def test_exchange_to_ingestor_to_stream_gives_each_feature_row_one_prediction(spark, live):
     """The live path end to end: local exchange -> ingestor -> Kafka -> stream with a champion."""
     settings, scoring = live

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import isolated_settings
-from volpipe.errors import TrainingDataError
+from volpipe.errors import ModelRegistryError, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
 from volpipe.modeling import registry, train
@@ -37,7 +37,8 @@ def settings(mlflow_server, rows, tmp_path):
     return s
 
 
-def register_champion(settings, model, features: list[str], example: pd.DataFrame) -> str:
+def register_champion(settings, model, features: list[str], example: pd.DataFrame,
+                      serialization_format: str = "skops") -> str:
     """Logs and registers ``model`` outside training and makes it champion; returns its version."""
     import mlflow
     from mlflow.models import infer_signature
@@ -48,7 +49,7 @@ def register_champion(settings, model, features: list[str], example: pd.DataFram
         info = mlflow.sklearn.log_model(
             model, name="model", signature=infer_signature(example[features], model.predict_proba(example[features])),
             registered_model_name=settings.model_name, pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES, serialization_format=serialization_format,
         )
     registry.promote(settings.mlflow_tracking_uri, settings.model_name, info.registered_model_version, {})
     return str(info.registered_model_version)
@@ -207,3 +208,22 @@ def test_a_champion_reading_unknown_columns_is_replaced_with_a_note(settings, ro
     assert summary["promoted"] and summary["champion_validation_pr_auc"] is None
     tags = registry.client(settings.mlflow_tracking_uri).get_run(summary["run_id"]).data.tags
     assert "not_a_feature" in tags["promotion.note"]
+
+
+def test_estimators_load_from_skops_files_only(settings, rows):
+    """Batch inference and the stream's workers load what training writes (skops, trusting only
+    the listed types); a pickled model in the registry is refused, not unpickled."""
+    from sklearn.linear_model import LogisticRegression
+
+    example = rows[["rolling_vol"]].head(1_000)
+    labels = np.arange(len(example)) % 2
+    fitted = LogisticRegression().fit(example, labels)
+    for serialization_format in ("skops", "cloudpickle"):
+        version = register_champion(settings, fitted, ["rolling_vol"], example, serialization_format)
+        model = registry.ScoringModel(settings.model_name, version, "run", 0.5, "fixed", ("rolling_vol",))
+        if serialization_format == "skops":
+            loaded = registry.load_estimator(settings.mlflow_tracking_uri, model)
+            np.testing.assert_array_equal(loaded.predict_proba(example), fitted.predict_proba(example))
+        else:
+            with pytest.raises(ModelRegistryError, match="not a scikit-learn model saved with skops"):
+                registry.load_estimator(settings.mlflow_tracking_uri, model)
