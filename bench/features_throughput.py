@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
     """One broker and backlog; then each job in its own process (a cold JVM, as in production),
-    alternately without and with scoring, so that both see the same machine state."""
+    alternately without and with scoring, so that both see the same machine state. The order
+    flips every round (off-on, on-off, ...): a machine that speeds up or slows down over the
+    run then favours neither side."""
     rate = re.compile(r"^catch-up: .* = ([\d,]+) ticks/s")
     passed = _without(argv, "--compare-scoring")
     results: dict[bool, list[float]] = {False: [], True: []}
@@ -101,17 +103,19 @@ def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
         seconds = produce_backlog(settings, args.ticks, args.products)
         print(f"produced {args.ticks} records in {seconds:.1f} s", flush=True)
         for round_ in range(args.compare_scoring):
-            for scoring in (False, True):
+            for scoring in (False, True) if round_ % 2 == 0 else (True, False):
                 command = [sys.executable, __file__, *passed, "--bootstrap-servers", settings.kafka_bootstrap_servers,
                            "--input-topic", settings.kafka_input_topic, "--scoring" if scoring else "--no-scoring"]
                 out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 found = next(float(m.group(1).replace(",", "")) for line in out.splitlines() if (m := rate.match(line)))
                 results[scoring].append(found)
                 print(f"round {round_ + 1} scoring {'on ' if scoring else 'off'}: {found:,.0f} ticks/s", flush=True)
-    for off, on in zip(results[False], results[True]):
-        print(f"pair: off {off:,.0f}, on {on:,.0f}: on/off = {on / off:.3f}")
+    ratios = [on / off for off, on in zip(results[False], results[True])]
+    for off, on, ratio in zip(results[False], results[True], ratios):
+        print(f"pair: off {off:,.0f}, on {on:,.0f}: on/off = {ratio:.3f}")
     print(f"catch-up with scoring / without, {args.compare_scoring} pairs: "
-          f"{sum(results[True]) / sum(results[False]):.3f} (off {min(results[False]):,.0f}-{max(results[False]):,.0f}, "
+          f"{sum(results[True]) / sum(results[False]):.3f} of the summed rates, pairs {min(ratios):.3f}-{max(ratios):.3f} "
+          f"(off {min(results[False]):,.0f}-{max(results[False]):,.0f}, "
           f"on {min(results[True]):,.0f}-{max(results[True]):,.0f} ticks/s)")
     return 0
 
