@@ -164,6 +164,8 @@ def download_estimator(tracking_uri: str, model: ScoringModel, folder: Path) -> 
     import mlflow
     from mlflow.models import Model
 
+    # The stream's and Airflow's logs are not terminals: no progress bar in them.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(folder)))
