@@ -12,15 +12,15 @@ every task of a batch scores with the same version.
 Workers: ``LiveScorer`` reads the pin from its task's local properties, loads the estimator
 file once per Python worker and version (``registry.load_estimator_file``: no MLflow import,
 no registry call in a worker), and scores with ``volpipe.modeling.models.probabilities``, the
-function batch inference uses. A row it cannot
-score (no champion yet, a model that fails to load) keeps a null probability: features are
-never held back by scoring. docs/streaming.md ("Live scoring") says why it runs inside the
+function batch inference uses. A row it cannot score (no champion yet, a model that fails to
+load) keeps a null probability: features are never held back by scoring. docs/streaming.md ("Live scoring") says why it runs inside the
 stateful step.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import hashlib
 import json
 import logging
@@ -176,7 +176,7 @@ class LiveScoring:
         except Exception as exc:  # noqa: BLE001 - skops raises many types; the old model keeps scoring
             raise ModelRegistryError(f"{model.uri} cannot be loaded: {type(exc).__name__}: {exc}") from None
         self.spark.sparkContext.addFile(str(file))
-        return json.dumps({"model": json.loads(model.to_json()), "file": file.name})
+        return json.dumps({"model": dataclasses.asdict(model), "file": file.name})
 
     def pin(self, spark: Any) -> registry.ScoringModel | None:
         """Pins the current model for the micro-batch about to run on this thread; returns it."""
@@ -205,11 +205,11 @@ def pinned_model() -> tuple[registry.ScoringModel, str] | None:
     if not text:
         return None
     pin = json.loads(text)
-    return registry.ScoringModel.from_json(json.dumps(pin["model"])), pin["file"]
+    return registry.ScoringModel.from_dict(pin["model"]), pin["file"]
 
 
 class LiveScorer:
-    """Scores feature rows in a Spark worker with the pinned model (picklable: settings only)."""
+    """Scores feature rows in a Spark worker with the pinned model (picklable: an accumulator only)."""
 
     def __init__(self, scoring_seconds: Any) -> None:
         self.scoring_seconds = scoring_seconds  # a Spark accumulator: model time, summed on the driver

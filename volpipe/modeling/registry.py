@@ -3,13 +3,13 @@
 Inputs: the MLflow tracking URI and ``MODEL_NAME``. Outputs: the champion's version (or
 None), loaded pyfunc models, and alias moves. Every consumer (training, batch inference, the
 DAGs, monitoring) goes through these functions, so a model is always loaded by name and
-alias or version, never from a free path. MLflow is imported inside the functions.
+alias or version, never from a free path (the stream's Spark workers load the file the driver
+downloaded by version, ``download_estimator``). MLflow is imported inside the functions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import tempfile
@@ -95,8 +95,10 @@ class ScoringModel:
     """What scoring needs of a registered version, without the model itself: small, JSON-able.
 
     Batch inference and the stream's live scoring both take one (``scoring_model``), load its
-    estimator with ``load_estimator`` and score with ``volpipe.modeling.models.probabilities``,
-    so the same rows and version give the same probabilities bit for bit on either path.
+    estimator with ``load_estimator_file`` (batch inference through ``load_estimator``) and
+    score with ``volpipe.modeling.models.probabilities``, so the same rows and version give the
+    same probabilities bit for bit on either path. The stream pins it to each micro-batch as a
+    dict (``dataclasses.asdict``, ``from_dict``).
     """
 
     name: str
@@ -110,12 +112,8 @@ class ScoringModel:
     def uri(self) -> str:
         return model_uri(self.name, self.version)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
     @classmethod
-    def from_json(cls, text: str) -> ScoringModel:
-        fields = json.loads(text)
+    def from_dict(cls, fields: dict[str, Any]) -> ScoringModel:
         return cls(**{**fields, "columns": tuple(fields["columns"])})
 
 
