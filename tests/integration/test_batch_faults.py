@@ -2,9 +2,12 @@
 the MLflow server stopped while a training runs (docs/reliability.md, "Batch side").
 
 Each job runs as the command Airflow runs, in a process group of its own. To hit a moment
-exactly, the test runs the job in short slices and freezes it between them (SIGSTOP of the
-group), reading the real state (MLflow, the Delta log) while it is frozen: a frozen process
-writes nothing more, so what the test reads then is what a SIGKILL at that moment leaves.
+that lasts seconds, the test runs the job in short slices and freezes it between them (SIGSTOP
+of the group), reading the real state (MLflow, the Delta log) while it is frozen: a frozen
+process writes nothing more, so what the test reads then is what a SIGKILL at that moment
+leaves. A moment between two MLflow calls lasts milliseconds, too short to hit with slices on
+a busy machine: there the training talks to MLflow through a gate that holds the next call
+unanswered (tests/mlflow_gate.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.mlflow_gate import MlflowGate
 from tests.model.test_training import register_champion
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.modeling import label as L
@@ -37,6 +41,8 @@ DAY = "2026-01-01"  # the synthetic market's first day
 # Long enough for a request to MLflow sent just before a freeze to be answered.
 MLFLOW_SETTLE_SECONDS = 0.1
 CHILDREN = ("baseline", "logistic_regression", "hist_gradient_boosting")
+# mlflow.register_model's first request (it creates the registered model if missing, then the version).
+REGISTERING = ("/registered-models/create", "/model-versions/create")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +85,14 @@ def _freeze_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str,
             pytest.fail(f"{what} not reached (exit={proc.returncode}); log:\n{log_path.read_text()[-4000:]}")
         _thaw(proc)
         time.sleep(slice_seconds)
+
+
+def _wait_held(gate: MlflowGate, proc: subprocess.Popen, what: str, log_path: Path, timeout: float = 400) -> None:
+    """Returns once the job is blocked in the request the gate holds."""
+    deadline = time.monotonic() + timeout
+    while not gate.held.wait(1):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached (exit={proc.poll()}); log:\n{log_path.read_text()[-4000:]}")
 
 
 def _finish(proc: subprocess.Popen, log_path: Path, timeout: float = 400) -> int:
@@ -144,28 +158,35 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
     weak = register_champion(settings, LogisticRegression().fit(fit_rows[["midprice_return"]], noise),
                              ["midprice_return"], fit_rows)
     log_path = tmp_path / "train-killed.log"
-    proc = _launch(settings, "volpipe.modeling.train", log_path=log_path)
-    try:
-        # 1. Fitting: the baseline is fitted, the learned models are being fitted.
-        _freeze_when(proc, lambda: "model trained name=baseline" in log_path.read_text(), "fitting", log_path, 0.2)
-        assert set(_runs(settings)) == {"hand-made champion"} and len(_versions(settings)) == 1
-        # 2. Logging: a learned model's child run is being logged.
-        _freeze_when(proc, lambda: _runs(settings).get("logistic_regression") == "RUNNING", "logging", log_path, 0.2)
-        assert len(_versions(settings)) == 1 and _champion(settings) == weak
-        # 3. Every child run logged, nothing registered yet.
-        _freeze_when(proc, lambda: all(_runs(settings).get(name) == "FINISHED" for name in CHILDREN),
-                     "children logged", log_path, 0.05)
-        assert len(_versions(settings)) == 1 and _champion(settings) == weak
-        # 4. The candidate registered, the alias not moved yet: killed here.
-        _freeze_when(proc, lambda: len(_versions(settings)) == 2, "registered", log_path, 0.02)
-        assert _champion(settings) == weak, "froze too late: the alias had moved"
-        # A training whose process lives (frozen here) keeps its runs open: only a dead one's are closed.
-        experiment = registry.client(settings.mlflow_tracking_uri).get_experiment_by_name(settings.mlflow_experiment)
-        assert close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id) == []
-        _kill(proc)
-    finally:
-        if proc.poll() is None:
+    with MlflowGate(settings.mlflow_tracking_uri).running() as gate:
+        proc = _launch(dataclasses.replace(settings, mlflow_tracking_uri=gate.url), "volpipe.modeling.train",
+                       log_path=log_path)
+        try:
+            # 1. Fitting: the baseline is fitted, the learned models are being fitted.
+            _freeze_when(proc, lambda: "model trained name=baseline" in log_path.read_text(), "fitting", log_path, 0.2)
+            assert set(_runs(settings)) == {"hand-made champion"} and len(_versions(settings)) == 1
+            # 2. Logging: a learned model's child run is being logged.
+            _freeze_when(proc, lambda: _runs(settings).get("logistic_regression") == "RUNNING", "logging", log_path,
+                         0.2)
+            assert len(_versions(settings)) == 1 and _champion(settings) == weak
+            # 3. Every child run logged, nothing registered yet: held at the registration's first request.
+            gate.hold(lambda method, path, _: method == "POST" and path.endswith(REGISTERING))
+            _thaw(proc)
+            _wait_held(gate, proc, "registration", log_path)
+            assert all(_runs(settings).get(name) == "FINISHED" for name in CHILDREN)
+            assert len(_versions(settings)) == 1 and _champion(settings) == weak
+            # 4. The candidate registered, the alias not moved yet: killed here.
+            gate.hold(lambda method, path, _: method == "POST" and path.endswith("/registered-models/alias"))
+            _wait_held(gate, proc, "moving the alias", log_path)
+            assert len(_versions(settings)) == 2 and _champion(settings) == weak
+            # A training whose process lives (blocked here) keeps its runs open: only a dead one's are closed.
+            experiment = registry.client(settings.mlflow_tracking_uri).get_experiment_by_name(
+                settings.mlflow_experiment)
+            assert close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id) == []
             _kill(proc)
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
     orphan = _versions(settings)[1]
     _assert_complete(settings, orphan)
     assert orphan.tags["promotion.decision"] == "promoted" and _champion(settings) == weak
