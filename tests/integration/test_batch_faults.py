@@ -127,6 +127,18 @@ def _retry_closes_the_killed_runs(settings: Settings, log_path: Path) -> None:
     assert "RUNNING" not in statuses.values()
 
 
+def _ending(settings: Settings, run_name: str):
+    """Matches the request that ends run ``run_name`` (MLflow's UpdateRun with status FINISHED)."""
+    def match(method: str, path: str, body) -> bool:
+        if method != "POST" or not path.endswith("/runs/update") or not isinstance(body, dict):
+            return False
+        run_id = body.get("run_id") or body.get("run_uuid")
+        return (body.get("status") == "FINISHED"
+                and registry.client(settings.mlflow_tracking_uri).get_run(run_id).info.run_name == run_name)
+
+    return match
+
+
 def _versions(settings: Settings) -> list:
     client = registry.client(settings.mlflow_tracking_uri)
     return sorted(client.search_model_versions(f"name = '{settings.model_name}'"), key=lambda v: int(v.version))
@@ -165,9 +177,11 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
             # 1. Fitting: the baseline is fitted, the learned models are being fitted.
             _freeze_when(proc, lambda: "model trained name=baseline" in log_path.read_text(), "fitting", log_path, 0.2)
             assert set(_runs(settings)) == {"hand-made champion"} and len(_versions(settings)) == 1
-            # 2. Logging: a learned model's child run is being logged.
-            _freeze_when(proc, lambda: _runs(settings).get("logistic_regression") == "RUNNING", "logging", log_path,
-                         0.2)
+            # 2. Logging: a learned model's child run logged, not closed yet: held at the request closing it.
+            gate.hold(_ending(settings, "logistic_regression"))
+            _thaw(proc)
+            _wait_held(gate, proc, "closing a child run", log_path)
+            assert _runs(settings)["logistic_regression"] == "RUNNING"
             assert len(_versions(settings)) == 1 and _champion(settings) == weak
             # 3. Every child run logged, nothing registered yet: held at the registration's first request.
             gate.hold(lambda method, path, _: method == "POST" and path.endswith(REGISTERING))
