@@ -56,7 +56,7 @@ status: setup ## Say which services run and where (live path: pid, uptime, resta
 test: setup ## Run every test (unit, Spark, DAGs, integration with real services).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup ## Run every benchmark at full size (~110 min, idle machine) into bench/RESULTS.md (ARGS="--quick" for a smoke run).
+bench: setup ## Run every benchmark at full size (~70 min, idle machine) into bench/RESULTS.md (ARGS="--quick" for a smoke run).
 	$(PY) bench/run_all.py $(ARGS)
 
 exchange: setup ## Run the local exchange (synthetic market) on ws://127.0.0.1:8765.

@@ -10,7 +10,8 @@ ingestor, lets the stream drain, stops it politely, checks that nothing was lost
 ``ticks`` rows = tickers in the NDJSON; the replay of the NDJSON equals the stream's
 ``features`` bit for bit, ``spark_jobs.compare``) and reports the Delta tables' files and
 size before and after ``spark_jobs.delta_maintenance``. Prints one line per sample and a
-summary: RSS slope per process (MB per hour, least squares after the warm-up), lag.
+summary: RSS slope per process (MB per hour, least squares after the warm-up, and over the second
+half of the run alone), lag.
 
 With ``--jvm-diagnostics DIR`` the stream's JVM runs with native memory tracking and a GC log
 (``DIR/gc-<pid>.log``): every minute the committed memory per NMT category is sampled (``jcmd
@@ -237,8 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted({k for _, rss in warm for k in rss}):
         points = [(t, rss[name]) for t, rss in warm if name in rss]
         values = [v for _, v in points]
+        # A JVM commits heap for its first tens of minutes: the second half's slope says whether it levels off.
+        second_half = [(t, v) for t, v in points if t >= (points[0][0] + points[-1][0]) / 2]
         print(f"RSS {name:15s} first {values[0]:7.0f} MB, last {values[-1]:7.0f} MB, max {max(values):7.0f} MB, "
-              f"slope {slope_mb_per_hour([t for t, _ in points], values):+8.1f} MB/h (after {args.warmup_minutes:g} min)")
+              f"slope {slope_mb_per_hour([t for t, _ in points], values):+8.1f} MB/h "
+              f"(after {args.warmup_minutes:g} min), "
+              f"second half {slope_mb_per_hour([t for t, _ in second_half], [v for _, v in second_half]):+8.1f} MB/h")
     for name in TABLES:
         (files, size, disk), (files2, size2, disk2) = before[name], after[name]
         print(f"Delta {name:16s} before maintenance: {files} files, {size / 2**20:.1f} MB ({disk} Parquet files "
