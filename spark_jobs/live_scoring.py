@@ -13,8 +13,8 @@ Workers: ``LiveScorer`` reads the pin from its task's local properties, loads th
 file once per Python worker and version (``registry.load_estimator_file``: no MLflow import,
 no registry call in a worker), and scores with ``volpipe.modeling.models.probabilities``, the
 function batch inference uses. A row it cannot score (no champion yet, a model that fails to
-load) keeps a null probability: features are never held back by scoring. docs/streaming.md ("Live scoring") says why it runs inside the
-stateful step.
+load) keeps a null probability: features are never held back by scoring. docs/streaming.md
+("Live scoring") says why it runs inside the stateful step.
 """
 
 from __future__ import annotations
