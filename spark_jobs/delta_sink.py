@@ -3,7 +3,9 @@
 Inputs: each micro-batch of ``PROCESSOR_COLUMNS`` rows (``foreachBatch``). Outputs: one
 append per table and batch, marked with the query and batch id so that a batch re-run after a
 crash is not appended twice; the tables' log checkpoints, written off the micro-batch path.
-docs/streaming.md explains the guarantees and the measurements behind these choices.
+The batch is collected to the driver once, as Arrow, and appended with delta-rs: Delta-Spark
+spent a Spark job and a transaction rebuild on every append, the largest share of the live
+latency. docs/streaming.md explains the guarantees and the measurements behind these choices.
 """
 
 from __future__ import annotations
@@ -16,15 +18,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import deltalake
+import pyarrow as pa
+from deltalake import ColumnProperties, CommitProperties, WriterProperties
 from deltalake.exceptions import TableNotFoundError
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
 from volpipe.modeling.registry import ScoringModel
-from volpipe.schema import model_columns, nullable_ints, struct_of, with_layout
-from volpipe.tables import COLUMNS, FEATURES, PREDICTIONS_LIVE, PROCESSOR_COLUMNS, ROW_RULES, STREAM_TABLES
+from volpipe.schema import model_columns, nullable_ints, struct_of
+from volpipe.tables import (
+    COLUMNS, FEATURES, PREDICTIONS_LIVE, PROCESSOR_COLUMNS, REPEATING_STRING_COLUMNS, ROW_RULES, STREAM_TABLES,
+    layout_columns,
+)
 
 if TYPE_CHECKING:
     from spark_jobs.live_scoring import LiveScoring
@@ -32,22 +39,57 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_LOOKBACK = 100  # commits read first when looking for a resumed batch's marker
+# Parquet dictionaries only on the strings that repeat (the Spark writers' setting, volpipe/spark.py).
+WRITER_PROPERTIES = WriterProperties(
+    default_column_properties=ColumnProperties(dictionary_enabled=False),
+    column_properties={name: ColumnProperties(dictionary_enabled=True) for name in REPEATING_STRING_COLUMNS},
+)
 
 
-def _row_kinds() -> dict[str, Column]:
-    """Which ``PROCESSOR_COLUMNS`` rows each table takes (``volpipe.tables.ROW_RULES``)."""
-    return {name: F.expr(rule) for name, rule in ROW_RULES.items()}
+def _member(table: str) -> str:
+    return f"in {table}"
+
+
+def stream_rows(rows: DataFrame, model: ScoringModel | None = None) -> tuple[DataFrame, dict[str, dict[str, str]]]:
+    """``PROCESSOR_COLUMNS`` rows -> one frame holding every stream table's stored columns.
+
+    Returns:
+        The frame, with a boolean column per table saying which rows it takes
+        (``volpipe.tables.ROW_RULES``), and per table its stored column names in order, each
+        mapped to the frame's column holding it (a derived column whose name two tables
+        compute differently, such as ``date``, is held once per definition).
+        ``model`` is the one pinned for the batch: its constant columns complete the predictions.
+    """
+    completed = rows.withColumnRenamed("error", "reason").select("*", *model_columns(model))
+    nulled = nullable_ints(completed, tuple(completed.columns))
+    derived: dict[str, str] = {}  # frame column -> SQL
+    stored: dict[str, dict[str, str]] = {}
+    for table in STREAM_TABLES:
+        stored[table] = {name: name for name in COLUMNS[table]}
+        for name, sql in layout_columns(table).items():
+            column = name if derived.get(name, sql) == sql else f"{name} of {table}"
+            derived[column] = sql
+            stored[table][name] = column
+    frame = nulled.select(
+        *(name for name in nulled.columns if any(name in columns for columns in stored.values())),
+        *(F.expr(sql).alias(column) for column, sql in derived.items()),
+        *(F.expr(rule).alias(_member(table)) for table, rule in ROW_RULES.items()),
+    )
+    return frame, stored
 
 
 def table_frames(rows: DataFrame, model: ScoringModel | None = None) -> dict[str, DataFrame]:
-    """``PROCESSOR_COLUMNS`` rows -> what goes into each stream table, in its stored columns.
+    """``PROCESSOR_COLUMNS`` rows -> what goes into each stream table, in its stored columns."""
+    frame, stored = stream_rows(rows, model)
+    return {table: frame.where(F.col(_member(table))).select(*(F.col(f"`{column}`").alias(name)
+                                                                for name, column in columns.items()))
+            for table, columns in stored.items()}
 
-    ``model`` is the one pinned for the batch: its constant columns complete the predictions.
-    """
-    kinds = _row_kinds()
-    renamed = rows.withColumnRenamed("error", "reason").select("*", *model_columns(model))
-    return {name: with_layout(nullable_ints(renamed.where(kinds[name]), COLUMNS[name]), name)
-            for name in STREAM_TABLES}
+
+def split_tables(batch: pa.Table, stored: dict[str, dict[str, str]]) -> dict[str, pa.Table]:
+    """The collected ``stream_rows`` frame -> each table's rows, in its stored columns (``table_frames`` in Arrow)."""
+    return {table: batch.filter(batch[_member(table)]).select(list(columns.values())).rename_columns(list(columns))
+            for table, columns in stored.items()}
 
 
 def _delta_log(path: str) -> deltalake.DeltaTable | None:
@@ -75,9 +117,9 @@ class DeltaCheckpointer:
     Readers replay the JSON commits since the last checkpoint, so checkpoints must keep coming,
     but not inside a micro-batch. A table is checkpointed once the stream has committed to it
     ``every_commits`` times since its last one (so ``quarantine``, rarely written, rarely is).
-    There is no public API for it: this calls Delta's ``DeltaLog.checkpoint()`` (stable since
-    Delta 0.x; tests/integration/test_stream.py checks it). A failure is logged and retried
-    after the next commit; the query never waits for it.
+    delta-rs writes them (``DeltaTable.create_checkpoint``), then deletes the log files older
+    than ``delta.logRetentionDuration`` as Delta-Spark does after its own checkpoints. A
+    failure is logged and retried after the next commit; the query never waits for it.
     """
 
     def __init__(self, settings: Settings, every_commits: int) -> None:
@@ -87,21 +129,21 @@ class DeltaCheckpointer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-checkpoint")
         self._running: Future[None] | None = None
 
-    def committed(self, spark: SparkSession, tables: list[str]) -> None:
+    def committed(self, tables: list[str]) -> None:
         """Counts a commit to each of ``tables``; starts checkpointing the due ones unless a checkpoint runs."""
         for name in tables:
             self._commits[name] += 1
         due = [name for name, count in self._commits.items() if count >= self.every_commits]
         if due and (self._running is None or self._running.done()):
-            self._running = self._pool.submit(self._checkpoint, spark, due)
+            self._running = self._pool.submit(self._checkpoint, due)
 
-    def _checkpoint(self, spark: SparkSession, tables: list[str]) -> None:
+    def _checkpoint(self, tables: list[str]) -> None:
         began = time.perf_counter()
-        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog  # type: ignore[union-attr]
         for name in tables:
             try:
-                # The stream's own commits keep this (cached) log's snapshot current.
-                delta_log.forTable(spark._jsparkSession, str(self.settings.delta_table(name))).checkpoint()
+                table = deltalake.DeltaTable(str(self.settings.delta_table(name)))
+                table.create_checkpoint()
+                table.cleanup_metadata()
                 self._commits[name] = 0
             except Exception:  # noqa: BLE001 - logged; retried after the next commit
                 log.exception("Delta checkpoint failed table=%s", name)
@@ -109,7 +151,7 @@ class DeltaCheckpointer:
 
 
 class BatchWriter:
-    """The ``foreachBatch`` sink of the three Delta tables, exactly once.
+    """The ``foreachBatch`` sink of the four Delta tables, exactly once.
 
     Each Delta append records ``<app id> batch <batch id>`` as the commit's ``userMetadata``
     (see ``DESCRIBE HISTORY``). Only the first batch of a run can be one that a crashed run
@@ -137,30 +179,27 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         began = time.perf_counter()
         model = self.scoring.pin(batch.sparkSession) if self.scoring else None  # before any job of the batch
-        batch.persist()
-        try:
-            tables = table_frames(batch, model)
-            counts = batch.agg(*(F.count_if(kind).alias(name) for name, kind in _row_kinds().items())).first()
-            computed = time.perf_counter()
-            self.tables_ready.result()  # raises what prepare_tables raised
-            pending = [name for name in tables if counts[name]]
-            if self._first_batch:
-                pending = [name for name in pending if not self._written_before(name, batch_id)]
-            # Independent appends, run concurrently: a batch costs its slowest commit.
-            writes = [functools.partial(self._append, name, tables[name], batch_id) for name in pending]
-            with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
-                for future in [pool.submit(write) for write in writes]:
-                    future.result()
-            self._first_batch = False
-            scored = counts[PREDICTIONS_LIVE]
-            scoring_s = self.scoring.record(scored, counts[FEATURES] - scored) if self.scoring else 0.0
-            log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d predictions=%d model_version=%s "
-                     "compute_s=%.2f scoring_s=%.3f delta_s=%.2f", batch_id, counts["ticks"], counts["features"],
-                     counts["quarantine"], scored, model.version if model else None, computed - began, scoring_s,
-                     time.perf_counter() - computed)
-        finally:
-            batch.unpersist()
-        self.checkpointer.committed(batch.sparkSession, pending)
+        frame, stored = stream_rows(batch, model)
+        tables = split_tables(frame.toArrow(), stored)  # the batch's one Spark job
+        computed = time.perf_counter()
+        self.tables_ready.result()  # raises what prepare_tables raised
+        pending = [name for name, rows in tables.items() if rows.num_rows]
+        if self._first_batch:
+            pending = [name for name in pending if not self._written_before(name, batch_id)]
+        # Independent appends, run concurrently (delta-rs releases the GIL): a batch costs its slowest commit.
+        writes = [functools.partial(self._append, name, tables[name], batch_id) for name in pending]
+        with ThreadPoolExecutor(max_workers=max(1, len(writes))) as pool:
+            for future in [pool.submit(write) for write in writes]:
+                future.result()
+        self._first_batch = False
+        counts = {name: rows.num_rows for name, rows in tables.items()}
+        scored = counts[PREDICTIONS_LIVE]
+        scoring_s = self.scoring.record(scored, counts[FEATURES] - scored) if self.scoring else 0.0
+        log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d predictions=%d model_version=%s "
+                 "compute_s=%.2f scoring_s=%.3f delta_s=%.2f", batch_id, counts["ticks"], counts["features"],
+                 counts["quarantine"], scored, model.version if model else None, computed - began, scoring_s,
+                 time.perf_counter() - computed)
+        self.checkpointer.committed(pending)
 
     def _marker(self, batch_id: int) -> str:
         return f"{self.app_id()} batch {batch_id}"
@@ -184,7 +223,8 @@ class BatchWriter:
             log.info("skipping Delta append already committed table=%s batch_id=%d", name, batch_id)
         return last_batch >= batch_id
 
-    def _append(self, name: str, frame: DataFrame, batch_id: int) -> None:
-        (frame.write.format("delta").mode("append")
-         .option("userMetadata", self._marker(batch_id))
-         .save(str(self.settings.delta_table(name))))
+    def _append(self, name: str, rows: pa.Table, batch_id: int) -> None:
+        deltalake.write_deltalake(
+            str(self.settings.delta_table(name)), rows, mode="append", writer_properties=WRITER_PROPERTIES,
+            commit_properties=CommitProperties(custom_metadata={"userMetadata": self._marker(batch_id)}),
+        )

@@ -36,7 +36,7 @@ def _stop_during_first_batch(settings, tmp_path, stop: str, timeout_seconds: int
     Returns:
         Its log, and its process tree as it was before the stop.
     """
-    produce(settings, [*synthetic_raw_records(4000, ("BTC-USD", "ETH-USD"), seed=8), ("BTC-USD", b"not json")])
+    produce(settings, [*synthetic_raw_records(20_000, ("BTC-USD", "ETH-USD"), seed=8), ("BTC-USD", b"not json")])
     env = {**os.environ, **program_env(settings), "STREAM_SCORING": "false", "SPARK_DRIVER_MEMORY": "1g",
            "STREAM_STOP_TIMEOUT_SECONDS": str(timeout_seconds)}
     log_path = tmp_path / "stream.log"
@@ -45,7 +45,7 @@ def _stop_during_first_batch(settings, tmp_path, stop: str, timeout_seconds: int
                                 stderr=subprocess.STDOUT, start_new_session=True)
     checkpoint = settings.checkpoint("features")
     try:
-        # Batch 0 planned (offsets/0) and not committed (commits/0): in flight, cold, ~20 s long.
+        # Batch 0 planned (offsets/0) and not committed (commits/0): in flight, cold, ~8 s long.
         wait_until(lambda: (checkpoint / "offsets" / "0").exists() or proc.poll() is not None, 240, "batch 0")
         assert proc.poll() is None, log_path.read_text()[-4000:]
         time.sleep(2)  # into the batch's compute: its Delta commits come at its end
