@@ -82,9 +82,6 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
         # back to plain encoding: 70% of the stream's Parquet time (docs/streaming.md).
         "spark.hadoop.parquet.enable.dictionary": "false",
         **{f"spark.hadoop.parquet.enable.dictionary#{name}": "true" for name in REPEATING_STRING_COLUMNS},
-        # The micro-batch cache is read twice within a second (ticks, features): compressing it
-        # cost more CPU than it saved.
-        "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }
 
 
