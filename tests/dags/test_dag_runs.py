@@ -34,8 +34,10 @@ ONE_DAY = {"start": DAY, "end": DAY}
 def pipeline(spark, kafka_broker, mlflow_server, tmp_path_factory):
     """The stream's tables and the raw files of 8,000 ticks, and the environment the DAGs read."""
     root = tmp_path_factory.mktemp("dag-runs")
+    # Several micro-batches, as a running stream makes: small files for the maintenance DAG to compact.
     settings = dataclasses.replace(pipeline_settings(kafka_broker, root / "data", window=60),
-                                   mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri)
+                                   mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
+                                   stream_max_offsets_per_trigger=2000)
     records = list(synthetic_raw_records(8000, ("BTC-USD", "ETH-USD"), seed=9, start_ns=DEFAULT_START_NS + 60 * 10**9))
     write_raw_files(settings, records)
     stream_everything(spark, settings, records)
