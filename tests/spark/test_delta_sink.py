@@ -85,7 +85,7 @@ def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(
     assert ticks.metadata().partition_columns == ["date"]
     adds = pa.table(ticks.get_add_actions(flatten=True))
     assert sorted({str(day) for day in adds["partition.date"].to_pylist()}) == ["2026-01-01", "2026-01-02"]
-    assert "min.exchange_ts_ns" in adds.column_names and "min.price" not in adds.column_names  # dataSkippingStatsColumns
+    assert "min.exchange_ts_ns" in adds.column_names and "min.price" not in adds.column_names  # stats columns
     # A restarted run's first batch finds batch 1 already written and appends nothing again.
     BatchWriter(settings, ready)(batch, 1)
     assert spark.read.format("delta").load(str(settings.delta_table("ticks"))).count() == 8
