@@ -53,12 +53,15 @@ def _member(table: str) -> str:
 def stream_rows(rows: DataFrame, model: ScoringModel | None = None) -> tuple[DataFrame, dict[str, dict[str, str]]]:
     """``PROCESSOR_COLUMNS`` rows -> one frame holding every stream table's stored columns.
 
+    Args:
+        rows: The micro-batch.
+        model: The one pinned for the batch: its constant columns complete the predictions.
+
     Returns:
         The frame, with a boolean column per table saying which rows it takes
         (``volpipe.tables.ROW_RULES``), and per table its stored column names in order, each
         mapped to the frame's column holding it (a derived column whose name two tables
         compute differently, such as ``date``, is held once per definition).
-        ``model`` is the one pinned for the batch: its constant columns complete the predictions.
     """
     completed = rows.withColumnRenamed("error", "reason").select("*", *model_columns(model))
     nulled = nullable_ints(completed, tuple(completed.columns))
