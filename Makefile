@@ -23,10 +23,13 @@ help: ## List the targets.
 
 setup: $(STAMP_PY) $(STAMP_JARS) $(COMPOSE_CHECK) ## Create .venv, fetch the jars, build the Compose checker (no-op when done).
 
+# Packages are byte-compiled at install (30 s): with PYTHONDONTWRITEBYTECODE set, as on these machines,
+# nothing writes .pyc later and every process (a Spark worker, an Airflow task) compiles its imports
+# again (PySpark, pandas, scikit-learn, skops and MLflow: 7.7 s to import instead of 3.7 s).
 $(STAMP_PY): requirements.txt requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3" "setuptools==80.9.0" wheel
-	$(PY) -m pip install --quiet --no-compile -r requirements.txt -c requirements.lock  # .pyc written on first import: 30 s less set-up
+	$(PY) -m pip install --quiet -r requirements.txt -c requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
