@@ -9,12 +9,15 @@ runs at the start of each micro-batch: it writes that model and its file name, a
 Spark local property of the batch's jobs. A swap therefore happens between micro-batches, and
 every task of a batch scores with the same version.
 
-Workers: ``LiveScorer`` reads the pin from its task's local properties, loads the estimator
-file once per Python worker and version (``registry.load_estimator_file``: no MLflow import,
-no registry call in a worker), and scores with ``volpipe.modeling.models.probabilities``, the
-function batch inference uses. A row it cannot score (no champion yet, a model that fails to
-load) keeps a null probability: features are never held back by scoring. docs/streaming.md
-("Live scoring") says why it runs inside the stateful step.
+The pin of a logistic regression also carries its ``LinearScorer`` (its arrays, as JSON).
+
+Workers: ``LiveScorer`` reads the pin from its task's local properties and, once per Python
+worker and version, takes the ``LinearScorer`` it carries or loads the estimator file
+(``registry.load_estimator_file``: no MLflow import, no registry call in a worker); it scores
+with ``volpipe.modeling.models.probabilities``, the function batch inference uses. A row it
+cannot score (no champion yet, a model that fails to load) keeps a null probability: features
+are never held back by scoring. docs/streaming.md ("Live scoring") says why it runs inside the
+stateful step.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ from volpipe.config import Settings
 from volpipe.errors import ModelRegistryError
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.modeling import registry
-from volpipe.modeling.models import decide, probabilities
+from volpipe.modeling.models import LinearScorer, decide, probabilities
 
 log = logging.getLogger(__name__)
 
 PIN_PROPERTY = "volpipe.scoring.model"
-# A worker's estimators, by file name: Python workers are reused across batches, processors are not.
-_ESTIMATORS: dict[str, Any] = {}
+# A worker's scorers (estimator or LinearScorer), by file name: Python workers are reused across
+# batches, processors are not.
+_SCORERS: dict[str, Any] = {}
 _FAILED_LOADS: dict[str, float] = {}  # file name -> when loading it last failed
 RELOAD_AFTER_FAILURE_SECONDS = 30.0
 
@@ -162,7 +166,7 @@ class LiveScoring:
 
     def _distribute(self, model: registry.ScoringModel) -> str:
         """Downloads ``model``'s estimator, loads it once here, adds the file to the Spark job's
-        files; returns the pin the workers read (model and file name)."""
+        files; returns the pin the workers read (model, file name, ``LinearScorer`` or null)."""
         downloaded = registry.download_estimator(self.settings.mlflow_tracking_uri, model,
                                                  self._files / f"download-{model.version}")
         # Named by content: Spark fails a task whose job file changed under the same name (a
@@ -172,11 +176,14 @@ class LiveScoring:
         downloaded.replace(file)
         shutil.rmtree(self._files / f"download-{model.version}")
         try:
-            registry.load_estimator_file(file)
+            estimator = registry.load_estimator_file(file)
         except Exception as exc:  # noqa: BLE001 - skops raises many types; the old model keeps scoring
             raise ModelRegistryError(f"{model.uri} cannot be loaded: {type(exc).__name__}: {exc}") from None
         self.spark.sparkContext.addFile(str(file))
-        return json.dumps({"model": dataclasses.asdict(model), "file": file.name})
+        # Scored from its arrays, a worker needs no scikit-learn (seconds of a first batch's CPU).
+        linear = LinearScorer.of(estimator)
+        return json.dumps({"model": dataclasses.asdict(model), "file": file.name,
+                           "linear": linear.to_dict() if linear else None})
 
     def pin(self, spark: Any) -> registry.ScoringModel | None:
         """Pins the current model for the micro-batch about to run on this thread; returns it."""
@@ -195,9 +202,9 @@ class LiveScoring:
         return seconds
 
 
-def pinned_model() -> tuple[registry.ScoringModel, str] | None:
-    """The model the driver pinned for this task's micro-batch and its estimator's file name
-    (in a Spark worker), or None."""
+def pinned_model() -> tuple[registry.ScoringModel, dict[str, Any]] | None:
+    """The model the driver pinned for this task's micro-batch and the pin itself (in a Spark
+    worker), or None."""
     from pyspark import TaskContext
 
     context = TaskContext.get()
@@ -205,7 +212,7 @@ def pinned_model() -> tuple[registry.ScoringModel, str] | None:
     if not text:
         return None
     pin = json.loads(text)
-    return registry.ScoringModel.from_dict(pin["model"]), pin["file"]
+    return registry.ScoringModel.from_dict(pin["model"]), pin
 
 
 class LiveScorer:
@@ -214,36 +221,41 @@ class LiveScorer:
     def __init__(self, scoring_seconds: Any) -> None:
         self.scoring_seconds = scoring_seconds  # a Spark accumulator: model time, summed on the driver
         self.model: registry.ScoringModel | None = None
-        self._estimator: Any = None
+        self._scorer: Any = None
 
     def open(self) -> None:
-        """Reads this batch's pin and loads its estimator (once per worker and version)."""
+        """Reads this batch's pin and gets its scorer (once per worker and version)."""
         pinned = pinned_model()
-        self.model, self._estimator = (pinned[0], _estimator(pinned[1])) if pinned else (None, None)
+        self.model, self._scorer = (pinned[0], _scorer(pinned[1])) if pinned else (None, None)
 
     def score(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         """Each row's probability and predicted label (int32), or None when there is no usable model."""
-        if self._estimator is None:
+        if self._scorer is None:
             return None
         began = time.perf_counter()
-        probability = probabilities(self._estimator, rows[list(self.model.columns)])
+        probability = probabilities(self._scorer, rows[list(self.model.columns)])
         self.scoring_seconds.add(time.perf_counter() - began)
         return probability, decide(probability, self.model.threshold)
 
 
-def _estimator(file: str) -> Any:
-    """This worker's estimator from the job's file ``file``, loaded on first use; None when it
-    cannot be loaded (tried again after ``RELOAD_AFTER_FAILURE_SECONDS``, not on every batch)."""
+def _scorer(pin: dict[str, Any]) -> Any:
+    """This worker's scorer for ``pin``: the ``LinearScorer`` it carries, or else the estimator in
+    its job file, loaded on first use; None when that cannot be loaded (tried again after
+    ``RELOAD_AFTER_FAILURE_SECONDS``, not on every batch)."""
     from pyspark import SparkFiles
 
-    if file in _ESTIMATORS:
-        return _ESTIMATORS[file]
+    file = pin["file"]
+    if file in _SCORERS:
+        return _SCORERS[file]
+    if pin["linear"] is not None:
+        _SCORERS[file] = LinearScorer.from_dict(pin["linear"])
+        return _SCORERS[file]
     if time.monotonic() - _FAILED_LOADS.get(file, -np.inf) < RELOAD_AFTER_FAILURE_SECONDS:
         return None
     try:
-        _ESTIMATORS[file] = registry.load_estimator_file(SparkFiles.get(file))
+        _SCORERS[file] = registry.load_estimator_file(SparkFiles.get(file))
     except Exception:  # noqa: BLE001 - the stream goes on with features only for this version
         log.exception("live scoring: cannot load %s; its rows stay unscored", file)
         _FAILED_LOADS[file] = time.monotonic()
         return None
-    return _ESTIMATORS[file]
+    return _SCORERS[file]

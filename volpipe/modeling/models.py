@@ -16,6 +16,7 @@ functions so that importing this module costs nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -118,22 +119,76 @@ def score(name: str, model: Any, x: pd.DataFrame) -> np.ndarray:
 def probabilities(model: Any, x: pd.DataFrame) -> np.ndarray:
     """P(y=1) of each row of ``x`` (the model's columns), the same bits whatever rows come with it.
 
-    Why not ``predict_proba`` alone: the logistic regression's matrix product goes through BLAS,
-    whose kernels sum a row's terms in an order that depends on the number of rows (2,000 of
-    20,000 rows differed in the last bit between batch sizes). Its decision function is
-    computed here with ``einsum``, whose order depends on the columns only; the boosting
-    model's trees are per row already. Batch and live scoring both call this.
+    ``model``: a fitted estimator or its ``LinearScorer``. Batch and live scoring both call this;
+    a logistic-regression pipeline always scores through its ``LinearScorer``, so whichever of the
+    two a path holds, the bits are the same. The boosting model's trees are per row already.
     """
-    from scipy.special import expit
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-
+    linear = model if isinstance(model, LinearScorer) else LinearScorer.of(model)
+    if linear is not None:
+        return linear.probabilities(x)
     _single_threaded_process()
-    if isinstance(model, Pipeline) and isinstance(model[-1], LogisticRegression):
-        linear = model[-1]
-        transformed = np.ascontiguousarray(model[:-1].transform(x), np.float64)
-        return expit(np.einsum("ij,j->i", transformed, linear.coef_[0]) + linear.intercept_[0])
     return model.predict_proba(x)[:, 1]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LinearScorer:
+    """The logistic-regression pipeline ``build`` makes (median imputer, standard scaler, binary
+    logistic regression), fitted, as its arrays.
+
+    Why: scoring with it needs NumPy and ``scipy.special`` only. A stream worker that loaded the
+    pipeline itself first imported scikit-learn and skops, seconds of CPU per worker on the
+    stream's first micro-batch (docs/streaming.md). ``probabilities`` does what the pipeline's
+    steps do, in the same floating-point operations: NaN -> the median, ``(x - mean) / scale``
+    (``StandardScaler.transform``), then the decision function with ``einsum``, not
+    ``predict_proba``'s BLAS product, whose summation order depends on the number of rows
+    (2,000 of 20,000 rows differed in the last bit between batch sizes).
+    """
+
+    fill: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def of(cls, model: Any) -> LinearScorer | None:
+        """``model``'s arrays, or None when it is not such a pipeline (it then scores with ``predict_proba``)."""
+        if len(getattr(model, "steps", ())) != 3:  # not a three-step pipeline: no scikit-learn import needed
+            return None
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        impute, scale, linear = (step for _, step in model.steps)
+        if not (type(impute) is SimpleImputer and type(scale) is StandardScaler and type(linear) is LogisticRegression):
+            return None
+        fills_nan = isinstance(impute.missing_values, float) and np.isnan(impute.missing_values)
+        # A column with no value in training has no median: the imputer drops it. Not ours to mimic.
+        if not (fills_nan and not impute.add_indicator and np.isfinite(impute.statistics_).all()
+                and scale.with_mean and scale.with_std and linear.coef_.shape[0] == 1):
+            return None
+        return cls(np.array(impute.statistics_, np.float64), np.array(scale.mean_, np.float64),
+                   np.array(scale.scale_, np.float64), np.array(linear.coef_[0], np.float64),
+                   float(linear.intercept_[0]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and floats, for JSON (``repr`` of a float round-trips exactly)."""
+        return {field.name: np.asarray(getattr(self, field.name)).tolist() for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> LinearScorer:
+        return cls(**{name: np.array(value, np.float64) if isinstance(value, list) else float(value)
+                      for name, value in fields.items()})
+
+    def probabilities(self, x: pd.DataFrame) -> np.ndarray:
+        """P(y=1) of each row of ``x`` (the pipeline's columns, in its order)."""
+        from scipy.special import expit
+
+        values = x.to_numpy(np.float64, na_value=np.nan, copy=True)
+        missing = np.isnan(values)
+        values[missing] = np.broadcast_to(self.fill, values.shape)[missing]
+        standardised = np.ascontiguousarray((values - self.mean) / self.scale)
+        return expit(np.einsum("ij,j->i", standardised, self.coef) + self.intercept)
 
 
 @functools.cache
