@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -113,8 +114,12 @@ def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
     ratios = [on / off for off, on in zip(results[False], results[True])]
     for off, on, ratio in zip(results[False], results[True], ratios):
         print(f"pair: off {off:,.0f}, on {on:,.0f}: on/off = {ratio:.3f}")
+    for scoring, rates in results.items():
+        print(f"catch-up scoring {'on ' if scoring else 'off'}: median {statistics.median(rates):,.0f} ticks/s over "
+              f"{len(rates)} runs ({min(rates):,.0f}-{max(rates):,.0f})")
     print(f"catch-up with scoring / without, {args.compare_scoring} pairs: "
-          f"{sum(results[True]) / sum(results[False]):.3f} of the summed rates, pairs {min(ratios):.3f}-{max(ratios):.3f} "
+          f"{sum(results[True]) / sum(results[False]):.3f} of the summed rates, "
+          f"pairs {min(ratios):.3f}-{max(ratios):.3f} "
           f"(off {min(results[False]):,.0f}-{max(results[False]):,.0f}, "
           f"on {min(results[True]):,.0f}-{max(results[True]):,.0f} ticks/s)")
     return 0

@@ -73,12 +73,16 @@ BENCHMARKS = (
               (Check("rate, zero loss", rf"^throughput: .*rate_msg_s={NUMBER}.*zero_loss=True", "msg/s",
                      at_least(20_000, "20,000 msg/s with zero loss")),
                Check("ack p99", rf"^latency: .*p99_ms~{NUMBER}", "ms", below(10, "10 ms")))),
-    Benchmark("stream catch-up (no scoring)", "features_throughput.py", ("--ticks", "1000000", "--no-scoring"),
-              ("--ticks", "3000", "--no-scoring"), r"^catch-up:",
-              (Check("catch-up", rf"^catch-up: .*? = {NUMBER} ticks/s", "ticks/s", at_least(30_000, "30,000 ticks/s")),)),
-    Benchmark("stream catch-up (scoring)", "features_throughput.py", ("--ticks", "1000000"),
-              ("--ticks", "3000"), r"^catch-up:",
-              (Check("catch-up", rf"^catch-up: .*? = {NUMBER} ticks/s", "ticks/s", at_least(30_000, "30,000 ticks/s")),)),
+    # Scoring on and off alternate on one backlog (--compare-scoring): two separate runs differed by
+    # 10-25% on a noisy machine, more than the 10% the ratio is held to.
+    Benchmark("stream catch-up", "features_throughput.py", ("--ticks", "1000000", "--compare-scoring", "3"),
+              ("--ticks", "3000", "--compare-scoring", "1"), r"^catch-up",
+              (Check("no scoring, median", rf"^catch-up scoring off: median {NUMBER} ticks/s", "ticks/s",
+                     at_least(30_000, "30,000 ticks/s")),
+               Check("scoring, median", rf"^catch-up scoring on : median {NUMBER} ticks/s", "ticks/s",
+                     at_least(30_000, "30,000 ticks/s")),
+               Check("with scoring / without, summed rates", rf"^catch-up with scoring / without, .*?: {NUMBER} of",
+                     "", at_least(0.9, "0.90 (within 10%)")))),
     Benchmark("stream latency (scoring)", "features_latency.py", ("--rate", "100", "--seconds", "600"),
               ("--rate", "100", "--seconds", "90", "--warmup-seconds", "30"), r"^(latency|micro-batch)",
               (Check("features p50", rf"^latency exchange->ticks\.features .*p50={NUMBER} ms", "ms"),
@@ -198,9 +202,9 @@ def verdict(outcome: Outcome, check: Check, quick: bool) -> tuple[str, str]:
         return "not printed", "failed" if check.target else "–"
     shown = f"{value:,.0f}" if value >= 100 else f"{value:g}"
     if check.target is None or quick:
-        return f"{shown} {check.unit}", "not judged (quick)" if check.target else "–"
+        return f"{shown} {check.unit}".strip(), "not judged (quick)" if check.target else "–"
     compare, bound, _ = check.target
-    return f"{shown} {check.unit}", "**met**" if compare(value, bound) else "**missed**"
+    return f"{shown} {check.unit}".strip(), "**met**" if compare(value, bound) else "**missed**"
 
 
 def ratio(numerator: float | None, denominator: float | None) -> str:
@@ -231,15 +235,11 @@ def report(outcomes: list[Outcome], quick: bool, began: datetime, ended: datetim
     def get(name: str, label: str) -> float | None:
         return by_name[name].figures.get(label) if name in by_name else None
 
-    with_scoring, without = get("stream catch-up (scoring)", "catch-up"), get("stream catch-up (no scoring)", "catch-up")
-    scoring_ratio = ratio(with_scoring, without)
-    scoring_met = ("not judged (quick)" if quick else "**met**" if with_scoring / without >= 0.9 else "**missed**") \
-        if with_scoring and without else "–"
+    without = get("stream catch-up", "no scoring, median")
     ours_p50, ours_p99 = get("stream latency (scoring)", "features p50"), get("stream latency (scoring)", "features p99")
     seed_p50, seed_p99 = get("seed featurizer latency", "features p50"), get("seed featurizer latency", "features p99")
     out += ["", "## Comparisons (same run)", "",
             "| comparison | ratio | target | result |", "|---|---|---|---|",
-            f"| catch-up with scoring / without | {scoring_ratio} | >= 0.90 (within 10%) | {scoring_met} |",
             f"| throughput: stream (no scoring) / seed featurizer | "
             f"{ratio(without, get('seed featurizer catch-up', 'catch-up'))} | – | – |",
             f"| latency p50 to `ticks.features`: seed featurizer / stream | {ratio(seed_p50, ours_p50)} | – | – |",
