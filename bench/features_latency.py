@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop.set()
                 for consumer in consumers:
                     consumer.join(10)
-                durations = [p["durationMs"]["triggerExecution"] for p in query.recentProgress if p["numInputRows"]]
+                phases = [p["durationMs"] for p in query.recentProgress if p["numInputRows"]]
                 query.stop()
                 spark.stop()
         finally:
@@ -73,9 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latency exchange->{topic} over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
               f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
               f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
-    if durations:
+    if phases:
+        durations = [phase["triggerExecution"] for phase in phases]
         print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
               f"max={max(durations)} ms")
+        # Spark's own split of a batch (StreamingQueryProgress.durationMs): where a cycle goes.
+        split = {key: np.median([phase.get(key, 0) for phase in phases]) for key in sorted(phases[0])}
+        print("micro-batch phases, median ms: " + " ".join(f"{key}={value:.0f}" for key, value in split.items()))
     return code
 
 

@@ -31,7 +31,7 @@ from volpipe.config import Settings
 from volpipe.dates import DateRange, add_range_flags, range_from_args
 from volpipe.errors import PipelineError
 from volpipe.modeling import registry
-from volpipe.schema import model_columns, struct_of, with_layout
+from volpipe.schema import model_sql, struct_of, with_layout
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringMod
                                            predicted_label=decide(probability, model.threshold))
 
     scored = features.select(*KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
-    return with_layout(scored.select(*KEYS, "probability", "predicted_label", *model_columns(model)), PREDICTIONS)
+    return with_layout(scored.selectExpr(*KEYS, "probability", "predicted_label", *model_sql(model)), PREDICTIONS)
 
 
 def write(predictions: DataFrame, settings: Settings, dates: DateRange) -> None:

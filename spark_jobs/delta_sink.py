@@ -27,10 +27,10 @@ from pyspark.sql import functions as F
 from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
 from volpipe.modeling.registry import ScoringModel
-from volpipe.schema import model_columns, nullable_ints, struct_of
+from volpipe.schema import model_sql, nullable_int_sql, struct_of
 from volpipe.tables import (
-    COLUMNS, FEATURES, PREDICTIONS_LIVE, PROCESSOR_COLUMNS, REPEATING_STRING_COLUMNS, ROW_RULES, STREAM_TABLES,
-    layout_columns,
+    COLUMNS, FEATURES, MODEL_COLUMNS, PREDICTIONS_LIVE, PROCESSOR_COLUMNS, REPEATING_STRING_COLUMNS, ROW_RULES,
+    STREAM_TABLES, layout_columns,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +53,9 @@ def _member(table: str) -> str:
 def stream_rows(rows: DataFrame, model: ScoringModel | None = None) -> tuple[DataFrame, dict[str, dict[str, str]]]:
     """``PROCESSOR_COLUMNS`` rows -> one frame holding every stream table's stored columns.
 
+    Built from SQL text (two ``selectExpr``), not ``F`` columns: it runs on every micro-batch,
+    and each ``F`` call is a round trip to the JVM (120-150 ms a batch here, docs/streaming.md).
+
     Args:
         rows: The micro-batch.
         model: The one pinned for the batch: its constant columns complete the predictions.
@@ -63,8 +66,8 @@ def stream_rows(rows: DataFrame, model: ScoringModel | None = None) -> tuple[Dat
         mapped to the frame's column holding it (a derived column whose name two tables
         compute differently, such as ``date``, is held once per definition).
     """
-    completed = rows.withColumnRenamed("error", "reason").select("*", *model_columns(model))
-    nulled = nullable_ints(completed, tuple(completed.columns))
+    completed = {("reason" if name == "error" else name): name for name in PROCESSOR_COLUMNS}
+    nulled = rows.selectExpr(*(nullable_int_sql(name, alias) for alias, name in completed.items()), *model_sql(model))
     derived: dict[str, str] = {}  # frame column -> SQL
     stored: dict[str, dict[str, str]] = {}
     for table in STREAM_TABLES:
@@ -73,10 +76,10 @@ def stream_rows(rows: DataFrame, model: ScoringModel | None = None) -> tuple[Dat
             column = name if derived.get(name, sql) == sql else f"{name} of {table}"
             derived[column] = sql
             stored[table][name] = column
-    frame = nulled.select(
-        *(name for name in nulled.columns if any(name in columns for columns in stored.values())),
-        *(F.expr(sql).alias(column) for column, sql in derived.items()),
-        *(F.expr(rule).alias(_member(table)) for table, rule in ROW_RULES.items()),
+    frame = nulled.selectExpr(
+        *(f"`{name}`" for name in (*completed, *MODEL_COLUMNS) if any(name in columns for columns in stored.values())),
+        *(f"{sql} AS `{column}`" for column, sql in derived.items()),
+        *(f"{rule} AS `{_member(table)}`" for table, rule in ROW_RULES.items()),
     )
     return frame, stored
 

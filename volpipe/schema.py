@@ -179,10 +179,15 @@ def parse_raw(records: DataFrame) -> DataFrame:
     )
 
 
+def nullable_int_sql(column: str, alias: str | None = None) -> str:
+    """SQL selecting ``column`` as ``alias``, a -1 placeholder of ``parse_raw`` turned back into a null."""
+    kept = f"CASE WHEN `{column}` >= 0 THEN `{column}` END" if column in PLACEHOLDER_INT_COLUMNS else f"`{column}`"
+    return f"{kept} AS `{alias or column}`"
+
+
 def nullable_ints(frame: DataFrame, columns: tuple[str, ...]) -> DataFrame:
     """Turns the -1 placeholders of ``parse_raw`` (Arrow needs null-free ints) back into nulls."""
-    return frame.select(*(F.when(F.col(c) >= 0, F.col(c)).alias(c) if c in PLACEHOLDER_INT_COLUMNS else F.col(c)
-                          for c in columns))
+    return frame.selectExpr(*(nullable_int_sql(column) for column in columns))
 
 
 def with_layout(frame: DataFrame, table: str) -> DataFrame:
@@ -190,9 +195,21 @@ def with_layout(frame: DataFrame, table: str) -> DataFrame:
     return frame.select("*", *(F.expr(sql).alias(name) for name, sql in layout_columns(table).items()))
 
 
-def model_columns(model: ScoringModel | None) -> list[Column]:
-    """``MODEL_COLUMNS`` as literals naming ``model`` (nulls for no model), for its predictions' rows."""
+def model_sql(model: ScoringModel | None) -> list[str]:
+    """``MODEL_COLUMNS`` as SQL literals naming ``model`` (nulls for no model), for its predictions' rows.
+
+    SQL text for ``selectExpr``, not ``F.lit`` columns: every ``F`` call is a round trip to the
+    JVM, and the live stream builds its frame on every micro-batch (``delta_sink.stream_rows``,
+    docs/streaming.md). Each value is cast from its text: ``str`` of a float is its shortest
+    exact form, so the double read back is the same.
+    """
     values = dataclasses.asdict(model) if model is not None else {}
     values["model_version"] = values.get("version")
     values["model_name"] = values.get("name")
-    return [F.lit(values.get(name)).cast(_TYPES[name]).alias(name) for name in MODEL_COLUMNS]
+
+    def literal(value: object) -> str:
+        if value is None:
+            return "NULL"
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return [f"CAST({literal(values.get(name))} AS {_TYPES[name].simpleString()}) AS `{name}`" for name in MODEL_COLUMNS]

@@ -64,6 +64,19 @@ def test_the_arrow_split_gives_each_table_what_spark_gives_it(spark):
         (0.75, 1, "3"), (0.125, 0, "3")]
 
 
+def test_the_predictions_carry_the_pinned_model_exactly(spark):
+    """The batch's frame is built from SQL text: quotes, backslashes and a threshold's last digit survive it."""
+    model = dataclasses.replace(MODEL, name="it's a \\ model", version="12", run_id="r'1\\'", threshold=0.1 + 0.2)
+    batch = spark.createDataFrame(processor_rows(), struct_of(PROCESSOR_COLUMNS))
+    frame, stored = stream_rows(batch, model)
+    predictions = split_tables(frame.toArrow(), stored)["predictions_live"].to_pylist()
+    assert len(predictions) == 2
+    for row in predictions:
+        assert (row["model_name"], row["model_version"], row["run_id"], row["label_mode"]) == (
+            "it's a \\ model", "12", "r'1\\'", "forward")
+        assert row["threshold"] == 0.30000000000000004
+
+
 def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(spark, session_settings, tmp_path):
     settings = dataclasses.replace(session_settings, delta_dir=tmp_path / "delta",
                                    checkpoint_dir=tmp_path / "checkpoints")
