@@ -174,6 +174,10 @@ class BatchWriter:
         self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_commits)
         self._app_id: str | None = None
         self._first_batch = True
+        # Each table's log as this writer last left it: an append replays only the commits made
+        # since (none, unless maintenance committed), where a path replayed every commit since the
+        # last checkpoint (up to STREAM_DELTA_CHECKPOINT_COMMITS) on every append.
+        self._tables: dict[str, deltalake.DeltaTable] = {}
 
     def app_id(self) -> str:
         """The query id persisted in the checkpoint: stable across restarts, new for a new checkpoint."""
@@ -230,7 +234,9 @@ class BatchWriter:
         return last_batch >= batch_id
 
     def _append(self, name: str, rows: pa.Table, batch_id: int) -> None:
+        if name not in self._tables:
+            self._tables[name] = deltalake.DeltaTable(str(self.settings.delta_table(name)))
         deltalake.write_deltalake(
-            str(self.settings.delta_table(name)), rows, mode="append", writer_properties=WRITER_PROPERTIES,
+            self._tables[name], rows, mode="append", writer_properties=WRITER_PROPERTIES,
             commit_properties=CommitProperties(custom_metadata={"userMetadata": self._marker(batch_id)}),
         )

@@ -13,6 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from spark_jobs.delta_sink import BatchWriter, prepare_tables, split_tables, stream_rows, table_frames
+from volpipe.config import Settings
 from volpipe.modeling.registry import ScoringModel
 from volpipe.schema import struct_of
 from volpipe.tables import PROCESSOR_COLUMNS, STREAM_TABLES, table_columns
@@ -77,7 +78,8 @@ def test_the_predictions_carry_the_pinned_model_exactly(spark):
         assert row["threshold"] == 0.30000000000000004
 
 
-def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(spark, session_settings, tmp_path):
+def stream_tables(spark, session_settings, tmp_path) -> tuple[Settings, Future[None]]:
+    """The stream's tables and a checkpoint of query id q1 under ``tmp_path``, and a done ``tables_ready``."""
     settings = dataclasses.replace(session_settings, delta_dir=tmp_path / "delta",
                                    checkpoint_dir=tmp_path / "checkpoints")
     prepare_tables(spark, settings)
@@ -85,6 +87,11 @@ def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(
     (settings.checkpoint("features") / "metadata").write_text(json.dumps({"id": "q1"}))
     ready: Future[None] = Future()
     ready.set_result(None)
+    return settings, ready
+
+
+def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(spark, session_settings, tmp_path):
+    settings, ready = stream_tables(spark, session_settings, tmp_path)
     batch = spark.createDataFrame(processor_rows(), struct_of(PROCESSOR_COLUMNS))
     writer = BatchWriter(settings, ready)
     writer(batch, 0)
@@ -102,3 +109,22 @@ def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(
     # A restarted run's first batch finds batch 1 already written and appends nothing again.
     BatchWriter(settings, ready)(batch, 1)
     assert spark.read.format("delta").load(str(settings.delta_table("ticks"))).count() == 8
+
+
+def test_appends_go_on_after_another_writer_committed_between_batches(spark, session_settings, tmp_path):
+    """The writer keeps each table's log from batch to batch: a commit of another writer in between
+    (the maintenance DAG's OPTIMIZE) is read and appended after, not lost or overwritten."""
+    settings, ready = stream_tables(spark, session_settings, tmp_path)
+    batch = spark.createDataFrame(processor_rows(), struct_of(PROCESSOR_COLUMNS))
+    writer = BatchWriter(settings, ready)
+    ticks = str(settings.delta_table("ticks"))
+    writer(batch, 0)
+    writer(batch, 1)
+    spark.sql(f"OPTIMIZE delta.`{ticks}`")
+    writer(batch, 2)
+    assert spark.read.format("delta").load(ticks).count() == 3 * 4
+    history = DeltaTable(ticks).history()
+    assert [(commit["operation"], commit.get("userMetadata")) for commit in history[:4]] == [
+        ("WRITE", "features-stream-q1 batch 2"), ("OPTIMIZE", None),
+        ("WRITE", "features-stream-q1 batch 1"), ("WRITE", "features-stream-q1 batch 0"),
+    ]

@@ -86,3 +86,12 @@ def test_a_local_driver_binds_loopback_and_a_cluster_driver_keeps_spark_defaults
     assert local["spark.driver.bindAddress"] == local["spark.driver.host"] == "127.0.0.1"
     cluster = spark_conf(isolated_settings(tmp_path, SPARK_MASTER="spark://spark-master:7077"))
     assert "spark.driver.bindAddress" not in cluster and "spark.driver.host" not in cluster
+
+
+def test_the_checkpoint_is_written_through_the_filesystem_api(spark, tmp_path):
+    """Spark's default manager (FileContext) forks a `readlink` per checkpoint file without Hadoop's native library."""
+    jvm = spark._jvm
+    managers = jvm.org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileManager
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
+    manager = managers.create(jvm.org.apache.hadoop.fs.Path(str(tmp_path)), hadoop_conf)
+    assert manager.getClass().getSimpleName() == "FileSystemBasedCheckpointFileManager"
