@@ -174,10 +174,6 @@ class BatchWriter:
         self.checkpointer = DeltaCheckpointer(settings, settings.stream_delta_checkpoint_commits)
         self._app_id: str | None = None
         self._first_batch = True
-        # Each table's log as this writer last left it: an append replays only the commits made
-        # since (none, unless maintenance committed), where a path replayed every commit since the
-        # last checkpoint (up to STREAM_DELTA_CHECKPOINT_COMMITS) on every append.
-        self._tables: dict[str, deltalake.DeltaTable] = {}
 
     def app_id(self) -> str:
         """The query id persisted in the checkpoint: stable across restarts, new for a new checkpoint."""
@@ -234,9 +230,10 @@ class BatchWriter:
         return last_batch >= batch_id
 
     def _append(self, name: str, rows: pa.Table, batch_id: int) -> None:
-        if name not in self._tables:
-            self._tables[name] = deltalake.DeltaTable(str(self.settings.delta_table(name)))
+        # By path, not a DeltaTable kept between batches: a kept one took longer with every commit
+        # (0.06 s to 0.25 s per batch over 1,200 batches, docs/streaming.md); a path reads the log
+        # from its last checkpoint, which DeltaCheckpointer keeps recent.
         deltalake.write_deltalake(
-            self._tables[name], rows, mode="append", writer_properties=WRITER_PROPERTIES,
+            str(self.settings.delta_table(name)), rows, mode="append", writer_properties=WRITER_PROPERTIES,
             commit_properties=CommitProperties(custom_metadata={"userMetadata": self._marker(batch_id)}),
         )
