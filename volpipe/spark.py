@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-FILESYSTEM_CHECKPOINT_MANAGER = (
-    "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
-)
-
-
 def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
     """Every Spark setting the pipeline relies on.
 
@@ -74,7 +69,8 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
         # FileSystem API, not Spark's default FileContext one: without Hadoop's native library
         # FileContext's rename forks a `readlink` per file (24 per micro-batch: offsets, commits, state),
         # 60-70 ms of each micro-batch here (docs/streaming.md). A local rename is atomic either way.
-        "spark.sql.streaming.checkpointFileManagerClass": FILESYSTEM_CHECKPOINT_MANAGER,
+        "spark.sql.streaming.checkpointFileManagerClass":
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
         # Frozen into a stateful query's checkpoint; 200 costs tens of seconds per micro-batch here.
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",

@@ -112,8 +112,8 @@ def test_a_batch_is_appended_by_delta_rs_with_its_marker_and_read_back_by_spark(
 
 
 def test_appends_go_on_after_another_writer_committed_between_batches(spark, session_settings, tmp_path):
-    """The writer keeps each table's log from batch to batch: a commit of another writer in between
-    (the maintenance DAG's OPTIMIZE) is read and appended after, not lost or overwritten."""
+    """A commit of another writer between two batches (the maintenance DAG's OPTIMIZE) is kept, and the
+    next batch is appended after it with its own marker."""
     settings, ready = stream_tables(spark, session_settings, tmp_path)
     batch = spark.createDataFrame(processor_rows(), struct_of(PROCESSOR_COLUMNS))
     writer = BatchWriter(settings, ready)
