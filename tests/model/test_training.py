@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import isolated_settings
+from tests.model.skill import skilled_rows, unpredictable_rows
 from volpipe.errors import ModelRegistryError, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
@@ -18,14 +19,14 @@ from volpipe.modeling import registry, train
 from volpipe.modeling.synthetic import synthetic_features, write_features
 
 pytestmark = pytest.mark.integration
-MARKET = {"calm_seconds": 120.0, "burst_seconds": 60.0, "burst_multiplier": 5.0}  # bursts in every split
 CONTRACT_PARAMS = ("train_start_ns", "train_end_ns", "products", "feature_columns", "label_mode")
 _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
-    return synthetic_features(20_000, seed=4, **MARKET)
+    """Rows on which the models beat persistence by construction: trainings here can promote."""
+    return skilled_rows()
 
 
 @pytest.fixture
@@ -38,14 +39,17 @@ def settings(mlflow_server, rows, tmp_path):
 
 
 def register_champion(settings, model, features: list[str], example: pd.DataFrame,
-                      serialization_format: str = "skops") -> str:
-    """Logs and registers ``model`` outside training and makes it champion; returns its version."""
+                      serialization_format: str = "skops", threshold: float | None = None) -> str:
+    """Logs and registers ``model`` outside training and makes it champion; returns its version.
+    With ``threshold``, its run logs the parameters scoring reads (decision threshold, label mode)."""
     import mlflow
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run(run_name="hand-made champion"):
+        if threshold is not None:
+            mlflow.log_params({registry.THRESHOLD_PARAM: threshold, "label_mode": settings.label_mode})
         info = mlflow.sklearn.log_model(
             model, name="model", signature=infer_signature(example[features], model.predict_proba(example[features])),
             registered_model_name=settings.model_name, pyfunc_predict_fn="predict_proba",
@@ -90,10 +94,21 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
     assert registry.decision_threshold(settings.mlflow_tracking_uri, version) > 0
 
+    # The summary says what was decided and why, with the gain, its CI and the positive rate.
+    gate = summary["gate"]
+    assert summary["decision"] == "promoted" and gate["champion_version"] is None
+    assert gate["gain"] > 0 and 0 < gate["gain_ci"][0] <= gate["gain"] <= gate["gain_ci"][1]
+    assert gate["rows"] == summary["test_rows"] and gate["positive_rate"] == summary["positive_rate"]["test"]
+    assert gate["candidate_pr_auc"] == summary["models"][candidate]["test_pr_auc"]
+    assert gate["baseline_pr_auc"] == summary["models"][M.BASELINE]["test_pr_auc"]
+    assert f"{gate['gain']:+.3f}" in summary["reason"] and "no champion before" in summary["reason"]
+    assert f"decision: promoted: {summary['reason']}" in train.describe(summary)
+
     # The same training again scores exactly as the champion on the same rows: a tie keeps it.
     again = train.run(settings)
-    assert not again["promoted"]
-    assert again["candidate_validation_pr_auc"] == pytest.approx(again["champion_validation_pr_auc"])
+    assert not again["promoted"] and again["decision"] == "kept_champion"
+    assert again["gate"]["candidate_pr_auc"] == again["gate"]["champion_pr_auc"]
+    assert again["gate"]["gain_over_champion"] == 0
     assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == version.version
     tags = client.get_model_version(settings.model_name, again["registered_version"]).tags
     assert tags["promotion.decision"] == "kept_champion"
@@ -106,26 +121,58 @@ def test_a_better_model_takes_champion_and_a_worse_one_does_not(settings, rows):
 
     spec = train.label_spec(settings)
     prepared = train.prepare(L.order_rows(rows), spec, settings.train_min_rows)
-    tr, val = prepared.splits["train"], prepared.splits["validation"]
+    tr, test = prepared.splits["train"], prepared.splits["test"]
     noise = np.random.default_rng(0).integers(0, 2, len(tr))
     weak = LogisticRegression().fit(tr[["midprice_return"]], noise)
     weak_version = register_champion(settings, weak, ["midprice_return"], tr)
     better = train.run(settings)
-    assert better["promoted"] and better["champion_validation_pr_auc"] < better["candidate_validation_pr_auc"]
+    assert better["promoted"] and better["gate"]["champion_pr_auc"] < better["gate"]["candidate_pr_auc"]
+    assert better["gate"]["champion_version"] == weak_version and f"champion v{weak_version}" in better["reason"]
     assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == better["registered_version"]
     assert better["registered_version"] != weak_version
 
-    # A champion fitted on the validation rows themselves cannot be beaten on those rows.
+    # A champion fitted on the gate's rows themselves cannot be beaten on those rows, though the
+    # candidate beats persistence beyond noise: the champion stays.
     with M.single_threaded():
-        oracle = HistGradientBoostingClassifier(random_state=0).fit(val[list(M.CHALLENGER_FEATURES)], val["y"])
-    oracle_version = register_champion(settings, oracle, list(M.CHALLENGER_FEATURES), val)
+        oracle = HistGradientBoostingClassifier(random_state=0).fit(test[list(M.CHALLENGER_FEATURES)], test["y"])
+    oracle_version = register_champion(settings, oracle, list(M.CHALLENGER_FEATURES), test)
     worse = train.run(settings)
-    assert not worse["promoted"]
-    assert worse["champion_validation_pr_auc"] > worse["candidate_validation_pr_auc"]
+    assert not worse["promoted"] and worse["decision"] == "kept_champion"
+    assert worse["gate"]["gain_ci"][0] > 0 and worse["gate"]["gain_over_champion"] < 0
+    assert worse["gate"]["champion_pr_auc"] > worse["gate"]["candidate_pr_auc"]
     assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == oracle_version
+    assert worse["champion_version"] == oracle_version
     run_tags = registry.client(settings.mlflow_tracking_uri).get_run(worse["run_id"]).data.tags
     assert run_tags["promotion.decision"] == "kept_champion"
-    assert float(run_tags["promotion.champion_validation_pr_auc"]) == pytest.approx(worse["champion_validation_pr_auc"])
+    assert float(run_tags["promotion.champion_test_pr_auc"]) == pytest.approx(worse["gate"]["champion_pr_auc"])
+
+
+def test_a_candidate_without_skill_is_registered_with_its_verdict_and_never_champion(settings, tmp_path):
+    """Labels independent of every feature: the first version is not promoted, nor a later one
+    over a champion, and the version carries the decision and the figures."""
+    write_features(settings.delta_table("features"), unpredictable_rows(), mode="overwrite")
+    first = train.run(settings)
+    assert first["decision"] == "no_skill" and not first["promoted"] and first["champion_version"] is None
+    assert registry.champion(settings.mlflow_tracking_uri, settings.model_name) is None
+    gate = first["gate"]
+    assert gate["gain_ci"][0] <= 0 and "no model beat the persistence baseline beyond noise" in first["reason"]
+    tags = registry.client(settings.mlflow_tracking_uri).get_model_version(
+        settings.model_name, first["registered_version"]).tags
+    assert tags["promotion.decision"] == "no_skill" and tags["promotion.reason"] == first["reason"]
+    assert float(tags["promotion.gain"]) == pytest.approx(gate["gain"], abs=1e-6)
+    assert float(tags["promotion.gain_ci_low"]) == pytest.approx(gate["gain_ci"][0], abs=1e-6)
+    assert float(tags["promotion.gain_ci_high"]) == pytest.approx(gate["gain_ci"][1], abs=1e-6)
+    assert float(tags["promotion.positive_rate"]) == pytest.approx(first["positive_rate"]["test"], abs=1e-6)
+    assert "champion: none (live and batch scoring wait)" in train.describe(first)
+
+    from sklearn.linear_model import LogisticRegression
+
+    example = unpredictable_rows().head(1_000)
+    standing = register_champion(settings, LogisticRegression().fit(example[["rolling_vol"]],
+                                                                    np.arange(1_000) % 2), ["rolling_vol"], example)
+    second = train.run(settings)
+    assert second["decision"] == "no_skill" and second["champion_version"] == standing
+    assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == standing
 
 
 def test_a_failed_training_registers_and_promotes_nothing(settings):
@@ -205,9 +252,9 @@ def test_a_champion_reading_unknown_columns_is_replaced_with_a_note(settings, ro
     labels = np.arange(len(alien)) % 2
     register_champion(settings, LogisticRegression().fit(alien, labels), ["not_a_feature"], alien)
     summary = train.run(settings)
-    assert summary["promoted"] and summary["champion_validation_pr_auc"] is None
+    assert summary["promoted"] and summary["gate"]["champion_pr_auc"] is None
     tags = registry.client(settings.mlflow_tracking_uri).get_run(summary["run_id"]).data.tags
-    assert "not_a_feature" in tags["promotion.note"]
+    assert "not_a_feature" in tags["promotion.note"] and "not comparable" in summary["reason"]
 
 
 def test_estimators_load_from_skops_files_only(settings, rows):

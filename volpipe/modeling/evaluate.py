@@ -1,11 +1,13 @@
-"""Walk-forward evaluation: is a model better than "volatility persists", beyond noise?
+"""Is a model better than "volatility persists", beyond noise? Walk-forward and the promotion gate.
 
 Inputs: the ``features`` rows of a range (as training reads them) and the label settings.
 Output: for each model (baseline, logistic regression, boosting) the test PR-AUC of every
 expanding-window fold, the PR-AUC on the pooled test rows, and a moving-block bootstrap 95%
 CI of its pooled PR-AUC minus the baseline's; printed as a table and logged to MLflow as one
 run. Fold k trains on every segment before k and tests on segment k, with the H-tick
-embargo at each boundary and tau from its own training rows::
+embargo at each boundary and tau from its own training rows. The same paired bootstrap is
+the promotion gate training applies before the ``champion`` alias moves
+(``decide_promotion``)::
 
     .venv/bin/python -m volpipe.modeling.evaluate --start 2026-01-01 --end 2026-01-07 --folds 5
 """
@@ -71,14 +73,17 @@ def weighted_pr_auc(order: np.ndarray, tie_end: np.ndarray, y: np.ndarray, weigh
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
-def block_bootstrap_gain(y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int,
-                         seed: int) -> dict[str, tuple[float, float, float]]:
-    """Moving-block bootstrap of PR-AUC(model) - PR-AUC(baseline) over rows in time order.
+def bootstrap_differences(y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int, seed: int,
+                          reference: str = M.BASELINE) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Moving-block bootstrap of PR-AUC(name) - PR-AUC(``reference``) over rows in time order.
 
     Blocks of ``block`` consecutive rows keep the autocorrelation of overlapping label windows.
+    Every score is re-weighted by the same resamples (paired), so the difference of two
+    differences (a candidate minus a champion) is itself a paired resample.
 
     Returns:
-        model -> (difference on the rows as they are, 2.5th and 97.5th bootstrap percentiles).
+        (name -> difference on the rows as they are, name -> the ``samples`` resampled
+        differences), for every name of ``scores`` but ``reference``.
     """
     n = len(y)
     prepared = {}
@@ -91,16 +96,167 @@ def block_bootstrap_gain(y: np.ndarray, scores: dict[str, np.ndarray], block: in
     point = {name: weighted_pr_auc(*prepared[name], y, ones) for name in scores}
     rng = np.random.default_rng(seed)
     block = min(block, n)
-    diffs: dict[str, list[float]] = {name: [] for name in scores if name != M.BASELINE}
-    for _ in range(samples):
+    others = [name for name in scores if name != reference]
+    resampled = {name: np.empty(samples) for name in others}
+    for sample in range(samples):
         starts = rng.integers(0, n - block + 1, size=-(-n // block))
         picks = (starts[:, None] + np.arange(block)).ravel()[:n]
         weights = np.bincount(picks, minlength=n).astype(np.float64)
-        base = weighted_pr_auc(*prepared[M.BASELINE], y, weights)
-        for name in diffs:
-            diffs[name].append(weighted_pr_auc(*prepared[name], y, weights) - base)
-    return {name: (point[name] - point[M.BASELINE], *np.nanpercentile(values, [2.5, 97.5]).tolist())
-            for name, values in diffs.items()}
+        base = weighted_pr_auc(*prepared[reference], y, weights)
+        for name in others:
+            resampled[name][sample] = weighted_pr_auc(*prepared[name], y, weights) - base
+    return {name: point[name] - point[reference] for name in others}, resampled
+
+
+def interval(resampled: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap resamples (NaN resamples, e.g. no positive drawn, left out)."""
+    low, high = np.nanpercentile(resampled, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def block_bootstrap_gain(y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int,
+                         seed: int) -> dict[str, tuple[float, float, float]]:
+    """PR-AUC(model) - PR-AUC(baseline) of each model with its 95% moving-block bootstrap CI
+    (``bootstrap_differences``).
+
+    Returns:
+        model -> (difference on the rows as they are, 2.5th and 97.5th bootstrap percentiles).
+    """
+    point, resampled = bootstrap_differences(y, scores, block, samples, seed)
+    return {name: (point[name], *interval(values)) for name, values in resampled.items()}
+
+
+# The promotion gate's verdicts (``decide_promotion``), as tagged on the version and returned by training.
+PROMOTED, NO_SKILL, KEPT_CHAMPION = "promoted", "no_skill", "kept_champion"
+CHAMPION = "champion"  # the current champion's scores among the gate's
+
+
+@dataclasses.dataclass(frozen=True)
+class Champion:
+    """The current champion re-scored on the gate's rows; ``scores`` is None when it cannot be
+    (it reads a column these rows lack): ``note`` says why."""
+
+    version: str
+    scores: np.ndarray | None
+    note: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Promotion:
+    """The promotion gate's verdict on a training's candidate and the figures behind it.
+
+    ``gain`` is the candidate's PR-AUC minus the persistence baseline's on the gate's rows,
+    ``gain_ci`` its 95% moving-block bootstrap interval; ``gain_over_champion`` (and its
+    interval, from the same resamples) the candidate's minus the current champion's, when
+    there is one that can be scored on those rows.
+    """
+
+    decision: str
+    reason: str
+    candidate: str
+    rows: int
+    positive_rate: float
+    block_rows: int
+    samples: int
+    candidate_pr_auc: float
+    baseline_pr_auc: float
+    gain: float
+    gain_ci: tuple[float, float]
+    champion_version: str | None
+    champion_pr_auc: float | None
+    gain_over_champion: float | None
+    gain_over_champion_ci: tuple[float, float] | None
+    note: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == PROMOTED
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (an XCom): the split the gate scored, the figures, NaN as None."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            return None if isinstance(value, float) and not np.isfinite(value) else value
+
+        return {"rows_split": "test", **{f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+
+    def tags(self) -> dict[str, str]:
+        """The verdict as MLflow tags (``promotion.*``) of the version and the training run."""
+        def figure(value: float | None) -> str:
+            return "none" if value is None else f"{value:.6f}"
+
+        low, high = self.gain_ci
+        over = self.gain_over_champion_ci or (None, None)
+        return {
+            "promotion.decision": self.decision, "promotion.reason": self.reason,
+            "promotion.rows": f"test split: {self.rows} rows, blocks of {self.block_rows}, {self.samples} resamples",
+            "promotion.positive_rate": figure(self.positive_rate),
+            "promotion.candidate_test_pr_auc": figure(self.candidate_pr_auc),
+            "promotion.baseline_test_pr_auc": figure(self.baseline_pr_auc),
+            "promotion.gain": figure(self.gain), "promotion.gain_ci_low": figure(low),
+            "promotion.gain_ci_high": figure(high),
+            "promotion.champion_version_before": self.champion_version or "none",
+            "promotion.champion_test_pr_auc": figure(self.champion_pr_auc),
+            "promotion.gain_over_champion": figure(self.gain_over_champion),
+            "promotion.gain_over_champion_ci_low": figure(over[0]),
+            "promotion.gain_over_champion_ci_high": figure(over[1]),
+            "promotion.note": self.note,
+        }
+
+
+def decide_promotion(rows: pd.DataFrame, scores: dict[str, np.ndarray], candidate: str, champion: Champion | None,
+                     horizon: int, samples: int, seed: int) -> Promotion:
+    """The promotion gate: promote ``candidate`` only when it beats the persistence baseline beyond
+    noise AND the current champion on the same rows (docs/modeling.md, "Promotion").
+
+    Beyond noise: its PR-AUC minus the baseline's (``rolling_vol`` as the score) is positive and
+    the 95% moving-block bootstrap interval of that gain lies above 0 (blocks of H x products
+    rows in time order, ``bootstrap_differences``). The champion is beaten when the candidate's
+    PR-AUC is strictly higher (a tie keeps it). The first version passes the same gate.
+
+    Args:
+        rows: The gate's rows, labelled (``y``), with ``exchange_ts_ns`` and ``product_id``:
+            training passes its held-out test split, which chose neither the candidate nor
+            its threshold.
+        scores: Each row's score by model name: the baseline's and ``candidate``'s at least.
+        candidate: The model to decide on.
+        champion: The current champion re-scored on ``rows`` (None: there is none).
+        horizon: H, the label's horizon in ticks (the block length per product).
+        samples: Bootstrap resamples (BOOTSTRAP_SAMPLES).
+        seed: The bootstrap's seed (MODEL_SEED).
+    """
+    order = np.argsort(rows["exchange_ts_ns"].to_numpy(np.int64), kind="stable")
+    y = rows["y"].to_numpy(np.float64)[order]
+    ranked = {M.BASELINE: scores[M.BASELINE][order], candidate: scores[candidate][order]}
+    comparable = champion is not None and champion.scores is not None
+    if comparable:
+        ranked[CHAMPION] = champion.scores[order]
+    block = horizon * max(1, rows["product_id"].nunique())
+    point, resampled = bootstrap_differences(y, ranked, block, samples, seed)
+    pr_auc = {name: M.pr_auc(y, values) for name, values in ranked.items()}
+    gain, gain_ci = point[candidate], interval(resampled[candidate])
+    over, over_ci = (None, None)
+    if comparable:
+        over, over_ci = point[candidate] - point[CHAMPION], interval(resampled[candidate] - resampled[CHAMPION])
+    figures = (f"{candidate} test PR-AUC {pr_auc[candidate]:.3f} vs persistence baseline {pr_auc[M.BASELINE]:.3f}: "
+               f"gain {gain:+.3f}, 95% CI [{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}], positive rate {y.mean():.3f}")
+    if not (gain > 0 and gain_ci[0] > 0):
+        decision, reason = NO_SKILL, f"no model beat the persistence baseline beyond noise ({figures})"
+    elif comparable and not pr_auc[candidate] > pr_auc[CHAMPION]:
+        decision, reason = KEPT_CHAMPION, (f"champion v{champion.version} kept: it scores {pr_auc[CHAMPION]:.3f} on the "
+                                           f"same test rows, the candidate beats the baseline but not it ({figures})")
+    else:
+        beaten = (f" and champion v{champion.version} ({pr_auc[CHAMPION]:.3f} on the same rows)" if comparable
+                  else "; no champion before" if champion is None else f"; champion v{champion.version} not comparable")
+        decision, reason = PROMOTED, f"promoted: beats the persistence baseline beyond noise{beaten} ({figures})"
+    return Promotion(
+        decision=decision, reason=reason, candidate=candidate, rows=len(y), positive_rate=float(y.mean()),
+        block_rows=block, samples=samples, candidate_pr_auc=pr_auc[candidate], baseline_pr_auc=pr_auc[M.BASELINE],
+        gain=gain, gain_ci=gain_ci, champion_version=champion.version if champion else None,
+        champion_pr_auc=pr_auc.get(CHAMPION), gain_over_champion=over, gain_over_champion_ci=over_ci,
+        note=champion.note if champion else "no champion",
+    )
 
 
 def walk_forward(frame: pd.DataFrame, spec: L.LabelSpec, folds: int, seed: int, samples: int) -> WalkForward:

@@ -1,9 +1,10 @@
 """MLflow side of training: parent and child runs, model logging, registration, promotion.
 
-Inputs: the fitted models and labelled splits from ``volpipe.modeling.train``. Outputs: runs
-on the tracking server, one registered version of the candidate (registered once every run
-is logged, with its decision tags), the ``champion`` alias moved last when the candidate
-wins, and the summary dict that ``train.run`` returns.
+Inputs: the fitted models and labelled splits from ``volpipe.modeling.train`` and the
+promotion gate's verdict (``volpipe.modeling.evaluate.decide_promotion``). Outputs: runs on
+the tracking server, one registered version of the candidate (registered once every run is
+logged, with the verdict as tags, whatever it is), the ``champion`` alias moved last and only
+when the verdict is ``promoted``, and the summary dict that ``train.run`` returns.
 
 Contract with monitoring (docs/modeling.md): each model's child run logs ``train_start_ns``,
 ``train_end_ns`` (half-open exchange-time bounds of the training rows), ``products``,
@@ -97,24 +98,26 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], s
     return info.model_uri
 
 
-def champion_score(settings: Settings, prepared: Any) -> tuple[Any, float | None, str]:
-    """The current champion, its PR-AUC re-scored on this training's validation rows, and a note.
+def rescore_champion(settings: Settings, rows: Any) -> Any:
+    """The current champion (``evaluate.Champion``) with its P(y=1) on ``rows`` (the gate's rows),
+    or None when there is none.
 
-    A champion that reads a column these rows lack cannot be compared: its score is None and
-    the note says why (the candidate then takes over, as it would from no champion).
+    A champion that reads a column these rows lack cannot be compared: its scores are None and
+    the note says why (the gate then judges the candidate as it would with no champion).
     """
+    from volpipe.modeling.evaluate import Champion
+
     current = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
     if current is None:
-        return None, None, "no champion"
+        return None
     model, _ = registry.load(settings.mlflow_tracking_uri, settings.model_name, current.version)
-    val = prepared.splits["validation"]
     columns = registry.input_columns(model)
-    missing = [column for column in columns if column not in val]
+    missing = [column for column in columns if column not in rows]
     if missing:
-        return current, None, f"champion reads columns absent here: {missing}"
+        return Champion(str(current.version), None, f"champion reads columns absent here: {missing}")
     with M.single_threaded():
-        probabilities = np.asarray(model.predict(val[columns]))[:, 1]
-    return current, M.pr_auc(val["y"].to_numpy(int), probabilities), "re-scored on the same validation rows"
+        probabilities = np.asarray(model.predict(rows[columns]))[:, 1]
+    return Champion(str(current.version), probabilities, "re-scored on the same test rows")
 
 
 def owner_tags() -> dict[str, str]:
@@ -164,8 +167,9 @@ def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
 
 
 def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any,
-                 trained: dict[str, Any], candidate: str, commit: str) -> dict[str, Any]:
-    """Logs the parent and child runs, registers ``candidate`` and decides the promotion.
+                 trained: dict[str, Any], promotion: Any, commit: str) -> dict[str, Any]:
+    """Logs the parent and child runs, registers the candidate with the gate's verdict
+    (``evaluate.Promotion``) as tags, and moves ``champion`` to it only when the verdict says so.
 
     Returns:
         The training summary (see ``volpipe.modeling.train.run``).
@@ -178,8 +182,7 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
     close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id)
     params = common_params(settings, spec, data, prepared)
     tags = {"mlflow.source.git.commit": commit, "delta_version": str(data.version), **owner_tags()}
-    # Before any logging: a champion that fails to load stops the training with nothing registered.
-    current, old_score, note = champion_score(settings, prepared)
+    candidate, decision = promotion.candidate, promotion.tags()
     model_uris, child_runs = {}, {}
     with mlflow.start_run(run_name=f"train-{spec.mode}", tags=tags) as parent:
         mlflow.log_params({**params, "candidate": candidate})
@@ -190,28 +193,22 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
                 child_runs[name] = child.info.run_id
             for split in ("validation", "test"):
                 mlflow.log_metric(f"{name}_{split}_pr_auc", trained[name].metrics[split]["pr_auc"])
-        new_score = trained[candidate].metrics["validation"]["pr_auc"]
-        promoted = old_score is None or new_score > old_score
-        decision = {
-            "promotion.decision": "promoted" if promoted else "kept_champion",
-            "promotion.candidate_validation_pr_auc": f"{new_score:.6f}",
-            "promotion.champion_version_before": str(current.version) if current else "none",
-            "promotion.champion_validation_pr_auc": "none" if old_score is None else f"{old_score:.6f}",
-            "promotion.note": note,
-        }
+        low, high = promotion.gain_ci
+        mlflow.log_metrics({"gate_gain": promotion.gain, "gate_gain_ci_low": low, "gate_gain_ci_high": high})
         mlflow.set_tags(decision)
         registry.client(settings.mlflow_tracking_uri).set_tag(child_runs[candidate], "promotion.decision",
-                                                              decision["promotion.decision"])
-        # Registered only now, with its decision tags in the same request (one transaction on the
-        # server): a version never exists without its artifacts, metrics and tags. The alias moves
-        # last, so a process killed before it leaves the champion where it was (docs/reliability.md).
+                                                              promotion.decision)
+        # Registered whatever the verdict, with it as tags in the same request (one transaction on
+        # the server): a version never exists without its artifacts, metrics and verdict, and one
+        # that failed the gate is on record (MLflow UI, model page) yet never aliased. The alias
+        # moves last, so a process killed before it leaves the champion where it was
+        # (docs/reliability.md).
         version = mlflow.register_model(model_uris[candidate], settings.model_name, tags=decision).version
         mlflow.set_tag("promotion.candidate_version", str(version))
-        if promoted:
+        if promotion.promoted:
             registry.promote(settings.mlflow_tracking_uri, settings.model_name, version, {})
-    log.info("promotion model=%s version=%s decision=%s candidate_val_pr_auc=%.4f champion_val_pr_auc=%s",
-             settings.model_name, version, decision["promotion.decision"], new_score, old_score)
-    test = prepared.splits["test"]
+    log.info("promotion model=%s version=%s decision=%s gain=%.4f ci=[%.4f, %.4f] champion_before=%s",
+             settings.model_name, version, promotion.decision, promotion.gain, low, high, promotion.champion_version)
     return {
         # Plain JSON (Airflow returns it as an XCom): relative mode's NaN tau becomes null.
         "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": None if np.isnan(prepared.tau) else prepared.tau,
@@ -221,10 +218,8 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
         "models": {name: {"validation_pr_auc": trained[name].metrics["validation"]["pr_auc"],
                           "test_pr_auc": trained[name].metrics["test"]["pr_auc"], "run_id": child_runs[name]}
                    for name in M.MODEL_NAMES},
-        "test_rows": len(test), "candidate": candidate, "model_name": settings.model_name,
-        "registered_version": str(version), "promoted": promoted,
-        "candidate_validation_pr_auc": new_score, "champion_validation_pr_auc": old_score,
-        "champion_version": str(version) if promoted else str(current.version),
-        "test_pr_auc_vs_baseline": trained[candidate].metrics["test"]["pr_auc"]
-        - trained[M.BASELINE].metrics["test"]["pr_auc"],
+        "test_rows": len(prepared.splits["test"]), "candidate": candidate, "model_name": settings.model_name,
+        "registered_version": str(version), "decision": promotion.decision, "promoted": promotion.promoted,
+        "reason": promotion.reason, "gate": promotion.to_dict(),
+        "champion_version": str(version) if promotion.promoted else promotion.champion_version,
     }

@@ -3,9 +3,10 @@
 Inputs: ``Settings`` (label, model name, seed, tracking URI), an exchange-time range and
 products. Outputs: one parent MLflow run with a child run per model (params, metrics on
 train/validation/test, PR curve, calibration, importances, split bounds), the best of the
-two learned models by validation PR-AUC registered under ``MODEL_NAME``, the ``champion``
-alias moved only when that version beats the current champion on the same validation rows,
-and a summary dict (what the Airflow task returns). Bad data raises ``TrainingDataError``
+two learned models by validation PR-AUC registered under ``MODEL_NAME`` with the promotion
+gate's verdict, the ``champion`` alias moved only when that version beats the persistence
+baseline beyond noise and the current champion on the same test rows
+(``evaluate.decide_promotion``), and a summary dict (what the Airflow task returns). Bad data raises ``TrainingDataError``
 before anything is logged, registered or promoted. docs/modeling.md explains the choices::
 
     .venv/bin/python -m volpipe.modeling.train --start 2026-01-01 --end 2026-01-07
@@ -147,7 +148,9 @@ def run(
 
     Returns:
         The summary: rows, tau, positive rates, each model's validation/test PR-AUC, the
-        candidate, registered version, whether it was promoted and both promotion scores.
+        candidate and its registered version, the promotion gate's ``decision`` (promoted,
+        no_skill, kept_champion), its ``reason`` in words and its figures (``gate``), and the
+        champion after it (None when there is none).
 
     Raises:
         TrainingDataError: The data cannot train a model (nothing is logged or registered).
@@ -157,17 +160,25 @@ def run(
     from mlflow.exceptions import MlflowException
 
     from volpipe.modeling import registry
-    from volpipe.modeling.tracking import log_training
+    from volpipe.modeling.evaluate import decide_promotion
+    from volpipe.modeling.tracking import log_training, rescore_champion
 
     spec = label_spec(settings)
     data: FeatureData = read_features(settings.delta_table(FEATURES), required_columns(spec),
                                       start_ns, end_ns, products)
     prepared = prepare(data.frame, spec, settings.train_min_rows)
     trained = train_models(prepared, settings.model_seed)
+    # Validation chooses the candidate (and each model's threshold); the test split, which chose
+    # nothing, decides the promotion.
     candidate = max((M.LOGISTIC, M.BOOSTING), key=lambda name: trained[name].metrics["validation"]["pr_auc"])
+    test = prepared.splits["test"]
     try:
-        with M.single_threaded():  # logging predicts too (input example, champion re-scoring)
-            summary = log_training(settings, spec, data, prepared, trained, candidate, git_commit())
+        # Before any logging: a champion that fails to load stops the training with nothing registered.
+        champion = rescore_champion(settings, test)
+        promotion = decide_promotion(test, {name: trained[name].scores["test"] for name in M.MODEL_NAMES}, candidate,
+                                     champion, spec.horizon, settings.bootstrap_samples, settings.model_seed)
+        with M.single_threaded():  # logging predicts too (the input example)
+            summary = log_training(settings, spec, data, prepared, trained, promotion, git_commit())
     except (MlflowException, OSError) as exc:
         if registry.reachable(settings.mlflow_tracking_uri):
             raise
@@ -182,15 +193,18 @@ def run(
 
 def describe(summary: dict[str, Any]) -> str:
     """A training summary as the lines a person reads in a task log: each model's test PR-AUC
-    beside the baseline's and the positive rate, and what happened to the champion."""
+    beside the baseline's and the positive rate, the promotion gate's decision and why, and
+    where the champion is."""
     rate = summary["positive_rate"]["test"]
-    lines = [f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={summary['tau']:.3g} "
-             f"label={summary['label_mode']}", f"{'model':<12} {'val PR-AUC':>10} {'test PR-AUC':>11}"]
-    lines += [f"{name:<12} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
+    tau = "none" if summary["tau"] is None else f"{summary['tau']:.3g}"
+    lines = [f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={tau} label={summary['label_mode']}",
+             f"{'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}"]
+    lines += [f"{name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
               for name, m in summary["models"].items()]
-    lines.append(f"registered {summary['model_name']} v{summary['registered_version']} ({summary['candidate']}); "
-                 f"{'promoted to champion' if summary['promoted'] else 'not promoted'}; "
-                 f"champion is v{summary['champion_version']}")
+    champion = f"v{summary['champion_version']}" if summary["champion_version"] else "none (live and batch scoring wait)"
+    lines += [f"decision: {summary['decision']}: {summary['reason']}",
+              f"registered {summary['model_name']} v{summary['registered_version']} ({summary['candidate']}, tagged "
+              f"promotion.decision={summary['decision']}); champion: {champion}"]
     return "\n".join(lines)
 
 
