@@ -16,10 +16,9 @@ import logging
 import sys
 import time
 
-from bench_args import synthetic_data_parser
+from bench_args import synthetic_data_parser, train_champion
 from spark_jobs import batch_inference
 from volpipe.dates import DateRange, day_of_ns
-from volpipe.modeling import train
 from volpipe.modeling.synthetic import synthetic_features, write_features
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import MLFLOW, running
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         first, last = (day_of_ns(int(ns)) for ns in rows["exchange_ts_ns"].agg(["min", "max"]))
         with running(settings, MLFLOW):
             spark = build_spark_session(settings, "bench-inference", extra_conf=batch_inference.SPARK_CONF)
-            summary = train.run(settings)
+            summary = train_champion(settings)
             print(f"setup: {len(rows):,} rows over {first}..{last}; champion={summary['candidate']} "
                   f"version={summary['champion_version']} (not timed)")
             # Warm the JVM on the whole job (read, score, Delta write, metrics) for one day, into a scratch

@@ -40,8 +40,8 @@ import numpy as np
 import orjson
 import psutil
 
+from bench_args import train_champion
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.modeling import train
 from volpipe.modeling.synthetic import synthetic_features, write_features
 from volpipe.ops.harness import ExchangeProcess, process_tree, topic_messages
 from volpipe.ops.sandbox import scratch_settings
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             training = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
             write_features(training.delta_table("features"), synthetic_features(
                 20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
-            print(f"champion: v{train.run(training)['champion_version']}", flush=True)
+            print(f"champion: v{train_champion(training)['champion_version']}", flush=True)
             broker = psutil.Process(KAFKA.process(settings).pid())
             extra = {"exchange": psutil.Process(exchange.proc.pid), "kafka broker": broker}
             samples: list[tuple[float, dict[str, float], int | None]] = []

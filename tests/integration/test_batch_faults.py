@@ -26,17 +26,17 @@ import numpy as np
 import pytest
 
 from tests.mlflow_gate import MlflowGate
+from tests.model.skill import skilled_rows
 from tests.model.test_training import register_champion
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.modeling import label as L
 from volpipe.modeling import registry, train
-from volpipe.modeling.synthetic import synthetic_features, write_features
+from volpipe.modeling.synthetic import write_features
 from volpipe.modeling.tracking import KILLED_TRAINING_TAG, close_abandoned_runs
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
 pytestmark = pytest.mark.integration
-MARKET = {"calm_seconds": 120.0, "burst_seconds": 60.0, "burst_multiplier": 5.0}  # bursts in every split
 DAY = "2026-01-01"  # the synthetic market's first day
 # Long enough for a request to MLflow sent just before a freeze to be answered.
 MLFLOW_SETTLE_SECONDS = 0.1
@@ -47,7 +47,8 @@ REGISTERING = ("/registered-models/create", "/model-versions/create")
 
 @pytest.fixture(scope="module")
 def rows():
-    return synthetic_features(20_000, seed=4, **MARKET)
+    """Rows a model predicts by construction: the trainings here pass the promotion gate."""
+    return skilled_rows()
 
 
 def _launch(settings: Settings, module: str, *args: str, log_path: Path, **env: str) -> subprocess.Popen:
@@ -150,7 +151,7 @@ def _champion(settings: Settings) -> str:
 
 def _assert_complete(settings: Settings, version) -> None:
     """A trained version carries its decision, its run's metrics and threshold, and loads from the registry."""
-    assert {"promotion.decision", "promotion.candidate_validation_pr_auc",
+    assert {"promotion.decision", "promotion.gain", "promotion.gain_ci_low", "promotion.candidate_test_pr_auc",
             "promotion.champion_version_before"} <= set(version.tags), version.tags
     metrics = registry.client(settings.mlflow_tracking_uri).get_run(version.run_id).data.metrics
     assert {"validation_pr_auc", "test_pr_auc", "test_roc_auc"} <= set(metrics)

@@ -112,12 +112,13 @@ def same_bits(left: pd.Series, right: pd.Series) -> bool:
 
 
 def register_versions(settings, count: int) -> list[str]:
-    """Trains ``count`` times on synthetic features (another folder): registered versions, oldest first."""
+    """Trains ``count`` times on feature rows a model can predict (another folder): registered
+    versions, oldest first; the first training promotes its candidate (the gate passes)."""
+    from tests.model.skill import skilled_rows
     from volpipe.modeling import train
-    from volpipe.modeling.synthetic import synthetic_features, write_features
+    from volpipe.modeling.synthetic import write_features
 
     train_settings = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
-    write_features(train_settings.delta_table("features"),
-                   synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
+    write_features(train_settings.delta_table("features"), skilled_rows())
     return [str(train.run(dataclasses.replace(train_settings, model_seed=seed))["registered_version"])
             for seed in range(count)]
