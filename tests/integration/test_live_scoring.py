@@ -5,6 +5,7 @@ batch inference."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import numpy as np
@@ -13,10 +14,11 @@ import pytest
 
 from spark_jobs import batch_inference, features_stream
 from spark_jobs.live_scoring import LiveScoring
-from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, register_versions
+from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, register_versions, same_bits
 from volpipe.dates import DateRange
 from volpipe.market import synthetic_raw_records
 from volpipe.modeling import registry
+from volpipe.modeling.models import LinearScorer
 from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
 from volpipe.tables import FEATURES, PREDICTION_MESSAGE_COLUMNS, PREDICTIONS, PREDICTIONS_LIVE, table_columns
 
@@ -47,19 +49,41 @@ def live(spark, kafka_broker, mlflow_server, tmp_path, request):
     scoring.stop()
 
 
-def test_every_feature_row_scored_once_swapped_without_restart_equal_to_batch(spark, live):
+def register_both_scoring_paths(settings) -> tuple[str, str]:
+    """A logistic regression (scored from its arrays, ``LinearScorer``) and a boosting model (scored
+    by its own ``predict_proba``), fitted as training fits them and registered with the parameters
+    scoring reads; neither is champion. Returns their versions."""
+    from tests.model.skill import skilled_rows
+    from tests.model.test_training import register_champion
+    from volpipe.modeling import models as M
+
+    rows = skilled_rows(4_000)
+    y = (rows["trade_intensity"] > rows["trade_intensity"].quantile(0.9)).to_numpy(int)
+    versions = []
+    for name in (M.LOGISTIC, M.BOOSTING):
+        columns = list(M.FEATURES[name])
+        versions.append(register_champion(settings, M.fit(name, rows, y, seed=0), columns, rows.head(200),
+                                          threshold=0.5))
+    client = registry.client(settings.mlflow_tracking_uri)
+    client.delete_registered_model_alias(settings.model_name, registry.CHAMPION)
+    return versions[0], versions[1]
+
+
+def test_every_feature_row_scored_once_swapped_without_restart_equal_to_batch_on_both_paths(spark, live):
     settings, scoring = live
-    first, second = register_versions(settings, 2)
-    registry.promote(settings.mlflow_tracking_uri, settings.model_name, first, {"reason": "test"})
+    linear, boosting = register_both_scoring_paths(settings)
+    registry.promote(settings.mlflow_tracking_uri, settings.model_name, linear, {"reason": "test"})
     records = list(synthetic_raw_records(3000, ("BTC-USD", "ETH-USD"), seed=21))
     scoring.start()
-    assert scoring.model is not None and scoring.model.version == first
+    assert scoring.model is not None and scoring.model.version == linear
+    assert json.loads(scoring._current[1])["linear"] is not None  # the workers score from its arrays
     produce(settings, records[:1500])
     query = features_stream.start(spark, settings, scoring=scoring)
     try:
         query.processAllAvailable()
-        registry.promote(settings.mlflow_tracking_uri, settings.model_name, second, {"reason": "test"})
-        wait_for(lambda: scoring.model.version == second)
+        registry.promote(settings.mlflow_tracking_uri, settings.model_name, boosting, {"reason": "test"})
+        wait_for(lambda: scoring.model.version == boosting)
+        assert json.loads(scoring._current[1])["linear"] is None  # the workers load the estimator itself
         produce(settings, records[1500:])
         query.processAllAvailable()
         assert query.isActive and query.exception() is None  # no restart
@@ -73,8 +97,8 @@ def test_every_feature_row_scored_once_swapped_without_restart_equal_to_batch(sp
     assert not live_rows.duplicated(KEYS).any()
     assert set(map(tuple, live_rows[KEYS].to_numpy())) == set(map(tuple, features[KEYS].to_numpy()))
     by_version = live_rows.groupby("model_version")["ingest_seq"].agg(["min", "max", "count"])
-    assert set(by_version.index) == {first, second}
-    assert by_version.loc[first, "max"] < 1500 <= by_version.loc[second, "min"]  # swapped between batches
+    assert set(by_version.index) == {linear, boosting}
+    assert by_version.loc[linear, "max"] < 1500 <= by_version.loc[boosting, "min"]  # swapped between batches
     assert scoring.metrics.swaps._value.get() == 2 and scoring.metrics.rows_scored._value.get() == len(live_rows)
     assert scoring.metrics.batch_scoring_seconds._sum.get() > 0  # model time reported back by the workers
 
@@ -85,15 +109,20 @@ def test_every_feature_row_scored_once_swapped_without_restart_equal_to_batch(sp
     np.testing.assert_array_equal(joined["probability_kafka"].to_numpy(), joined["probability"].to_numpy())
     assert (joined["model_version_kafka"] == joined["model_version"]).all()
 
-    # Batch inference of the same rows with the same version: the same probabilities, bit for bit.
+    # Batch inference of the same rows with the same version: the same probabilities, bit for bit,
+    # on either path (the batch job takes the linear path for a logistic regression as well).
     day = pd.to_datetime(features["exchange_ts_ns"].min(), unit="ns", utc=True).date()
-    batch_inference.run(spark, settings, DateRange(day, day), model_version=second)
-    batch = table(spark, settings, PREDICTIONS)
-    assert len(batch) == len(features)
-    both = live_rows[live_rows["model_version"] == second].merge(batch, on=KEYS, suffixes=("_live", "_batch"))
-    assert len(both) == by_version.loc[second, "count"]
-    assert (both["probability_live"].to_numpy().view(np.int64) == both["probability_batch"].to_numpy().view(np.int64)).all()
-    assert (both["predicted_label_live"] == both["predicted_label_batch"]).all()
+    for version in (linear, boosting):
+        estimator = registry.load_estimator(settings.mlflow_tracking_uri, registry.scoring_model(
+            settings.mlflow_tracking_uri, settings.model_name, version))
+        assert (LinearScorer.of(estimator) is None) == (version == boosting)
+        batch_inference.run(spark, settings, DateRange(day, day), model_version=version)
+        batch = table(spark, settings, PREDICTIONS)
+        assert len(batch) == len(features) and set(batch["model_version"]) == {version}
+        both = live_rows[live_rows["model_version"] == version].merge(batch, on=KEYS, suffixes=("_live", "_batch"))
+        assert len(both) == by_version.loc[version, "count"] > 0
+        assert same_bits(both["probability_live"], both["probability_batch"]), version
+        assert (both["predicted_label_live"] == both["predicted_label_batch"]).all()
 
 
 def test_scoring_starts_on_its_own_when_a_champion_appears(spark, live):
