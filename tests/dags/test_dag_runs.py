@@ -9,16 +9,19 @@ once a value of the stream's table is altered.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.model.skill import skilled_rows, unpredictable_rows
 from tests.spark.pipeline_helpers import pipeline_settings, stream_everything, write_raw_files
 from volpipe.config import PROJECT_ROOT
 from volpipe.market import DEFAULT_START_NS, synthetic_raw_records
@@ -104,20 +107,57 @@ def test_replay_validation_proves_the_day_equal(dags, pipeline):
     assert verdict["report"]["stream_rows"] == verdict["report"]["replay_rows"] == _delta_rows(pipeline, FEATURES) > 0
 
 
-def test_train_nightly_registers_and_promotes(dags, pipeline):
+@contextlib.contextmanager
+def features_replaced_by(settings, rows):
+    """The features table holds ``rows`` instead of the stream's for a while, at the same path (the
+    DAGs' Asset URIs name it), then the stream's again."""
+    from volpipe.modeling.synthetic import write_features
+
+    table = settings.delta_table(FEATURES)
+    kept = table.with_name(f"{FEATURES}-of-the-stream")
+    table.rename(kept)
+    try:
+        write_features(table, rows)
+        yield
+    finally:
+        shutil.rmtree(table, ignore_errors=True)
+        kept.rename(table)
+
+
+def test_train_nightly_promotes_a_model_that_beats_persistence(dags, pipeline):
     from volpipe.modeling import registry
 
-    dag_run, states = run(dags, "train_nightly", ONE_DAY)
-    assert dag_run.state == "success", states
+    with features_replaced_by(pipeline, skilled_rows(12_000)):
+        dag_run, states = run(dags, "train_nightly", ONE_DAY)
+    assert dag_run.state == "success" and set(states.values()) == {"success"}, states
     summary = dag_run.get_task_instance("train_and_register").xcom_pull(task_ids="train_and_register")
     champion = registry.champion(pipeline.mlflow_tracking_uri, "dag-runs")
-    assert summary["promoted"] and champion is not None and champion.version == summary["champion_version"]
+    assert summary["decision"] == "promoted" and summary["gate"]["gain_ci"][0] > 0
+    assert champion is not None and champion.version == summary["champion_version"]
     assert set(summary["models"]) == {"baseline", "logistic_regression", "hist_gradient_boosting"}
+    announced = dag_run.get_task_instance("announce_champion").xcom_pull(task_ids="announce_champion")
+    assert announced == {"model": "dag-runs", "champion_version": champion.version}
 
 
-def test_train_nightly_skips_a_day_without_data(dags):
+def test_train_nightly_that_finds_no_skill_fails_and_says_why(dags, pipeline):
+    from volpipe.modeling import registry
+
+    before = registry.champion(pipeline.mlflow_tracking_uri, "dag-runs")
+    with features_replaced_by(pipeline, unpredictable_rows(12_000)):
+        dag_run, states = run(dags, "train_nightly", ONE_DAY, skip="^evaluate_walk_forward$")
+    assert dag_run.state == "failed", states
+    assert states["train_and_register"] == "success" and states["announce_champion"] == "failed", states
+    summary = dag_run.get_task_instance("train_and_register").xcom_pull(task_ids="train_and_register")
+    assert summary["decision"] == "no_skill" and "no model beat the persistence baseline" in summary["reason"]
+    assert dag_run.get_task_instance("announce_champion").try_number == 1  # a verdict: not retried
+    assert registry.champion(pipeline.mlflow_tracking_uri, "dag-runs").version == before.version
+
+
+def test_train_nightly_fails_at_once_on_a_day_without_data(dags):
     dag_run, states = run(dags, "train_nightly", {"start": "2025-06-01", "end": "2025-06-01"})
-    assert states["train_and_register"] == "skipped", states
+    assert dag_run.state == "failed" and states["train_and_register"] == "failed", states
+    assert states["announce_champion"] == states["evaluate_walk_forward"] == "upstream_failed", states
+    assert dag_run.get_task_instance("train_and_register").try_number == 1  # no retry brings rows
 
 
 def test_batch_inference_scores_exactly_the_day(dags, pipeline):
