@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 import sys
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=1.0, help="1 = real time, N = N times faster, 0 = full speed")
     parser.add_argument("--products", default="BTC-USD", help="comma-separated products (synthetic; default BTC-USD)")
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
+    parser.add_argument("--start", type=_utc_time, help="synthetic: time of the market's first tick, ISO-8601 "
+                        "(e.g. 2026-01-05T14:00:00Z; default now); with --keep-timestamps the frames carry it")
     parser.add_argument("--rate", type=float, help="synthetic ticks per second at 1x, all products (default ~4.4 each)")
     parser.add_argument("--max-ticks", type=int, help="stop serving ticks after this many")
     parser.add_argument("--calm-seconds", type=float, help="synthetic: mean simulated length of a calm stretch (600)")
@@ -48,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-close-seconds", type=float, default=75.0, help="close without heartbeats (75)")
     parser.add_argument("--subscribe-deadline", type=float, default=5.0, help="seconds to subscribe (5)")
     return parser
+
+
+def _utc_time(text: str) -> dt.datetime:
+    """An ISO-8601 time to whole seconds; without an offset it is UTC."""
+    moment = dt.datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).replace(microsecond=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         regimes = {name: getattr(args, name) for name in ("calm_seconds", "burst_seconds", "burst_multiplier")
                    if getattr(args, name) is not None}
-        ticks = synthetic_ticks(products, args.seed, time.time_ns(), args.rate, **regimes)
+        start_ns = time.time_ns() if args.start is None else int(args.start.timestamp()) * 1_000_000_000
+        ticks = synthetic_ticks(products, args.seed, start_ns, args.rate, **regimes)
     asyncio.run(_serve(args, ticks, products))
     return 0
 

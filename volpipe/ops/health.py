@@ -113,21 +113,40 @@ class AirflowClient:
     def import_errors(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/v2/importErrors")["import_errors"]
 
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        """Unpauses ``dag_id`` and starts a run now. Returns the run id."""
-        self.unpause(dag_id)
-        run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+    def trigger(self, dag_id: str, conf: dict | None = None, note: str | None = None) -> str:
+        """Starts a run of ``dag_id`` now, paused or not, and leaves the DAG unpaused. Returns the run id.
+
+        Unpausing a scheduled DAG makes Airflow schedule the run of its latest tick at once
+        (``catchup=False``); a run triggered next to it would wait behind it. So a paused DAG's
+        run takes that tick's logical date (the DAG's ``next_dagrun_logical_date``): the
+        scheduler never creates a second run for one logical date, and schedules none beside it.
+        """
+        dag = self.dag(dag_id)
+        logical_date = dag.get("next_dagrun_logical_date") if dag["is_paused"] else None
+        body = {"logical_date": logical_date, "conf": conf or {}, **({"note": note} if note else {})}
+        run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+        if dag["is_paused"]:
+            self.unpause(dag_id)
         return run["dag_run_id"]
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
     def active_runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Queued and running runs of ``dag_id``."""
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running")["dag_runs"]
 
-    def fail_run(self, dag_id: str, run_id: str) -> None:
-        self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+    def dag_runs(self) -> list[dict[str, Any]]:
+        """Every run of every DAG (dag_id, dag_run_id, run_type, state, note, ...), as the UI lists them."""
+        runs: list[dict[str, Any]] = []
+        while True:
+            page = self._call("GET", f"/api/v2/dags/~/dagRuns?limit=100&offset={len(runs)}&order_by=run_after")
+            runs += page["dag_runs"]
+            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+                return runs
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's task instances (task_id, state, try_number, ...), as the UI's grid shows them."""
@@ -184,7 +203,10 @@ def check_airflow(settings: Settings, dag_id: str | None = None) -> dict[str, An
     if dag_id:
         wait_for_dag(client, dag_id)
         run_id = client.trigger(dag_id)
-        state = client.wait_for_run(dag_id, run_id)
+        try:
+            state = client.wait_for_run(dag_id, run_id)
+        finally:
+            client.pause(dag_id)  # as found: nothing runs on its own afterwards
         if state != "success":
             raise ServiceError(f"airflow run {dag_id}/{run_id} ended {state}")
         result[dag_id] = state
