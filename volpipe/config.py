@@ -389,7 +389,8 @@ class Settings:
         group="modeling",
     )
     bootstrap_samples: int = setting(
-        "BOOTSTRAP_SAMPLES", "200", _positive_int, "Moving-block bootstrap resamples of the PR-AUC differences.",
+        "BOOTSTRAP_SAMPLES", "200", _positive_int,
+        "Moving-block bootstrap resamples of the PR-AUC differences (walk-forward and the promotion gate).",
         group="modeling",
     )
     model_seed: int = setting("MODEL_SEED", "42", int, "Seed of the models and the bootstrap.", group="modeling")
