@@ -194,8 +194,9 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress |
 
 
 def failed_tasks_report(client: AirflowClient, dag_id: str, run_id: str, lines: int = 12) -> str:
-    """Each failed task of a run with the last events of each of its attempts' logs, so that a
-    failure can be read where it is shown (a terminal, a CI log) without opening the UI."""
+    """Each failed task of a run with the last events of each of its attempts' logs (an exception's
+    type and message among them), so that a failure can be read where it is shown (a terminal, a
+    CI log) without opening the UI."""
     report = []
     for task in client.task_instances(dag_id, run_id):
         if task["state"] in ("success", "skipped"):
@@ -207,9 +208,14 @@ def failed_tasks_report(client: AirflowClient, dag_id: str, run_id: str, lines: 
             events = []
             for line in path.read_text(errors="replace").splitlines():
                 try:
-                    events.append(json.loads(line).get("event", ""))
+                    event = json.loads(line)
                 except ValueError:
                     events.append(line)
+                    continue
+                events.append(event.get("event", ""))
+                # A failed task's reason is in its exception, not its event line.
+                events += [f"{error['exc_type']}: {error['exc_value']}" for error in event.get("error_detail") or ()
+                           if not error.get("is_cause")]
             report.append(f"    {path}:")
             report.extend(f"      {str(event)[:300]}" for event in events[-lines:])
     return "\n".join(report)
