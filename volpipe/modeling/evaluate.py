@@ -57,20 +57,47 @@ class WalkForward:
         return "\n".join(lines)
 
 
-def weighted_pr_auc(order: np.ndarray, tie_end: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
-    """Average precision with sample weights, for rows pre-sorted by descending score.
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Rows ranked by one model's scores, prepared once for average precision under many sample
+    weightings (the bootstrap's resamples).
 
-    ``order`` sorts the rows; ``tie_end`` marks (in sorted order) the last row of each group of
-    equal scores. Equals ``average_precision_score(y, s, sample_weight=weights)`` in O(n).
+    Only tie groups that hold a positive row move recall, so only they are visited: per
+    weighting one gather and one cumulative sum over all rows (the weight seen down to each
+    group), the rest over the positives (a few percent of the rows).
     """
-    w = weights[order]
-    tp = np.cumsum(w * y[order])[tie_end]
-    seen = np.cumsum(w)[tie_end]
-    if tp[-1] <= 0:
-        return float("nan")
-    precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+    order: np.ndarray  # rows by descending score
+    group_end: np.ndarray  # rank of the last row of each tie group that holds a positive
+    positives: np.ndarray  # the positive rows, in rank order
+    group_last: np.ndarray  # for each such group, the index (in ``positives``) of its last positive
+
+    @classmethod
+    def of(cls, order: np.ndarray, tie_end: np.ndarray, y: np.ndarray) -> Ranking:
+        """``order`` sorts the rows by descending score; ``tie_end`` marks (in sorted order) the last
+        row of each group of equal scores; ``y`` the 0/1 labels."""
+        ranked_positive = np.flatnonzero(y[order] > 0)
+        ends = np.flatnonzero(tie_end)
+        group_of = np.searchsorted(ends, ranked_positive)  # the tie group of each positive
+        last = np.flatnonzero(np.append(group_of[1:] != group_of[:-1], True)) if len(group_of) else group_of
+        return cls(order, ends[group_of[last]], order[ranked_positive], last)
+
+    def pr_auc(self, weights: np.ndarray) -> float:
+        """Average precision with these sample weights; NaN when no positive weighs anything."""
+        tp = np.cumsum(weights[self.positives])[self.group_last]
+        if not len(tp) or tp[-1] <= 0:
+            return float("nan")
+        seen = np.cumsum(weights[self.order])[self.group_end]
+        precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
+        return float(np.sum(np.diff(tp, prepend=0.0) * precision) / tp[-1])
+
+
+def weighted_pr_auc(order: np.ndarray, tie_end: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+    """Average precision with sample weights, for rows pre-sorted by descending score (``Ranking``).
+
+    Equals ``average_precision_score(y, s, sample_weight=weights)`` in O(n).
+    """
+    return Ranking.of(order, tie_end, y).pr_auc(weights)
 
 
 def bootstrap_differences(y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int, seed: int,
@@ -86,14 +113,14 @@ def bootstrap_differences(y: np.ndarray, scores: dict[str, np.ndarray], block: i
         differences), for every name of ``scores`` but ``reference``.
     """
     n = len(y)
-    prepared = {}
+    rankings = {}
     for name, s in scores.items():
         clean = np.nan_to_num(s, nan=-np.inf)
         order = np.argsort(-clean, kind="stable")
         ranked = clean[order]
-        prepared[name] = (order, np.concatenate((ranked[1:] != ranked[:-1], [True])))
+        rankings[name] = Ranking.of(order, np.concatenate((ranked[1:] != ranked[:-1], [True])), y)
     ones = np.ones(n)
-    point = {name: weighted_pr_auc(*prepared[name], y, ones) for name in scores}
+    point = {name: rankings[name].pr_auc(ones) for name in scores}
     rng = np.random.default_rng(seed)
     block = min(block, n)
     others = [name for name in scores if name != reference]
@@ -102,9 +129,9 @@ def bootstrap_differences(y: np.ndarray, scores: dict[str, np.ndarray], block: i
         starts = rng.integers(0, n - block + 1, size=-(-n // block))
         picks = (starts[:, None] + np.arange(block)).ravel()[:n]
         weights = np.bincount(picks, minlength=n).astype(np.float64)
-        base = weighted_pr_auc(*prepared[reference], y, weights)
+        base = rankings[reference].pr_auc(weights)
         for name in others:
-            resampled[name][sample] = weighted_pr_auc(*prepared[name], y, weights) - base
+            resampled[name][sample] = rankings[name].pr_auc(weights) - base
     return {name: point[name] - point[reference] for name in others}, resampled
 
 
