@@ -147,10 +147,11 @@ def test_a_better_model_takes_champion_and_a_worse_one_does_not(settings, rows):
     assert float(run_tags["promotion.champion_test_pr_auc"]) == pytest.approx(worse["gate"]["champion_pr_auc"])
 
 
-def test_a_candidate_without_skill_is_registered_with_its_verdict_and_never_champion(settings, tmp_path):
+def test_a_candidate_without_skill_is_registered_with_its_verdict_and_never_champion(settings):
     """Labels independent of every feature: the first version is not promoted, nor a later one
     over a champion, and the version carries the decision and the figures."""
-    write_features(settings.delta_table("features"), unpredictable_rows(), mode="overwrite")
+    unpredictable = unpredictable_rows()
+    write_features(settings.delta_table("features"), unpredictable, mode="overwrite")
     first = train.run(settings)
     assert first["decision"] == "no_skill" and not first["promoted"] and first["champion_version"] is None
     assert registry.champion(settings.mlflow_tracking_uri, settings.model_name) is None
@@ -167,7 +168,7 @@ def test_a_candidate_without_skill_is_registered_with_its_verdict_and_never_cham
 
     from sklearn.linear_model import LogisticRegression
 
-    example = unpredictable_rows().head(1_000)
+    example = unpredictable.head(1_000)
     standing = register_champion(settings, LogisticRegression().fit(example[["rolling_vol"]],
                                                                     np.arange(1_000) % 2), ["rolling_vol"], example)
     second = train.run(settings)
