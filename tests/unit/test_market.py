@@ -283,7 +283,7 @@ def test_a_level_step_multiplies_volatility_from_its_offset():
 
 
 def test_a_history_lies_in_its_sessions_on_the_days_before_the_date_and_ends():
-    schedule = Sessions(dt.date(2026, 12, 7), days=3, per_day=4, minutes=2.0)
+    schedule = Sessions(dt.date(2026, 12, 7), days=3, per_day=4, minutes=1.0)
     windows = schedule.windows()
     assert [day_of_ns(start) for start, _ in windows[::4]] == [dt.date(2026, 12, d) for d in (4, 5, 6)]
     # Centred at 03:00, 09:00, 15:00 and 21:00 UTC.
