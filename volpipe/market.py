@@ -371,7 +371,8 @@ class SyntheticMarket:
         seed: Seeds everything; the same seed gives the same events.
         start_ns: Exchange time of the start, UTC epoch ns (default 2026-01-01T00:00Z, or the
             first session's start with ``sessions``; not both).
-        rate: Mean ticks per second per product over a day, at the calibrated level.
+        rate: Ticks per second per product in calm markets at the calibrated level, averaged
+            over the day (bursts and higher levels add more: the default market averages ~7).
         sigma_per_sqrt_s: Calm volatility of the log mid per sqrt(second), mean over a day.
         burst_multiplier: Volatility of a burst relative to calm.
         calm_seconds: Mean duration of a calm stretch.
