@@ -165,7 +165,7 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
     # A weak champion that any trained candidate beats: the killed training means to move the alias.
     from sklearn.linear_model import LogisticRegression
 
-    fit_rows = train.prepare(L.order_rows(rows), train.label_spec(settings), settings.train_min_rows).splits["train"]
+    fit_rows = train.prepare(L.order_rows(rows), L.label_spec(settings), settings.train_min_rows).splits["train"]
     noise = np.random.default_rng(0).integers(0, 2, len(fit_rows))
     weak = register_champion(settings, LogisticRegression().fit(fit_rows[["midprice_return"]], noise),
                              ["midprice_return"], fit_rows)

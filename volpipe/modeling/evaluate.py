@@ -116,7 +116,7 @@ def walk_forward(frame: pd.DataFrame, spec: L.LabelSpec, folds: int, seed: int, 
     results, pooled_parts = [], []
     for k in range(1, folds + 1):
         train_mask = (segments >= 0) & (segments < k)
-        tau = L.fit_tau(target, train_mask, spec.quantile)
+        tau = L.training_tau(target, train_mask, spec)
         y = L.make_labels(frame, target, spec, tau)
         train = frame[train_mask & np.isfinite(y)].assign(y=y[train_mask & np.isfinite(y)])
         test = frame[(segments == k) & np.isfinite(y)].assign(y=y[(segments == k) & np.isfinite(y)])
@@ -150,9 +150,9 @@ def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run(run_name=f"walk-forward-{spec.mode}") as run:
-        mlflow.log_params({"label_mode": spec.mode, "horizon": spec.horizon, "label_quantile": spec.quantile,
-                           "folds": settings.walk_forward_folds, "bootstrap_samples": settings.bootstrap_samples,
-                           "block_rows": result.block, "seed": settings.model_seed, "delta_version": delta_version})
+        mlflow.log_params({**L.definition_params(spec), "folds": settings.walk_forward_folds,
+                           "bootstrap_samples": settings.bootstrap_samples, "block_rows": result.block,
+                           "seed": settings.model_seed, "delta_version": delta_version})
         for fold in result.folds:
             mlflow.log_metrics({f"{n}_fold{fold['fold']}_pr_auc": fold[n] for n in M.MODEL_NAMES})
             mlflow.log_metric(f"positive_rate_fold{fold['fold']}", fold["positive_rate"])
@@ -169,10 +169,9 @@ def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None =
         products: list[str] | None = None, log_to_mlflow: bool = True) -> WalkForward:
     """Reads the range, evaluates walk-forward, logs the run (unless told not to), returns the result."""
     from volpipe.modeling.dataset import read_features
-    from volpipe.modeling.train import label_spec, required_columns
 
-    spec = label_spec(settings)
-    data = read_features(settings.delta_table(FEATURES), required_columns(spec), start_ns, end_ns, products)
+    spec = L.label_spec(settings)
+    data = read_features(settings.delta_table(FEATURES), L.required_columns(spec), start_ns, end_ns, products)
     if data.frame.empty:
         raise TrainingDataError("no feature rows in the requested range and products")
     result = walk_forward(data.frame, spec, settings.walk_forward_folds, settings.model_seed,
@@ -192,14 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
     parser.add_argument("--folds", type=int, help="WALK_FORWARD_FOLDS")
     parser.add_argument("--samples", type=int, help="BOOTSTRAP_SAMPLES")
-    parser.add_argument("--label-mode", choices=L.LABEL_MODES, help="LABEL_MODE")
-    parser.add_argument("--horizon", type=int, help="LABEL_HORIZON")
+    L.add_arguments(parser)
     parser.add_argument("--seed", type=int, help="MODEL_SEED")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(walk_forward_folds=args.folds, bootstrap_samples=args.samples,
-                                 label_mode=args.label_mode, label_horizon=args.horizon, model_seed=args.seed)
+                                 model_seed=args.seed, **L.overrides(args))
     start_ns, end_ns = optional_bounds_ns(args.start, args.end)
     result = run(settings, start_ns=start_ns, end_ns=end_ns, products=args.products, log_to_mlflow=not args.no_mlflow)
     print(result.table())
