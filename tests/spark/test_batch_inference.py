@@ -67,7 +67,7 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     np.testing.assert_array_equal(predictions["predicted_label"].to_numpy(), decide(expected, threshold))
     assert (predictions["predicted_label"] == (expected >= threshold)).all()
     assert set(predictions["model_version"]) == {version.version} and set(predictions["run_id"]) == {version.run_id}
-    assert set(predictions["label_mode"]) == {"forward"} and set(predictions["model_name"]) == {settings.model_name}
+    assert set(predictions["label_mode"]) == {"trailing"} and set(predictions["model_name"]) == {settings.model_name}
 
     # The range was labelled (complete horizons): its realised metrics are an MLflow run.
     evaluation = registry.client(settings.mlflow_tracking_uri).get_run(again["evaluation_run_id"])
