@@ -358,7 +358,7 @@ class Settings:
     label_mode: str = setting(
         "LABEL_MODE", "trailing", _label_mode,
         "Label: trailing (tau from the product's own recent past), forward (tau fixed by the training split), "
-        "relative, or current (the seed's leak).",
+        "relative, or current (a threshold on the current rolling_vol: a leak, kept to show it).",
         group="modeling",
     )
     label_horizon: int = setting(

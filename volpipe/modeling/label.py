@@ -15,8 +15,8 @@ window. Modes (docs/modeling.md):
   forward vols whose windows closed by row t (rows t-H-S+1 .. t-H, S = ``trailing_rows``).
 * ``forward``: y = forward_vol >= tau, tau = a quantile of forward_vol over the training rows.
 * ``relative``: y = forward_vol >= k * trailing vol (a column such as ``vol_300t``).
-* ``current``: y = rolling_vol >= tau, the seed's label. Its answer is a model input: it only
-  exists to show the leak.
+* ``current``: y = rolling_vol >= tau, a threshold on the row's own trailing volatility (the
+  pipeline's first label). Its answer is a model input: it only exists to show the leak.
 
 Gaps (every mode): a row whose label window spans a silence longer than ``max_gap_seconds``
 between two ticks of its product has no label, and so has a row whose trailing feature
