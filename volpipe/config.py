@@ -357,8 +357,8 @@ class Settings:
     # Modeling.
     label_mode: str = setting(
         "LABEL_MODE", "trailing", _label_mode,
-        "Label: trailing (tau from the product's own recent past), forward (tau fixed by the training split), "
-        "relative, or current (a threshold on the current rolling_vol: a leak, kept to show it).",
+        "Label: trailing (tau from the product's recent past), forward (tau fixed in training), relative, "
+        "or current (a leak).",
         group="modeling",
     )
     label_horizon: int = setting(
