@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     folds_of: dict[str, list[tuple[int, pd.DataFrame, pd.DataFrame]]] = {}
     tuned_on = []
     for name, (rows, folds, tune) in data_sets(args.ticks, args.seed, args.real_folds, args.folds).items():
-        folds_of[name] = [(k, M.volatility_ratios(train), M.volatility_ratios(test))
+        folds_of[name] = [(k, train.assign(**M.ratio_columns(train)), test.assign(**M.ratio_columns(test)))
                           for k, train, test in evaluate.fold_splits(rows, spec, folds)]
         tuned_on += [name] if tune else []
         print(f"{name}: {len(rows):,} rows, usable folds {[k for k, _, _ in folds_of[name]]} of {folds}; "

@@ -26,7 +26,7 @@ THRESHOLD_PARAM = "decision_threshold"
 # skops does not trust by default. We trust them because the registry only holds models
 # ``volpipe.modeling.tracking`` wrote.
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                       "volpipe.modeling.models.volatility_ratios"]
+                       "volpipe.modeling.models.with_ratios"]
 
 
 def limit_retries() -> None:
