@@ -90,12 +90,9 @@ def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns:
     from volpipe.modeling import models as M
     from volpipe.modeling.dataset import read_features
 
-    from volpipe.modeling.train import label_spec
-
     params = registry.client(settings.mlflow_tracking_uri).get_run(model.run_id).data.params
-    spec, tau = L.logged_definition(params, label_spec(settings))
-    frame = read_features(settings.delta_table(FEATURES), ["midprice_return", "rolling_vol", spec.relative_column],
-                          start_ns, end_ns).frame
+    spec, tau = L.logged_definition(params, L.label_spec(settings))
+    frame = read_features(settings.delta_table(FEATURES), L.label_columns(spec), start_ns, end_ns).frame
     y = L.labels_as_trained(frame, spec, tau)
     labelled = frame[list(KEYS)].assign(y=y)[np.isfinite(y)]
     predicted = read_features(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame

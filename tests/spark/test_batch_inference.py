@@ -12,6 +12,7 @@ import pytest
 from spark_jobs import batch_inference
 from volpipe.dates import DateRange
 from volpipe.errors import ModelRegistryError
+from volpipe.modeling import label as L
 from volpipe.modeling import registry, train
 from volpipe.modeling.models import decide, probabilities
 from volpipe.modeling.synthetic import synthetic_features, write_features
@@ -67,13 +68,16 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     np.testing.assert_array_equal(predictions["predicted_label"].to_numpy(), decide(expected, threshold))
     assert (predictions["predicted_label"] == (expected >= threshold)).all()
     assert set(predictions["model_version"]) == {version.version} and set(predictions["run_id"]) == {version.run_id}
-    assert set(predictions["label_mode"]) == {"forward"} and set(predictions["model_name"]) == {settings.model_name}
+    assert set(predictions["label_mode"]) == {"trailing"} and set(predictions["model_name"]) == {settings.model_name}
 
     # The range was labelled (complete horizons): its realised metrics are an MLflow run.
     evaluation = registry.client(settings.mlflow_tracking_uri).get_run(again["evaluation_run_id"])
     assert evaluation.data.tags["model_version"] == version.version
     assert 0 < evaluation.data.metrics["realised_pr_auc"] <= 1
-    assert evaluation.data.metrics["realised_rows"] == len(rows) - 2 * 60  # minus incomplete horizons
+    # Minus, per product, the incomplete horizons at the end and the first rows, before a trailing tau exists.
+    spec = L.label_spec(settings)
+    assert evaluation.data.metrics["realised_rows"] == len(rows) - 2 * (
+        spec.horizon + spec.trailing_min_rows + spec.horizon - 1)
 
 
 def test_a_named_version_and_an_empty_range(spark, trained):

@@ -230,13 +230,12 @@ def champion_labeller(settings: Settings) -> Callable[[pd.DataFrame], pd.Series]
     """Labels current rows by the champion's own logged definition (mode, H, tau); None without one."""
     from volpipe.modeling import label as L
     from volpipe.modeling import registry
-    from volpipe.modeling.train import label_spec
 
     version = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
     if version is None:
         return None
     params = registry.client(settings.mlflow_tracking_uri).get_run(version.run_id).data.params
-    spec, tau = L.logged_definition(params, label_spec(settings))
+    spec, tau = L.logged_definition(params, L.label_spec(settings))
 
     def labels(rows: pd.DataFrame) -> pd.Series:
         ordered = rows.sort_values(list(L.ORDER_COLUMNS), kind="stable")  # the kernel's order per product
