@@ -138,7 +138,7 @@ def enforce_drift(verdict: dict[str, Any]) -> None:
     Raises:
         AirflowFailException: Drift reached DRIFT_SHARE_THRESHOLD and DRIFT_ACTION is ``fail``.
     """
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from volpipe.errors import DriftDetected
     from volpipe.monitoring.run import Verdict, enforce

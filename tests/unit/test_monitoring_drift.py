@@ -146,7 +146,7 @@ def test_a_verdict_survives_the_trip_through_an_airflow_return_value():
 
 
 def test_enforce_drift_fails_the_task_without_a_retry_and_says_what_it_triggered():
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from volpipe.orchestration import enforce_drift
 
