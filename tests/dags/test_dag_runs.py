@@ -118,8 +118,8 @@ def _add_day(pipeline, days_later: int, scale: float) -> str:
     params = registry.client(pipeline.mlflow_tracking_uri).get_run(champion.run_id).data.params
     rows = read_window(pipeline.delta_table(FEATURES), FEATURE_TABLE_COLUMNS, int(params["train_start_ns"]),
                        int(params["train_end_ns"])).frame.sample(frac=0.5, random_state=days_later).sort_index()
-    day = rows.assign(exchange_ts_ns=rows["exchange_ts_ns"] + days_later * NS_PER_DAY,
-                      ingest_seq=rows["ingest_seq"] + days_later * 10**7,
+    later = {column: rows[column] + days_later * NS_PER_DAY for column in ("exchange_ts_ns", "recv_ns", "produced_ns")}
+    day = rows.assign(**later, ingest_seq=rows["ingest_seq"] + days_later * 10**7,
                       **{column: rows[column] * scale for column in MOVED})
     write_features(pipeline.delta_table(FEATURES), day[list(FEATURE_TABLE_COLUMNS)])
     return (dt.date.fromisoformat(DAY) + dt.timedelta(days=days_later)).isoformat()

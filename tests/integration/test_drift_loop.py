@@ -99,6 +99,7 @@ def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_s
             assert states["enforce_drift"] == "failed" and states["build_reports"] == "success", states
             verdict = monitored.get_task_instance("build_reports").xcom_pull(task_ids="build_reports")
             assert verdict["drift_detected"] and verdict["model_version"] == old_champion
+            assert {"midprice_return", "rolling_vol"} <= {f["column"] for f in verdict["features"] if f["drifted"]}
             live = verdict["predictions"][PREDICTIONS_LIVE]
             assert live["model_version"] == old_champion and live["rows"] == TICKS_PER_DAY, live
             assert live["classification"]["rows"] > 0  # the old champion judged on the new rows, by its own label

@@ -184,8 +184,9 @@ def describe(summary: dict[str, Any]) -> str:
     """A training summary as the lines a person reads in a task log: each model's test PR-AUC
     beside the baseline's and the positive rate, and what happened to the champion."""
     rate = summary["positive_rate"]["test"]
-    lines = [f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={summary['tau']:.3g} "
-             f"label={summary['label_mode']}", f"{'model':<12} {'val PR-AUC':>10} {'test PR-AUC':>11}"]
+    tau = "per row" if summary["tau"] is None else f"{summary['tau']:.3g}"
+    lines = [f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={tau} label={summary['label_mode']}",
+             f"{'model':<12} {'val PR-AUC':>10} {'test PR-AUC':>11}"]
     lines += [f"{name:<12} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
               for name, m in summary["models"].items()]
     lines.append(f"registered {summary['model_name']} v{summary['registered_version']} ({summary['candidate']}); "
