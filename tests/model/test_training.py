@@ -180,8 +180,8 @@ def test_a_split_with_one_class_is_named(offline, rows):
 def test_the_tables_layout_columns_are_read_past(offline, rows):
     write_features(offline.delta_table("features"), rows.head(5_000))  # date partitions, exchange_ts
     start, end = int(rows["exchange_ts_ns"].min()), int(rows["exchange_ts_ns"].max()) + 1
-    data = train.read_features(offline.delta_table("features"), L.required_columns(L.label_spec(offline)),
-                               start, end)
+    data = train.read_window(offline.delta_table("features"), L.required_columns(L.label_spec(offline)),
+                             start, end)
     assert len(data.frame) == 5_000 and "exchange_ts" not in data.frame and "date" not in data.frame
     assert (data.frame["ingest_seq"].diff().dropna()[data.frame["product_id"].eq(
         data.frame["product_id"].shift())] > 0).all()  # the kernel's order per product

@@ -188,10 +188,10 @@ def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta
 def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None = None,
         products: list[str] | None = None, log_to_mlflow: bool = True) -> WalkForward:
     """Reads the range, evaluates walk-forward, logs the run (unless told not to), returns the result."""
-    from volpipe.modeling.dataset import read_features
+    from volpipe.modeling.dataset import read_window
 
     spec = L.label_spec(settings)
-    data = read_features(settings.delta_table(FEATURES), L.required_columns(spec), start_ns, end_ns, products)
+    data = read_window(settings.delta_table(FEATURES), L.required_columns(spec), start_ns, end_ns, products)
     if data.frame.empty:
         raise TrainingDataError("no feature rows in the requested range and products")
     result = walk_forward(data.frame, spec, settings.walk_forward_folds, settings.model_seed,

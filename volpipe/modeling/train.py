@@ -30,7 +30,7 @@ from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import TrackingUnavailable, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
-from volpipe.modeling.dataset import FeatureData, read_features
+from volpipe.modeling.dataset import FeatureData, read_window
 from volpipe.tables import FEATURES
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,8 @@ def run(
     from volpipe.modeling.tracking import log_training
 
     spec = L.label_spec(settings)
-    data: FeatureData = read_features(settings.delta_table(FEATURES), L.required_columns(spec),
-                                      start_ns, end_ns, products)
+    data: FeatureData = read_window(settings.delta_table(FEATURES), L.required_columns(spec),
+                                    start_ns, end_ns, products)
     prepared = prepare(data.frame, spec, settings.train_min_rows)
     trained = train_models(prepared, settings.model_seed)
     candidate = max((M.LOGISTIC, M.BOOSTING), key=lambda name: trained[name].metrics["validation"]["pr_auc"])
