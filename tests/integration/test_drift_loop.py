@@ -88,7 +88,7 @@ def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_s
             assert trained.state == "success", states
             old_champion = champion_version(settings)
             assert old_champion is not None
-            wait_until(lambda: scoring.model is not None and scoring.model.version == old_champion, 60,
+            wait_until(lambda: scoring.model is not None and scoring.model.version == old_champion, 120,
                        "the stream to score with the first champion")
 
             # The regime shifts; the stream scores the new rows with the old champion.
@@ -127,7 +127,7 @@ def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_s
             assert new_score > persistence + 0.2 and new_score > old_score + 0.3, (new_score, old_score, persistence)
 
             # The running stream swaps by itself; the next rows carry the new version.
-            wait_until(lambda: scoring.model.version == new_champion, 60, "the stream to swap to the new champion")
+            wait_until(lambda: scoring.model.version == new_champion, 120, "the stream to swap to the new champion")
             produce(settings, new[TICKS_PER_DAY:])
             query.processAllAvailable()
             assert query.isActive and query.exception() is None  # never restarted

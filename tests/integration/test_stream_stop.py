@@ -134,7 +134,7 @@ def test_a_batch_longer_than_the_stop_timeout_is_interrupted_and_the_job_still_e
                                                release_on=None)
     assert survivors([proc for proc in tree if proc not in held]) == []
     # A frozen worker can take no signal but SIGKILL: once let go, it must exit too.
-    wait_until(lambda: survivors(held) == [], 30, "the held workers to exit once let go")
+    wait_until(lambda: survivors(held) == [], 90, "the held workers to exit once let go")
     assert INTERRUPTED in log
     assert "batch written batch_id=0" not in log
     assert not (settings.checkpoint("features") / "commits" / "0").exists()  # redone on the next start
