@@ -147,7 +147,8 @@ def baseline(settings: Settings, rate: float, seconds: float) -> None:
     end = time.monotonic() + seconds
     seq = 0
     while time.monotonic() < end:
-        sink.produce(Record(False, b"BTC-USD", value, seq, time.time_ns()))
+        now = time.time_ns()
+        sink.produce(Record(False, b"BTC-USD", value, seq, now, now))
         seq += 1
         time.sleep(1 / rate)
     sink.close(10)

@@ -41,15 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         current = feature_rows(args.rows, seed=2, start_ns=current_start, vol=1.3)
         write_table(settings.delta_table(FEATURES), pd.concat([reference, current], ignore_index=True))
         write_table(settings.delta_table(PREDICTIONS), pd.concat(
-            [prediction_rows(reference, 3, model_name=name), prediction_rows(current, 4, model_name=name)]),
-            partition_by=["date"])
+            [prediction_rows(reference, 3, model_name=name), prediction_rows(current, 4, model_name=name)]))
         began = time.perf_counter()
         verdict = run_monitoring(settings, name, current_start_ns=current_start,
                                  current_end_ns=current_start + args.rows * TICK_NS, max_rows=args.max_rows)
         elapsed = time.perf_counter() - began
         print(f"monitoring run: {args.rows:,} reference + {args.rows:,} current rows (sampled to {args.max_rows:,}), "
               f"predictions for both: {elapsed:.1f} s; drifted {verdict.drifted_count}/{len(verdict.features)}, "
-              f"prediction drift reference: {verdict.prediction_drift['reference']}")
+              f"prediction drift reference: {verdict.predictions[PREDICTIONS]['reference']}")
     return 0
 
 

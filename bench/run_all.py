@@ -96,7 +96,7 @@ BENCHMARKS = (
               r"^(train:|  test PR-AUC|walk-forward:)",
               (Check("train", rf"^train: .* in {NUMBER} s", "s", below(60, "60 s")),
                Check("walk-forward", rf"^walk-forward: .* in {NUMBER} s", "s"))),
-    Benchmark("model quality", "model_quality.py", ("--ticks", "300000", "--seeds", "1,2,3,4,5"),
+    Benchmark("model quality", "model_quality.py", ("--ticks", "300000", "--seeds", "1,2,3"),
               ("--ticks", "20000", "--seeds", "1", "--folds", "2", "--samples", "10"), r"^model quality:",
               tuple(Check(f"mean pooled PR-AUC, {model}", rf"{model}={NUMBER}")
                     for model in ("baseline", "logistic_regression", "hist_gradient_boosting"))),

@@ -103,8 +103,9 @@ class Ingestor:
             frame: The exchange message as received.
             recv_ns: When it was received; default now (an import passes the recorded time).
         """
+        read_ns = time.time_ns()
         if recv_ns is None:
-            recv_ns = time.time_ns()
+            recv_ns = read_ns
         stats = self.stats
         stats.messages += 1
         result = classify(frame, self.products)
@@ -124,7 +125,7 @@ class Ingestor:
                 stats.tickers += 1
                 self.next_seq += 1
                 value = raw_record(ingest_seq, recv_ns, self.conn_id, frame)
-                return Record(False, result.product_ids[0].encode(), value, ingest_seq, recv_ns)
+                return Record(False, result.product_ids[0].encode(), value, ingest_seq, recv_ns, read_ns)
             if result.kind == HEARTBEAT:
                 stats.heartbeats += 1
             elif result.kind == SUBSCRIPTIONS:
@@ -140,7 +141,7 @@ class Ingestor:
             log.warning("rejected ingest_seq=%d conn_id=%s reason=%s", ingest_seq, self.conn_id, result.reason)
         self.next_seq += 1
         value = deadletter_record(ingest_seq, recv_ns, self.conn_id, result.reason, frame)
-        return Record(True, None, value, ingest_seq, recv_ns)
+        return Record(True, None, value, ingest_seq, recv_ns, read_ns)
 
     def _ack(self, body: dict) -> None:
         self.stats.acks += 1
@@ -161,8 +162,8 @@ class Ingestor:
 
     # --- delivery reports, called from the Kafka poll thread ---
 
-    def _delivered(self, recv_ns: int) -> None:
-        self.metrics.delivered(time.time_ns() - recv_ns)
+    def _delivered(self, read_ns: int) -> None:
+        self.metrics.delivered(time.time_ns() - read_ns)
 
     def _failed(self, ingest_seq: int, recv_ns: int, deadletter: bool, error: str) -> None:
         self.stats.failed += 1

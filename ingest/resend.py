@@ -134,7 +134,8 @@ def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[Recor
             for line in tail_lines(path, first_seq):
                 record = orjson.loads(line)
                 if record["ingest_seq"] not in have:
-                    missing.append(Record(deadletter, record_key(record), line, record["ingest_seq"], record["recv_ns"]))
+                    missing.append(Record(deadletter, record_key(record), line, record["ingest_seq"], record["recv_ns"],
+                                          time.time_ns()))
     return sorted(missing, key=lambda record: record.ingest_seq)
 
 

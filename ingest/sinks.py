@@ -46,6 +46,7 @@ class Record(NamedTuple):
     value: bytes
     ingest_seq: int
     recv_ns: int
+    read_ns: int  # when this process read it: the clock of the ack latency (an import's recv_ns is the recording's)
 
 
 def last_record(*dirs: Path) -> dict | None:
@@ -199,7 +200,7 @@ class KafkaSink:
 
     Args:
         settings: Brokers, topics, buffer bound and timeouts.
-        on_delivered: Called from the poll thread with the record's ``recv_ns`` on success.
+        on_delivered: Called from the poll thread with the record's ``read_ns`` on success.
         on_failed: Called from the poll thread with (ingest_seq, recv_ns, deadletter, error).
     """
 
@@ -243,14 +244,16 @@ class KafkaSink:
                 topic,
                 record.value,
                 record.key,
-                on_delivery=functools.partial(self._delivery, record.ingest_seq, record.recv_ns, record.deadletter),
+                on_delivery=functools.partial(self._delivery, record.ingest_seq, record.recv_ns, record.read_ns,
+                                              record.deadletter),
             )
         except (BufferError, KafkaException) as exc:
             self._on_failed(record.ingest_seq, record.recv_ns, record.deadletter, f"produce: {exc}")
 
-    def _delivery(self, ingest_seq: int, recv_ns: int, deadletter: bool, err: KafkaError | None, _msg) -> None:
+    def _delivery(self, ingest_seq: int, recv_ns: int, read_ns: int, deadletter: bool, err: KafkaError | None,
+                  _msg) -> None:
         if err is None:
-            self._on_delivered(recv_ns)
+            self._on_delivered(read_ns)
         else:
             self._on_failed(ingest_seq, recv_ns, deadletter, str(err))
 

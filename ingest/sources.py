@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -36,12 +36,17 @@ class Tick(NamedTuple):
 
 
 def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None,
-                    **regimes: float):
-    """Endless ticks of the synthetic market (see ``volpipe.market``); ``regimes`` are its
-    ``calm_seconds``, ``burst_seconds`` and ``burst_multiplier`` (market defaults when absent)."""
+                    **market: Any) -> Iterator[Tick]:
+    """Ticks of the synthetic market (see ``volpipe.market``): endless, unless a session schedule
+    ends. ``rate`` is over all products; ``market`` holds other ``SyntheticMarket`` keyword
+    arguments (market defaults when absent).
+
+    Raises:
+        ValueError: A market argument is invalid (raised here, before any tick is served).
+    """
     options = {} if rate is None else {"rate": rate / len(product_ids)}
-    for event in SyntheticMarket(product_ids, seed, start_ns, **options, **regimes):
-        yield Tick(event.time_ns, (event.product_id,), ticker_object(event))
+    events = SyntheticMarket(product_ids, seed, start_ns, **options, **market)
+    return (Tick(event.time_ns, (event.product_id,), ticker_object(event)) for event in events)
 
 
 def load_recording(path: Path) -> list[Tick]:

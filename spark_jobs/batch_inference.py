@@ -88,17 +88,13 @@ def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns:
     """Metrics of the written predictions against labels of the model's definition; None if unlabelled."""
     from volpipe.modeling import label as L
     from volpipe.modeling import models as M
-    from volpipe.modeling.dataset import read_features
+    from volpipe.modeling.dataset import logged_label, read_window
 
-    from volpipe.modeling.train import label_spec
-
-    params = registry.client(settings.mlflow_tracking_uri).get_run(model.run_id).data.params
-    spec, tau = L.logged_definition(params, label_spec(settings))
-    frame = read_features(settings.delta_table(FEATURES), ["midprice_return", "rolling_vol", spec.relative_column],
-                          start_ns, end_ns).frame
+    spec, tau = logged_label(settings, model.run_id)
+    frame = read_window(settings.delta_table(FEATURES), L.label_columns(spec), start_ns, end_ns).frame
     y = L.labels_as_trained(frame, spec, tau)
     labelled = frame[list(KEYS)].assign(y=y)[np.isfinite(y)]
-    predicted = read_features(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame
+    predicted = read_window(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame
     joined = labelled.merge(predicted, on=list(KEYS))
     if joined.empty or joined["y"].nunique() < 2:
         log.info("no realised metrics start_ns=%d end_ns=%d labelled_rows=%d", start_ns, end_ns, len(joined))

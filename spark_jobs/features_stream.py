@@ -266,6 +266,10 @@ def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> bo
     has its ``offsets/`` file but not yet its ``commits/`` file (written after every table of
     it committed). After STREAM_STOP_TIMEOUT_SECONDS it is interrupted anyway.
 
+    The interrupt cancels the batch's Spark job. A batch whose job has returned its rows is
+    past that point: its Delta appends run in this driver's Python (delta-rs), which a JVM
+    interrupt does not reach, so they finish and Spark still writes ``commits/N``.
+
     Returns:
         Whether a batch was interrupted (redone on the next start).
     """
@@ -277,6 +281,10 @@ def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> bo
             log.warning("batch_id=%d still running after STREAM_STOP_TIMEOUT_SECONDS=%.0f: interrupting it",
                         in_flight, settings.stream_stop_timeout_seconds)
             query.stop()
+            if _last_batch(checkpoint / "commits") >= in_flight:
+                log.info("batch_id=%d was already writing its Delta tables: it committed before the stop",
+                         in_flight)
+                return False
             return True
         time.sleep(0.1)
     # A batch planned after the check is interrupted in its first moments, before any Delta

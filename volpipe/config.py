@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 from volpipe.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The label modes (volpipe.modeling.label defines them; here so that parsing LABEL_MODE imports nothing).
+LABEL_MODES = ("trailing", "forward", "relative", "current")
 
 
 def _positive_int(raw: str) -> int:
@@ -104,8 +106,8 @@ def _fraction(raw: str) -> float:
 
 
 def _label_mode(raw: str) -> str:
-    if raw not in ("forward", "relative", "current"):
-        raise ValueError("must be forward, relative or current")
+    if raw not in LABEL_MODES:
+        raise ValueError(f"must be one of {', '.join(LABEL_MODES)}")
     return raw
 
 
@@ -354,7 +356,9 @@ class Settings:
 
     # Modeling.
     label_mode: str = setting(
-        "LABEL_MODE", "forward", _label_mode, "Label: forward (honest), relative, or current (the seed's leak).",
+        "LABEL_MODE", "trailing", _label_mode,
+        "Label: trailing (tau from the product's recent past), forward (tau fixed in training), relative, "
+        "or current (a leak).",
         group="modeling",
     )
     label_horizon: int = setting(
@@ -362,7 +366,9 @@ class Settings:
         group="modeling",
     )
     label_quantile: float = setting(
-        "LABEL_QUANTILE", "0.95", _fraction, "tau = this quantile of the label's volatility over the training split.",
+        "LABEL_QUANTILE", "0.95", _fraction,
+        "tau = this quantile of the forward volatility: over the trailing rows (trailing) or the training split "
+        "(forward).",
         group="modeling",
     )
     label_relative_k: float = setting(
@@ -371,6 +377,16 @@ class Settings:
     )
     label_relative_column: str = setting(
         "LABEL_RELATIVE_COLUMN", "vol_300t", _name, "relative mode: the trailing volatility column.",
+        group="modeling",
+    )
+    label_trailing_rows: int = setting(
+        "LABEL_TRAILING_ROWS", "1500", _positive_int,
+        "trailing mode: S, the product's past rows whose forward volatilities set tau (half of them needed).",
+        group="modeling",
+    )
+    label_max_gap_seconds: float = setting(
+        "LABEL_MAX_GAP_SECONDS", "30", _positive_float,
+        "Longest silence between two ticks of a product that a label window (or a row's trailing windows) may span.",
         group="modeling",
     )
     model_name: str = setting(

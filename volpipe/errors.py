@@ -70,6 +70,12 @@ class MonitoringDataError(PipelineError):
     """Raised when a monitoring report lacks its input: a missing table, an empty window, missing columns."""
 
 
+class TableReadError(TrainingDataError, MonitoringDataError):
+    """Raised when a window of a Delta table cannot be read: no table at the path, or a column
+    asked for is absent. Training, evaluation and monitoring all lack their input then, so it
+    is each one's data error (a training run is skipped, a monitoring run stops with a reason)."""
+
+
 class ReferenceWindowError(PipelineError):
     """Raised when the champion model (alias, run or its training-window params) cannot give a reference window."""
 

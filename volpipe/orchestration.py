@@ -1,6 +1,6 @@
 """What the DAG files share: default arguments, the trigger form's Params, the Assets of the
-tables and the registered model, and the spark-submit operator that carries the project's
-Spark settings.
+tables and the registered model, the spark-submit operator that carries the project's Spark
+settings, and how a finding (a replay that differs, drift) fails a task without a retry.
 
 Imported while Airflow parses ``dags/``: only Airflow and the standard library at top level,
 no I/O. Settings are read from the environment (no file, no network); the Spark settings,
@@ -126,3 +126,26 @@ class ComparisonOperator(PipelineSparkSubmitOperator):
                 raise AirflowFailException(f"replay differs from the stream, not retried: {verdict['summary']} "
                                            f"(verdict: {verdict_path})") from exc
             raise
+
+
+def enforce_drift(verdict: dict[str, Any]) -> None:
+    """Acts on a monitoring verdict (``Verdict.to_dict``) as DRIFT_ACTION says, once its reports
+    are written and its retrain triggered: warns, or fails the task at once.
+
+    Drift is a finding about the market, not a transient error: a retry would compute the same
+    reports again and only delay the failure, so it raises ``AirflowFailException`` (no retry).
+
+    Raises:
+        AirflowFailException: Drift reached DRIFT_SHARE_THRESHOLD and DRIFT_ACTION is ``fail``.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from volpipe.errors import DriftDetected
+    from volpipe.monitoring.run import Verdict, enforce
+
+    try:
+        enforce(Verdict.from_dict(verdict))
+    except DriftDetected as exc:
+        retrain = verdict["retrain_window"]
+        asked = f"retrain triggered on {retrain['start']}..{retrain['end']}" if retrain else "no retrain asked"
+        raise AirflowFailException(f"{exc} ({asked}; a finding: not retried)") from exc

@@ -3,7 +3,8 @@ real Delta and a real MLflow server, on a pipeline the test feeds: synthetic tic
 stream into Delta, and the same records as the ingestor's daily NDJSON files.
 
 The runs share one dataset and go in the order a day of the pipeline goes: replay validation,
-training, batch inference, monitoring, maintenance; last, a replay validation that must fail
+training, batch inference, monitoring (of a day built like the training rows, quiet; of a day
+built to drift, which triggers a retrain and fails), maintenance; last, a replay validation that must fail
 once a value of the stream's table is altered.
 """
 
@@ -13,19 +14,16 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.dags.airflow_helpers import airflow_environment, find_run, load_dags, run
 from tests.model.skill import skilled_rows, unpredictable_rows
 from tests.spark.pipeline_helpers import pipeline_settings, stream_everything, write_raw_files
-from volpipe.config import PROJECT_ROOT
+from volpipe.dates import NS_PER_DAY
 from volpipe.market import DEFAULT_START_NS, synthetic_raw_records
-from volpipe.tables import FEATURES, PREDICTIONS, TICKS
+from volpipe.tables import FEATURES, PREDICTIONS, PREDICTIONS_LIVE, TICKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -44,48 +42,13 @@ def pipeline(spark, kafka_broker, mlflow_server, tmp_path_factory):
     records = list(synthetic_raw_records(8000, ("BTC-USD", "ETH-USD"), seed=9, start_ns=DEFAULT_START_NS + 60 * 10**9))
     write_raw_files(settings, records)
     stream_everything(spark, settings, records)
-    home = root / "airflow"
-    env = {
-        "PIPELINE_DATA_DIR": str(settings.data_dir),
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "FEATURE_WINDOW_SIZE": "60",
-        "MODEL_NAME": "dag-runs",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark_master}),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    home.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True,
-                       capture_output=True, timeout=300)
-        from airflow import settings as airflow_settings
-
-        # Airflow binds its metadata DB once per process; another test may have bound it already.
-        airflow_settings.configure_vars()
-        airflow_settings.reconfigure_orm()
+    with airflow_environment(settings, root / "airflow", MODEL_NAME="dag-runs"):
         yield settings
 
 
 @pytest.fixture(scope="module")
 def dags(pipeline):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags
-
-
-def run(dags, dag_id: str, conf: dict | None = None, skip: str | None = None):
-    """One ``dag.test()`` run (tasks matching ``skip`` are marked success without running);
-    returns it with its task instances' states."""
-    dag_run = dags[dag_id].test(run_conf=conf or {}, mark_success_pattern=skip)
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-    return dag_run, states
+    return load_dags()
 
 
 def _delta_rows(settings, table: str, where: str | None = None) -> int:
@@ -170,13 +133,74 @@ def test_batch_inference_scores_exactly_the_day(dags, pipeline):
     assert dag_run.state == "success" and states["score_features"] == "skipped", states
 
 
-def test_monitoring_reports_land_as_html_and_json(dags, pipeline):
-    dag_run, states = run(dags, "monitoring_reports", ONE_DAY)
+def _reports(pipeline, day: str) -> tuple[dict, dict[str, str]]:
+    """A monitoring run's verdict.json, and the status of each column's test in its data_drift.json."""
+    folder = (pipeline.data_dir / "reports") / "evidently" / day
+    report = json.loads((folder / "data_drift.json").read_text())
+    status = {t["metric_config"]["params"]["column"]: t["status"] for t in report["tests"]
+              if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"}
+    return json.loads((folder / "verdict.json").read_text()), status
+
+
+# Every return and volatility feature: what a volatility regime change moves.
+MOVED = ("midprice_return", "rolling_vol", "vol_300t", "ret_mean_30t", "abs_ret_mean_60t")
+
+
+def _add_day(pipeline, days_later: int, scale: float) -> str:
+    """Writes a day built from the champion's training rows (a seeded half of them, ``days_later``
+    days on, the ``MOVED`` columns times ``scale``) into ``features``; returns its date."""
+    from volpipe.modeling import registry
+    from volpipe.modeling.dataset import read_window
+    from volpipe.modeling.synthetic import write_features
+    from volpipe.tables import FEATURE_TABLE_COLUMNS
+
+    champion = registry.champion(pipeline.mlflow_tracking_uri, "dag-runs")
+    params = registry.client(pipeline.mlflow_tracking_uri).get_run(champion.run_id).data.params
+    rows = read_window(pipeline.delta_table(FEATURES), FEATURE_TABLE_COLUMNS, int(params["train_start_ns"]),
+                       int(params["train_end_ns"])).frame.sample(frac=0.5, random_state=days_later).sort_index()
+    later = {column: rows[column] + days_later * NS_PER_DAY for column in ("exchange_ts_ns", "recv_ns", "produced_ns")}
+    day = rows.assign(**later, ingest_seq=rows["ingest_seq"] + days_later * 10**7,
+                      **{column: rows[column] * scale for column in MOVED})
+    write_features(pipeline.delta_table(FEATURES), day[list(FEATURE_TABLE_COLUMNS)])
+    return (dt.date.fromisoformat(DAY) + dt.timedelta(days=days_later)).isoformat()
+
+
+def test_monitoring_finds_a_window_like_the_training_rows_quiet(dags, pipeline):
+    day = _add_day(pipeline, days_later=2, scale=1.0)
+    dag_run, states = run(dags, "monitoring_reports", {"start": day, "end": day})
     assert dag_run.state == "success", states
-    folder = (pipeline.data_dir / "reports") / "evidently" / DAY
-    assert {"data_drift.html", "data_drift.json", "verdict.json"} <= {path.name for path in folder.iterdir()}
-    verdict = json.loads((folder / "verdict.json").read_text())
-    assert 0 <= verdict["drift_share"] <= 1 and verdict["features"]
+    assert states["trigger_retrain"] == "skipped" and states["enforce_drift"] == "success", states
+    verdict, status = _reports(pipeline, day)
+    assert not verdict["drift_detected"] and verdict["drifted_count"] == 0 and verdict["retrain_window"] is None
+    assert status == {f["column"]: "SUCCESS" for f in verdict["features"]}  # the file says what the verdict says
+    # Nothing scored that day, in batch or live: said, not compared with another version's rows.
+    assert verdict["predictions"][PREDICTIONS]["skipped"] == "no predictions of version 1 in the window"
+    assert verdict["predictions"][PREDICTIONS_LIVE]["rows"] == 0
+
+
+def test_drift_writes_the_reports_triggers_the_retrain_on_the_drifted_days_then_fails_once(dags, pipeline,
+                                                                                           monkeypatch):
+    day = _add_day(pipeline, days_later=1, scale=2.0)
+    monkeypatch.setenv("DRIFT_ACTION", "fail")
+    monkeypatch.setenv("DRIFT_TRIGGER_RETRAIN", "true")
+
+    dag_run, states = run(dags, "monitoring_reports", {"start": day, "end": day})
+
+    assert dag_run.state == "failed", states
+    assert states == {"build_reports": "success", "pick_retrain_window": "success", "trigger_retrain": "success",
+                      "enforce_drift": "failed"}
+    (enforce,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "enforce_drift"]
+    assert enforce.try_number == 1  # a finding: not retried
+    verdict, status = _reports(pipeline, day)
+    tested = {f["column"] for f in verdict["features"]}  # the champion's own feature columns
+    assert verdict["drift_detected"] and "rolling_vol" in tested
+    assert {f["column"] for f in verdict["features"] if f["drifted"]} == tested & set(MOVED)
+    assert status == {f["column"]: "FAIL" if f["drifted"] else "SUCCESS" for f in verdict["features"]}
+    window = {"start": day, "end": day, "products": ["BTC-USD", "ETH-USD"]}
+    assert verdict["retrain_window"] == window
+    retrain = find_run("train_nightly", f"drift_retrain__{dag_run.run_id}")
+    assert retrain is not None and retrain["conf"] == window and retrain["state"] == "queued", retrain
+    assert "drift" in retrain["note"]
 
 
 def test_delta_maintenance_compacts_and_keeps_every_row(dags, pipeline):
@@ -193,7 +217,7 @@ def test_delta_maintenance_compacts_and_keeps_every_row(dags, pipeline):
 
 def test_replay_validation_fails_and_names_the_altered_row(dags, pipeline, spark):
     table = f"delta.`{pipeline.delta_table(FEATURES)}`"
-    seq = spark.sql(f"SELECT max(ingest_seq) FROM {table}").first()[0]
+    seq = spark.sql(f"SELECT max(ingest_seq) FROM {table} WHERE date = DATE'{DAY}'").first()[0]
     spark.sql(f"UPDATE {table} SET rolling_vol = rolling_vol * 2 WHERE ingest_seq = {seq}")
     # The replay of the first test stands (the NDJSON did not change): only the comparison runs.
     dag_run, states = run(dags, "replay_validation", ONE_DAY, skip="^replay_features$")

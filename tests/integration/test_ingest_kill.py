@@ -50,7 +50,7 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
     exchange = ExchangeProcess("--products", PRODUCTS, "--rate", "300")
     try:
         first = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "first.log")
-        wait_until(lambda: _complete_lines(raw) > 1000, 60, "ticks before the kill")
+        wait_until(lambda: _complete_lines(raw) > 1000, 120, "ticks before the kill")
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.communicate(timeout=30)
         killed_lines = [line[:-1] for path in sorted(raw.glob("*.ndjson"))
@@ -60,11 +60,11 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
         time.sleep(1)  # the exchange's tape runs on: nobody receives these ticks
         down = exchange.stats()
         second = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "second.log")
-        wait_until(lambda: _complete_lines(raw) > 2000, 60, "ticks after the restart")
+        wait_until(lambda: _complete_lines(raw) > 2000, 120, "ticks after the restart")
         exchange.control("stall", seconds=300)  # sends nothing more, so what was sent can all be read
         time.sleep(2)
         final = second.stop()
-        wait_until(lambda: len(exchange.stats()["closed"]) == 2, 30, "both connections closed at the exchange")
+        wait_until(lambda: len(exchange.stats()["closed"]) == 2, 90, "both connections closed at the exchange")
         stats = exchange.stats()
     finally:
         exchange.stop()
@@ -118,7 +118,7 @@ def test_a_restart_resends_what_the_previous_run_stored_but_kafka_lacks_and_noth
     exchange = ExchangeProcess("--products", PRODUCTS, "--rate", "300")
     try:
         ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
-        wait_until(lambda: _complete_lines(settings.raw_dir) > 260, 60, "new ticks")
+        wait_until(lambda: _complete_lines(settings.raw_dir) > 260, 120, "new ticks")
         final = ingestor.stop()
     finally:
         exchange.stop()

@@ -75,7 +75,7 @@ def test_a_full_disk_stops_the_ingestor_loudly_and_a_restart_loses_nothing(tmp_p
 
         # Room again (the limit is gone): ingest_seq resumes after the last stored line.
         again = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest-again.log")
-        wait_until(lambda: len(ndjson_records(settings.raw_dir)) > len(lines) + 300, 60, "ticks after the restart")
+        wait_until(lambda: len(ndjson_records(settings.raw_dir)) > len(lines) + 300, 120, "ticks after the restart")
         final = again.stop()
     finally:
         exchange.stop()

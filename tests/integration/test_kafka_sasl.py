@@ -40,7 +40,7 @@ def test_ingestor_and_stream_work_through_sasl_plain_and_anonymous_clients_are_r
         exchange = ExchangeProcess("--speed", "0", "--max-ticks", str(n), "--products", "BTC-USD")
         ingestor = IngestorProcess(ingestor_env(settings, exchange.url, **sasl), tmp_path / "ingest.log")
         try:
-            wait_until(lambda: exchange.stats()["exhausted"] and len(ndjson_records(settings.raw_dir)) >= n, 60,
+            wait_until(lambda: exchange.stats()["exhausted"] and len(ndjson_records(settings.raw_dir)) >= n, 120,
                        "n ticks")
             final = ingestor.stop()
         finally:

@@ -88,7 +88,7 @@ def test_each_supervised_process_killed_comes_back_counted_and_nothing_is_lost(k
 
         killed = _state(settings, "ingestor").pid
         os.kill(killed, signal.SIGKILL)
-        wait_until(lambda: _restarted(settings, "ingestor", 1, killed), 60, "ingestor restarted", interval=0.5)
+        wait_until(lambda: _restarted(settings, "ingestor", 1, killed), 120, "ingestor restarted", interval=0.5)
 
         jvm = _state(settings, "stream").pid
         (driver,) = [p for p in psutil.Process(jvm).children() if _runs(p, "features_stream.py")]

@@ -79,7 +79,7 @@ def test_every_port_of_every_service_and_process_is_bound_to_loopback(airflow, s
     ingestor = IngestorProcess(ingestor_env(settings, exchange.url, METRICS_PORT=str(metrics_port)),
                                tmp_path / "ingest.log")
     try:
-        wait_until(lambda: port_open("127.0.0.1", metrics_port), 30, "the ingestor's metrics port")
+        wait_until(lambda: port_open("127.0.0.1", metrics_port), 90, "the ingestor's metrics port")
         pids = [service.process(settings).pid() for service in (KAFKA, MLFLOW, AIRFLOW)]
         listening = _listening([os.getpid(), *pids])
     finally:

@@ -74,10 +74,14 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
     for child in children:
         params = child.data.params
         assert all(key in params for key in CONTRACT_PARAMS)
-        assert params["label_mode"] == "forward" and params["products"] == "BTC-USD,ETH-USD"
+        assert params["label_mode"] == "trailing" and params["products"] == "BTC-USD,ETH-USD"
+        # Every parameter of the label is logged: batch inference and monitoring relabel by them.
+        far_off = L.LabelSpec(mode="forward", horizon=3, quantile=0.5, trailing_rows=7, max_gap_seconds=1.0, window=9)
+        logged, tau = L.logged_definition(params, far_off)
+        assert logged == L.label_spec(settings) and np.isnan(tau)
         assert params["feature_columns"] == ",".join(M.FEATURES[child.info.run_name])
         assert int(params["train_start_ns"]) < int(params["train_end_ns"]) <= int(params["val_start_ns"])
-        assert params["delta_version"] == "0" and float(params["tau"]) > 0
+        assert params["delta_version"] == "0" and params["tau"] == "nan"  # trailing: a tau per row
         expected = {"train_pr_auc", "validation_pr_auc", "test_pr_auc", "test_roc_auc", "test_f1", "test_recall"}
         assert expected <= set(child.data.metrics)
         assert child.data.tags["mlflow.source.git.commit"]
@@ -119,7 +123,7 @@ def test_a_better_model_takes_champion_and_a_worse_one_does_not(settings, rows):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    spec = train.label_spec(settings)
+    spec = L.label_spec(settings)
     prepared = train.prepare(L.order_rows(rows), spec, settings.train_min_rows)
     tr, test = prepared.splits["train"], prepared.splits["test"]
     noise = np.random.default_rng(0).integers(0, 2, len(tr))
@@ -224,8 +228,8 @@ def test_a_split_with_one_class_is_named(offline, rows):
 def test_the_tables_layout_columns_are_read_past(offline, rows):
     write_features(offline.delta_table("features"), rows.head(5_000))  # date partitions, exchange_ts
     start, end = int(rows["exchange_ts_ns"].min()), int(rows["exchange_ts_ns"].max()) + 1
-    data = train.read_features(offline.delta_table("features"), train.required_columns(train.label_spec(offline)),
-                               start, end)
+    data = train.read_window(offline.delta_table("features"), L.required_columns(L.label_spec(offline)),
+                             start, end)
     assert len(data.frame) == 5_000 and "exchange_ts" not in data.frame and "date" not in data.frame
     assert (data.frame["ingest_seq"].diff().dropna()[data.frame["product_id"].eq(
         data.frame["product_id"].shift())] > 0).all()  # the kernel's order per product

@@ -13,6 +13,7 @@ from spark_jobs import batch_inference
 from tests.model.skill import skilled_rows
 from volpipe.dates import DateRange
 from volpipe.errors import ModelRegistryError
+from volpipe.modeling import label as L
 from volpipe.modeling import registry, train
 from volpipe.modeling import models as M
 from volpipe.modeling.models import probabilities
@@ -101,7 +102,10 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     evaluation = registry.client(settings.mlflow_tracking_uri).get_run(again["evaluation_run_id"])
     assert evaluation.data.tags["model_version"] == version.version
     assert 0 < evaluation.data.metrics["realised_pr_auc"] <= 1
-    assert evaluation.data.metrics["realised_rows"] == len(rows) - 2 * 60  # minus incomplete horizons
+    # Minus, per product, the incomplete horizons at the end and the first rows, before a trailing tau exists.
+    spec = L.label_spec(settings)
+    assert evaluation.data.metrics["realised_rows"] == len(rows) - 2 * (
+        spec.horizon + spec.trailing_min_rows + spec.horizon - 1)
 
 
 def test_a_named_version_and_an_empty_range(spark, trained):

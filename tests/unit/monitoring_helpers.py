@@ -13,7 +13,8 @@ TICK_NS = 100_000_000  # 10 ticks a second
 
 def feature_rows(n: int, seed: int, *, start_ns: int = T0_NS, vol: float = 1.0, imbalance: float = 0.0,
                  products: tuple[str, ...] = ("BTC-USD", "ETH-USD")) -> pd.DataFrame:
-    """``n`` rows with every ``features`` column; ``vol`` scales the volatility regime, ``imbalance`` shifts the book."""
+    """``n`` rows with every ``features`` column; ``vol`` scales the volatility regime, ``imbalance``
+    shifts the book."""
     rng = np.random.default_rng(seed)
     sigma = np.exp(rng.normal(np.log(2e-4 * vol), 0.3, n))
     returns = rng.standard_t(4, n) * sigma / np.sqrt(2)
@@ -40,7 +41,8 @@ def feature_rows(n: int, seed: int, *, start_ns: int = T0_NS, vol: float = 1.0, 
     })
 
 
-def prediction_rows(features: pd.DataFrame, seed: int, *, shift: float = 0.0, model_name: str = "m") -> pd.DataFrame:
+def prediction_rows(features: pd.DataFrame, seed: int, *, shift: float = 0.0, model_name: str = "m",
+                    model_version: str = "1") -> pd.DataFrame:
     """Scored rows for ``features`` in the ``predictions`` contract; ``shift`` moves the scores up."""
     rng = np.random.default_rng(seed)
     probability = np.clip(rng.beta(1.5, 12.0, len(features)) + shift, 0, 1)
@@ -48,15 +50,20 @@ def prediction_rows(features: pd.DataFrame, seed: int, *, shift: float = 0.0, mo
         "product_id": features["product_id"], "ingest_seq": features["ingest_seq"],
         "ticker_idx": features["ticker_idx"], "exchange_ts_ns": features["exchange_ts_ns"],
         "probability": probability, "predicted_label": (probability >= 0.2).astype(np.int64),
-        "threshold": 0.2, "model_name": model_name, "model_version": "1", "run_id": "r", "label_mode": "forward",
-        # Columns the restructure adds: readers must tolerate them.
-        "exchange_ts": pd.to_datetime(features["exchange_ts_ns"], unit="ns", utc=True),
-        "date": pd.to_datetime(features["exchange_ts_ns"], unit="ns", utc=True).dt.strftime("%Y-%m-%d"),
+        "threshold": 0.2, "model_name": model_name, "model_version": model_version, "run_id": "r",
+        "label_mode": "forward",
     })
 
 
-def write_table(path: Path, frame: pd.DataFrame, partition_by: list[str] | None = None) -> None:
-    """Appends ``frame`` to the Delta table at ``path`` (delta-rs), creating it when missing."""
+def write_table(path: Path, frame: pd.DataFrame) -> None:
+    """Appends ``frame`` to the Delta table at ``path`` (delta-rs) laid out as the pipeline's tables
+    (``exchange_ts``, ``date`` partitions: readers must read past them); created when missing."""
+    import pyarrow as pa
     from deltalake import write_deltalake
 
-    write_deltalake(str(path), frame, mode="append", partition_by=partition_by)
+    from volpipe.tables import FEATURES, PARTITION_COLUMN, arrow_layout_columns
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for name, column in arrow_layout_columns(FEATURES, frame["exchange_ts_ns"].to_numpy()).items():
+        table = table.append_column(name, column)
+    write_deltalake(str(path), table, mode="append", partition_by=[PARTITION_COLUMN])

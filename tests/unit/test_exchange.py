@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import urllib.error
 import urllib.request
@@ -13,11 +14,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 
 from ingest.exchange import LocalExchange
+from ingest.exchange.__main__ import build_parser, synthetic_market
 from ingest.protocol import Accepted, classify, subscribe_messages
 from ingest.sources import load_recording, replay_ticks, synthetic_ticks
 from tests.recordings import real_recording
 from volpipe.coinbase import format_timestamp, parse_timestamp, ticker_frame
-from volpipe.market import SyntheticMarket, synthetic_raw_records
+from volpipe.dates import NS_PER_DAY, day_of_ns
+from volpipe.market import DEFAULT_START_NS, Sessions, SyntheticMarket, synthetic_raw_records
 
 PRODUCTS = ["BTC-USD", "ETH-USD"]
 
@@ -317,3 +320,45 @@ def test_replay_of_the_real_recording_keeps_every_timestamp():
     kept = _replayed(replay_ticks(load_recording(path)), ["BTC-USD"], len(recorded), keep_timestamps=True)
     assert [m["timestamp"] for m in kept] == [m["timestamp"] for m in recorded]
     assert [m["events"][0]["tickers"] for m in kept] == [m["events"][0]["tickers"] for m in recorded]
+
+
+def test_the_command_line_serves_live_without_outages_unless_asked():
+    """Live serving (--speed 1) must never stall for an outage nobody asked for."""
+    now = DEFAULT_START_NS + 7 * NS_PER_DAY
+    start_ns, market = synthetic_market(build_parser().parse_args([]), now)
+    assert (start_ns, market) == (now, {})
+    assert SyntheticMarket(PRODUCTS, 3, start_ns, **market).silences(now + 30 * NS_PER_DAY) == []
+    args = build_parser().parse_args(["--outages-per-day", "3", "--outage-minutes", "20", "--level-step", "600:2",
+                                      "--level-step", "1200:0.5", "--day-night-ratio", "1.5", "--level-sd", "0"])
+    start_ns, market = synthetic_market(args, now)
+    assert market == {"outages_per_day": 3.0, "outage_median_minutes": 20.0, "day_night_ratio": 1.5, "level_sd": 0.0,
+                      "level_steps": [(600.0, 2.0), (1200.0, 0.5)]}
+    assert len(SyntheticMarket(PRODUCTS, 3, start_ns, **market).silences(now + 30 * NS_PER_DAY)) > 20
+
+
+def test_a_history_is_served_with_its_real_dates_and_then_the_tape_ends():
+    args = build_parser().parse_args(["--history-days", "2", "--sessions-per-day", "2", "--session-minutes", "1"])
+    start_ns, market = synthetic_market(args, DEFAULT_START_NS + 12 * 3600 * 10**9)  # 2026-01-01 12:00 UTC
+    assert start_ns is None and market["sessions"] == Sessions(dt.date(2026, 1, 1), 2, 2, 1.0)
+    expected = list(SyntheticMarket(PRODUCTS, 3, **market))
+    windows = market["sessions"].windows()
+
+    async def scenario():
+        exchange = await started(synthetic_ticks(PRODUCTS, 3, start_ns, **market), speed=0, keep_timestamps=True)
+        ws = await subscribed(exchange, heartbeats=False)
+        tickers = []
+        while len(tickers) < len(expected):
+            message = orjson.loads(await ws.recv())
+            if message["channel"] == "ticker":
+                tickers.append(message)
+        await asyncio.wait_for(exchange.exhausted.wait(), 10)
+        await ws.close()
+        await exchange.stop()
+        return tickers, exchange.stats()
+
+    tickers, stats = run(scenario())
+    assert stats["ticks_generated"] == len(expected) and stats["exhausted"]
+    stamps = [parse_timestamp(m["timestamp"]) for m in tickers]
+    assert stamps == [e.time_ns for e in expected]  # the simulated times, on 2025-12-30 and 31
+    assert {day_of_ns(t) for t in stamps} == {dt.date(2025, 12, 30), dt.date(2025, 12, 31)}
+    assert all(any(start <= t < end for start, end in windows) for t in stamps)

@@ -77,7 +77,7 @@ def test_reimporting_is_a_no_op_and_ingest_seq_continues_around_an_import(tmp_pa
     writer = Writer(settings, None, None, Stats())  # what a live ingestor wrote today, before the import
     today_ns = 1_795_000_000_000_000_000
     writer._write([Record(False, b"BTC-USD", raw_record(i, today_ns + i, "c1-1", b'{"channel":"ticker"}'), i,
-                          today_ns + i) for i in range(3)])
+                          today_ns + i, today_ns + i) for i in range(3)])
     writer.close()
     recording = tmp_path / "recording.ndjson"
     expected = generated_recording(recording)

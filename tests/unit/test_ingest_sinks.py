@@ -23,11 +23,11 @@ MIDNIGHT_NS = 1_775_433_600 * 1_000_000_000  # 2026-04-06T00:00:00Z
 
 def _raw(seq: int, recv_ns: int) -> Record:
     value = raw_record(seq, recv_ns, "c1-1", b'{"channel":"ticker","sequence_num":%d}' % seq)
-    return Record(False, b"BTC-USD", value, seq, recv_ns)
+    return Record(False, b"BTC-USD", value, seq, recv_ns, recv_ns)
 
 
 def _dead(seq: int, recv_ns: int) -> Record:
-    return Record(True, None, deadletter_record(seq, recv_ns, "c1-1", "not JSON", b"{oops"), seq, recv_ns)
+    return Record(True, None, deadletter_record(seq, recv_ns, "c1-1", "not JSON", b"{oops"), seq, recv_ns, recv_ns)
 
 
 def _write(tmp_path: Path, records: list[Record]) -> Writer:
@@ -160,7 +160,7 @@ def test_the_producer_takes_the_dead_letter_of_the_largest_frame_the_websocket_a
     try:
         worst = deadletter_record(1, 2, "c1-1", "not JSON", bytes([1]) * settings.ws_max_message_bytes)
         assert len(worst) <= settings.kafka_max_message_bytes
-        sink.produce(Record(True, None, worst, 1, 2))  # librdkafka refuses a too-big record at once
+        sink.produce(Record(True, None, worst, 1, 2, 2))  # librdkafka refuses a too-big record at once
         assert failed == []
     finally:
         sink.producer.purge()

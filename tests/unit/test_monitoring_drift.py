@@ -1,4 +1,4 @@
-"""Monitoring without services: drift and quality verdicts, labels, Delta reads, the verdict's actions."""
+"""Monitoring without services: drift and quality verdicts, sampling, the verdict's actions."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.monitoring_helpers import T0_NS, TICK_NS, feature_rows, prediction_rows, write_table
+from tests.unit.monitoring_helpers import feature_rows, prediction_rows
 from volpipe.errors import DriftDetected, MonitoringDataError
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.monitoring import data, drift
-from volpipe.monitoring.run import Verdict, enforce
+from volpipe.monitoring.run import Verdict, enforce, retrain_window
 
 N = 20_000
 
@@ -102,23 +102,6 @@ def test_prediction_drift_and_classification_quality(reference):
     assert 0.5 < quality["RocAuc"] <= 1
 
 
-def test_read_window_filters_time_and_products_and_tolerates_extra_columns(tmp_path):
-    path = tmp_path / "predictions"
-    rows = prediction_rows(feature_rows(100, seed=1, products=("BTC-USD", "ETH-USD", "SOL-USD")), seed=1)
-    write_table(path, rows, partition_by=["date"])
-    start, end = T0_NS + 10 * TICK_NS, T0_NS + 40 * TICK_NS
-    got = data.read_window(path, start, end, ("BTC-USD", "SOL-USD"))
-    expected = rows[(rows.exchange_ts_ns >= start) & (rows.exchange_ts_ns < end) & (rows.product_id != "ETH-USD")]
-    assert len(got) == len(expected) == 20
-    assert got["exchange_ts_ns"].max() < end and set(got["product_id"]) == {"BTC-USD", "SOL-USD"}
-    assert list(got[list(data.ROW_KEY)].itertuples(index=False)) == sorted(got[list(data.ROW_KEY)].itertuples(index=False))
-    assert len(data.read_window(path, start, end, None)) == 30  # half-open: the row at end_ns is out
-    with pytest.raises(MonitoringDataError, match="lacks columns"):
-        data.read_window(path, start, end, None, ["probability", "nope"])
-    with pytest.raises(MonitoringDataError, match="Delta table does not exist at .*missing"):
-        data.read_window(tmp_path / "missing", start, end, None)
-
-
 def test_sample_rows_is_seeded_and_keeps_order(reference):
     first, second = data.sample_rows(reference, 1000, seed=0), data.sample_rows(reference, 1000, seed=0)
     assert first.index.equals(second.index) and first.index.is_monotonic_increasing and len(first) == 1000
@@ -128,9 +111,9 @@ def test_sample_rows_is_seeded_and_keeps_order(reference):
 def _verdict(**changes) -> Verdict:
     base = Verdict(
         report_date="2026-09-21", model_name="m", model_version="1", reference_run_id="r", products=["BTC-USD"],
-        reference={}, current={}, features=[], drifted_count=5, drift_share=0.625, share_threshold=0.5,
-        drift_detected=True, action="warn", retrain_requested=False, quality={}, prediction_drift={},
-        classification=None, report_dir="/tmp/x",
+        reference={}, current={}, features=[drift.ColumnDrift("rolling_vol", "wasserstein", 0.1, 0.4, True)],
+        drifted_count=5, drift_share=0.625, share_threshold=0.5, drift_detected=True, action="warn",
+        retrain_requested=False, quality={}, predictions={}, report_dir="/tmp/x",
     )
     return dataclasses.replace(base, **changes)
 
@@ -142,3 +125,34 @@ def test_enforce_fails_only_on_drift_with_the_fail_action(caplog):
     assert "data drift" in caplog.text
     assert enforce(_verdict(action="fail", drift_detected=False, drift_share=0.1)).should_fail is False
     assert _verdict().to_dict()["should_fail"] is False
+
+
+def test_the_retrain_window_is_the_days_the_drifted_window_touches():
+    day = 86_400 * 10**9
+    start = 20_454 * day + 4 * 3600 * 10**9  # 2026-01-01T04:00Z
+    assert retrain_window(start, start + day, ("BTC-USD",)) == {"start": "2026-01-01", "end": "2026-01-02",
+                                                               "products": ["BTC-USD"]}
+    # The end is exclusive: a window ending at midnight does not reach into the next day.
+    assert retrain_window(20_454 * day, 20_455 * day, ("BTC-USD",))["end"] == "2026-01-01"
+
+
+def test_a_verdict_survives_the_trip_through_an_airflow_return_value():
+    import json
+
+    verdict = _verdict(action="fail", retrain_requested=True,
+                       retrain_window={"start": "2026-01-01", "end": "2026-01-01", "products": ["BTC-USD"]})
+    back = Verdict.from_dict(json.loads(json.dumps(verdict.to_dict())))
+    assert back == verdict and back.should_fail
+
+
+def test_enforce_drift_fails_the_task_without_a_retry_and_says_what_it_triggered():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from volpipe.orchestration import enforce_drift
+
+    window = {"start": "2026-01-02", "end": "2026-01-02", "products": ["BTC-USD"]}
+    failing = _verdict(action="fail", retrain_requested=True, retrain_window=window).to_dict()
+    with pytest.raises(AirflowFailException, match=r"retrain triggered on 2026-01-02..2026-01-02; a finding"):
+        enforce_drift(failing)
+    enforce_drift(_verdict(action="warn").to_dict())  # warns only
+    enforce_drift(_verdict(action="fail", drift_detected=False).to_dict())

@@ -45,7 +45,7 @@ def test_an_exiting_program_is_restarted_counted_and_its_orphans_killed(tmp_path
     # Each run leaves an orphan (a background sleep) behind, as a killed spark-submit JVM leaves its driver.
     supervisor = _supervise(tmp_path, f"sleep 300 & echo $! >> {tmp_path}/orphans; sleep 0.3; exit 3")
     try:
-        wait_until(lambda: (s := _state(tmp_path)) is not None and s.restarts >= 3, 30, "three restarts")
+        wait_until(lambda: (s := _state(tmp_path)) is not None and s.restarts >= 3, 90, "three restarts")
         state = _state(tmp_path)
         assert state.last_exit == 3 and state.supervisor_pid == supervisor.pid
         orphans = [int(pid) for pid in (tmp_path / "orphans").read_text().split()]
@@ -73,8 +73,8 @@ def _stop(supervisor) -> list:
 def test_a_stop_ends_the_program_and_its_whole_tree_even_when_it_ignores_sigterm(tmp_path, script):
     supervisor = _supervise(tmp_path, script, stop_timeout=1)
     try:
-        wait_until(lambda: (s := _state(tmp_path)) is not None and s.pid is not None, 30, "program started")
-        wait_until(lambda: len(process_tree(supervisor.pid)) >= 2, 10, "program's tree")
+        wait_until(lambda: (s := _state(tmp_path)) is not None and s.pid is not None, 90, "program started")
+        wait_until(lambda: len(process_tree(supervisor.pid)) >= 2, 30, "program's tree")
         tree = _stop(supervisor)
     finally:
         if supervisor.poll() is None:
@@ -87,7 +87,7 @@ def test_a_killed_supervisor_takes_its_program_down_with_it(tmp_path):
     """Otherwise `down` would find no supervisor and the program would run on, unmanaged."""
     supervisor = _supervise(tmp_path, "exec sleep 300")
     try:
-        wait_until(lambda: (s := _state(tmp_path)) is not None and s.pid is not None, 30, "program started")
+        wait_until(lambda: (s := _state(tmp_path)) is not None and s.pid is not None, 90, "program started")
         program = psutil.Process(_state(tmp_path).pid)
         supervisor.kill()
         supervisor.wait(10)

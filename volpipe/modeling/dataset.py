@@ -1,10 +1,13 @@
-"""Reads the ``features`` Delta table for a time range and products, with delta-rs and pyarrow.
+"""Windows of the pipeline's Delta tables: the one reader of feature and prediction rows.
 
-Inputs: the ``features`` table (``volpipe.tables``), an exchange-time range ``[start_ns, end_ns)``
-on ``exchange_ts_ns`` (integer UTC ns) and optional products. Output: the rows (only the
-columns asked for; extra table columns such as ``exchange_ts`` or a ``date`` partition are
-ignored) in the kernel's order per product, and the Delta version that was read, which
-training logs so a run can be reproduced.
+Inputs: a table keyed by ``volpipe.tables.ROW_KEYS`` with an ``exchange_ts_ns`` time and a
+``date`` partition (``features``, ``features_replay``, ``predictions``, ``predictions_live``),
+an exchange-time range ``[start_ns, end_ns)`` and optional products. Output: the rows (only
+the columns asked for, or all), in the kernel's order per product, and the Delta version read,
+which training logs so a run can be reproduced. Training, walk-forward evaluation, monitoring
+and batch inference's realised metrics all read through ``read_window`` (delta-rs, no Spark):
+only the range's ``date`` partitions are opened. ``logged_label`` is the label definition a
+registered version's run logged, the one lookup of it.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import pandas as pd
 
 from volpipe.config import Settings
 from volpipe.dates import DateRange, day_of_ns, parse_range
-from volpipe.errors import TrainingDataError
-from volpipe.modeling.label import order_rows
-from volpipe.tables import FEATURES, PARTITION_COLUMN, PREDICTIONS
+from volpipe.errors import TableReadError
+from volpipe.modeling import label as L
+from volpipe.tables import FEATURES, PARTITION_COLUMN, PREDICTIONS, ROW_KEYS
 
 log = logging.getLogger(__name__)
-KEY_COLUMNS = ("product_id", "ingest_seq", "ticker_idx", "exchange_ts_ns")
+# The time every windowed table is read by (and stores exactly, as integer UTC nanoseconds).
+TIME_COLUMN = "exchange_ts_ns"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,27 +40,28 @@ class FeatureData:
     version: int
 
 
-def read_features(
+def read_window(
     table: Path,
-    columns: Sequence[str],
+    columns: Sequence[str] | None = None,
     start_ns: int | None = None,
     end_ns: int | None = None,
     products: Sequence[str] | None = None,
 ) -> FeatureData:
-    """Rows of the feature table in ``[start_ns, end_ns)`` for ``products``, ordered per product.
+    """Rows of a table in ``[start_ns, end_ns)`` for ``products``, ordered per product.
 
     Args:
-        table: Path of the Delta table (``settings.delta_table(FEATURES)``).
-        columns: Columns to return besides the key columns.
+        table: Path of the Delta table (``settings.delta_table(FEATURES)``, ``PREDICTIONS``, ...).
+        columns: Columns to return besides the row key and ``exchange_ts_ns``; None = every column
+            (the derived ``exchange_ts`` and ``date`` included).
         start_ns: First exchange time (inclusive); None = from the beginning.
         end_ns: End of the range (exclusive); None = to the end.
-        products: Products to keep; None = all.
+        products: Products to keep; None or empty = all.
 
     Returns:
-        The rows sorted by (product_id, ingest_seq, ticker_idx) and the Delta version read.
+        The rows sorted by ``ROW_KEYS`` (the kernel's order per product) and the Delta version read.
 
     Raises:
-        TrainingDataError: The table does not exist or lacks a requested column.
+        TableReadError: The table does not exist or lacks a requested column.
     """
     import pyarrow.compute as pc
     from deltalake import DeltaTable
@@ -65,29 +70,43 @@ def read_features(
     try:
         delta = DeltaTable(str(table))
     except TableNotFoundError:
-        raise TrainingDataError(f"no Delta table at {table}: run the stream or a replay first") from None
-    wanted = list(dict.fromkeys((*KEY_COLUMNS, *columns)))
-    present = {field.name for field in delta.schema().to_arrow()}
-    missing = [name for name in wanted if name not in present]
+        raise TableReadError(f"no Delta table at {table}: run the stream or a replay first") from None
+    present = [field.name for field in delta.schema().to_arrow()]
+    wanted = present if columns is None else list(dict.fromkeys((*ROW_KEYS, TIME_COLUMN, *columns)))
+    missing = sorted({name for name in (*ROW_KEYS, TIME_COLUMN, *wanted) if name not in present})
     if missing:
-        raise TrainingDataError(f"features table {table} (version {delta.version()}) lacks columns {missing}")
+        raise TableReadError(f"table {table} (version {delta.version()}) lacks columns {missing}")
     condition = None
     partitioned = PARTITION_COLUMN in delta.metadata().partition_columns
     for clause in (
-        pc.field("exchange_ts_ns") >= start_ns if start_ns is not None else None,
-        pc.field("exchange_ts_ns") < end_ns if end_ns is not None else None,
-        # The same bounds on the partition column: only those days' files are opened.
+        pc.field(TIME_COLUMN) >= start_ns if start_ns is not None else None,
+        pc.field(TIME_COLUMN) < end_ns if end_ns is not None else None,
+        # The same bounds on the partition column: only those days' files are opened, even where
+        # the files carry no statistics of the time column to skip them by.
         pc.field(PARTITION_COLUMN) >= day_of_ns(start_ns) if partitioned and start_ns is not None else None,
         pc.field(PARTITION_COLUMN) <= day_of_ns(end_ns - 1) if partitioned and end_ns is not None else None,
         pc.field("product_id").isin(list(products)) if products else None,
     ):
         if clause is not None:
             condition = clause if condition is None else condition & clause
-    dataset = delta.to_pyarrow_dataset()
-    frame = dataset.to_table(columns=wanted, filter=condition).to_pandas()
-    log.info("features read table=%s version=%d rows=%d start_ns=%s end_ns=%s products=%s",
+    frame = delta.to_pyarrow_dataset().to_table(columns=wanted, filter=condition).to_pandas()
+    log.info("window read table=%s version=%d rows=%d start_ns=%s end_ns=%s products=%s",
              table, delta.version(), len(frame), start_ns, end_ns, ",".join(products or []) or "all")
-    return FeatureData(order_rows(frame), Path(table), delta.version())
+    return FeatureData(L.order_rows(frame), Path(table), delta.version())
+
+
+def logged_label(settings: Settings, run_id: str) -> tuple[L.LabelSpec, float]:
+    """The label definition and tau the training run ``run_id`` logged (a registered version's run),
+    the settings' label filling what an older run did not log.
+
+    ``label.labels_as_trained(rows, *logged_label(...))`` then judges scored rows exactly as that
+    model was trained to answer (batch inference's realised metrics, monitoring's classification
+    quality).
+    """
+    from volpipe.modeling import registry
+
+    params = registry.client(settings.mlflow_tracking_uri).get_run(run_id).data.params
+    return L.logged_definition(params, L.label_spec(settings))
 
 
 def newest_ns(table: Path) -> int | None:
@@ -118,8 +137,9 @@ def days_to_score(settings: Settings, start: str | None = None, end: str | None 
     newest_prediction = newest_ns(settings.delta_table(PREDICTIONS))
     if newest_prediction is not None and newest_prediction >= newest_feature:
         return None
-    first = day_of_ns(newest_prediction) if newest_prediction is not None else oldest_day(settings.delta_table(FEATURES))
-    return DateRange(first, day_of_ns(newest_feature))
+    if newest_prediction is None:
+        return DateRange(oldest_day(settings.delta_table(FEATURES)), day_of_ns(newest_feature))
+    return DateRange(day_of_ns(newest_prediction), day_of_ns(newest_feature))
 
 
 def oldest_day(table: Path) -> dt.date:

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,12 +37,14 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class WalkForward:
-    """Per-fold PR-AUC by model, pooled PR-AUC, and the bootstrap CI of the gain over the baseline."""
+    """Per-fold PR-AUC by model, pooled PR-AUC, the bootstrap CI of the gain over the baseline, and
+    the pooled test rows (``exchange_ts_ns``, ``y``, each model's score) in time order."""
 
     folds: list[dict[str, Any]]
     pooled: dict[str, float]
     gain: dict[str, tuple[float, float, float]]  # model -> (pooled diff, CI low, CI high)
     block: int
+    scores: pd.DataFrame
 
     def table(self) -> str:
         """The result as a fixed-width text table."""
@@ -92,6 +95,13 @@ class Ranking:
         return float(np.sum(np.diff(tp, prepend=0.0) * precision) / tp[-1])
 
 
+def block_resample(rng: np.random.Generator, n: int, block: int) -> np.ndarray:
+    """Row indices of one moving-block resample of n rows: runs of ``block`` consecutive rows from
+    random starts, ceil(n / block) of them, cut to n."""
+    starts = rng.integers(0, n - block + 1, size=-(-n // block))
+    return (starts[:, None] + np.arange(block)).ravel()[:n]
+
+
 def weighted_pr_auc(order: np.ndarray, tie_end: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
     """Average precision with sample weights, for rows pre-sorted by descending score (``Ranking``).
 
@@ -126,9 +136,7 @@ def bootstrap_differences(y: np.ndarray, scores: dict[str, np.ndarray], block: i
     others = [name for name in scores if name != reference]
     resampled = {name: np.empty(samples) for name in others}
     for sample in range(samples):
-        starts = rng.integers(0, n - block + 1, size=-(-n // block))
-        picks = (starts[:, None] + np.arange(block)).ravel()[:n]
-        weights = np.bincount(picks, minlength=n).astype(np.float64)
+        weights = np.bincount(block_resample(rng, n, block), minlength=n).astype(np.float64)
         base = rankings[reference].pr_auc(weights)
         for name in others:
             resampled[name][sample] = rankings[name].pr_auc(weights) - base
@@ -286,26 +294,36 @@ def decide_promotion(rows: pd.DataFrame, scores: dict[str, np.ndarray], candidat
     )
 
 
+def fold_splits(frame: pd.DataFrame, spec: L.LabelSpec, folds: int) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+    """Fold k's labelled training rows (segments 0..k-1) and test rows (segment k), k = 1..``folds``,
+    each with its column ``y``; folds whose training or test rows lack a class are left out.
+
+    The segments hold equal row counts by exchange time, with the H-tick embargo at each boundary;
+    a fitted tau (``forward``, ``current``) comes from the fold's own training rows.
+    """
+    ts = frame["exchange_ts_ns"].to_numpy(np.int64)
+    segments = L.assign_segments(ts, L.window_end_ts(frame, spec.horizon),
+                                 L.time_cuts(ts, [k / (folds + 1) for k in range(1, folds + 1)]))
+    target = L.label_target(frame, spec)
+    for k in range(1, folds + 1):
+        train_mask = (segments >= 0) & (segments < k)
+        y = L.make_labels(frame, target, spec, L.training_tau(target, train_mask, spec))
+        train = frame[train_mask & np.isfinite(y)].assign(y=y[train_mask & np.isfinite(y)])
+        test = frame[(segments == k) & np.isfinite(y)].assign(y=y[(segments == k) & np.isfinite(y)])
+        if train["y"].nunique() < 2 or test["y"].nunique() < 2:
+            log.warning("fold skipped fold=%d train_rows=%d test_rows=%d: one class", k, len(train), len(test))
+            continue
+        yield k, train, test
+
+
 def walk_forward(frame: pd.DataFrame, spec: L.LabelSpec, folds: int, seed: int, samples: int) -> WalkForward:
     """Expanding-window folds over ``frame`` (``order_rows`` order); see the module docstring.
 
     Raises:
         TrainingDataError: Fewer than one fold has both classes in its train and test rows.
     """
-    ts = frame["exchange_ts_ns"].to_numpy(np.int64)
-    segments = L.assign_segments(ts, L.window_end_ts(frame, spec.horizon),
-                                 L.time_cuts(ts, [k / (folds + 1) for k in range(1, folds + 1)]))
-    target = L.label_target(frame, spec)
     results, pooled_parts = [], []
-    for k in range(1, folds + 1):
-        train_mask = (segments >= 0) & (segments < k)
-        tau = L.fit_tau(target, train_mask, spec.quantile)
-        y = L.make_labels(frame, target, spec, tau)
-        train = frame[train_mask & np.isfinite(y)].assign(y=y[train_mask & np.isfinite(y)])
-        test = frame[(segments == k) & np.isfinite(y)].assign(y=y[(segments == k) & np.isfinite(y)])
-        if train["y"].nunique() < 2 or test["y"].nunique() < 2:
-            log.warning("fold skipped fold=%d train_rows=%d test_rows=%d: one class", k, len(train), len(test))
-            continue
+    for k, train, test in fold_splits(frame, spec, folds):
         row = {"fold": k, "train_rows": len(train), "test_rows": len(test), "positive_rate": float(test["y"].mean())}
         scored = test[["exchange_ts_ns", "y"]].copy()
         for name in M.MODEL_NAMES:
@@ -323,7 +341,8 @@ def walk_forward(frame: pd.DataFrame, spec: L.LabelSpec, folds: int, seed: int, 
     block = spec.horizon * max(1, frame["product_id"].nunique())
     gain = block_bootstrap_gain(y, {n: pooled[n].to_numpy() for n in M.MODEL_NAMES}, block, samples, seed)
     summary = {name: M.pr_auc(y, pooled[name].to_numpy()) for name in M.MODEL_NAMES}
-    return WalkForward(results, {**summary, "positive_rate": float(y.mean()), "rows": float(len(y))}, gain, block)
+    return WalkForward(results, {**summary, "positive_rate": float(y.mean()), "rows": float(len(y))}, gain, block,
+                       pooled)
 
 
 def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta_version: int) -> str:
@@ -333,9 +352,9 @@ def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run(run_name=f"walk-forward-{spec.mode}") as run:
-        mlflow.log_params({"label_mode": spec.mode, "horizon": spec.horizon, "label_quantile": spec.quantile,
-                           "folds": settings.walk_forward_folds, "bootstrap_samples": settings.bootstrap_samples,
-                           "block_rows": result.block, "seed": settings.model_seed, "delta_version": delta_version})
+        mlflow.log_params({**L.definition_params(spec), "folds": settings.walk_forward_folds,
+                           "bootstrap_samples": settings.bootstrap_samples, "block_rows": result.block,
+                           "seed": settings.model_seed, "delta_version": delta_version})
         for fold in result.folds:
             mlflow.log_metrics({f"{n}_fold{fold['fold']}_pr_auc": fold[n] for n in M.MODEL_NAMES})
             mlflow.log_metric(f"positive_rate_fold{fold['fold']}", fold["positive_rate"])
@@ -351,11 +370,10 @@ def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta
 def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None = None,
         products: list[str] | None = None, log_to_mlflow: bool = True) -> WalkForward:
     """Reads the range, evaluates walk-forward, logs the run (unless told not to), returns the result."""
-    from volpipe.modeling.dataset import read_features
-    from volpipe.modeling.train import label_spec, required_columns
+    from volpipe.modeling.dataset import read_window
 
-    spec = label_spec(settings)
-    data = read_features(settings.delta_table(FEATURES), required_columns(spec), start_ns, end_ns, products)
+    spec = L.label_spec(settings)
+    data = read_window(settings.delta_table(FEATURES), L.required_columns(spec), start_ns, end_ns, products)
     if data.frame.empty:
         raise TrainingDataError("no feature rows in the requested range and products")
     result = walk_forward(data.frame, spec, settings.walk_forward_folds, settings.model_seed,
@@ -375,14 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
     parser.add_argument("--folds", type=int, help="WALK_FORWARD_FOLDS")
     parser.add_argument("--samples", type=int, help="BOOTSTRAP_SAMPLES")
-    parser.add_argument("--label-mode", choices=L.LABEL_MODES, help="LABEL_MODE")
-    parser.add_argument("--horizon", type=int, help="LABEL_HORIZON")
+    L.add_arguments(parser)
     parser.add_argument("--seed", type=int, help="MODEL_SEED")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(walk_forward_folds=args.folds, bootstrap_samples=args.samples,
-                                 label_mode=args.label_mode, label_horizon=args.horizon, model_seed=args.seed)
+                                 model_seed=args.seed, **L.overrides(args))
     start_ns, end_ns = optional_bounds_ns(args.start, args.end)
     result = run(settings, start_ns=start_ns, end_ns=end_ns, products=args.products, log_to_mlflow=not args.no_mlflow)
     print(result.table())

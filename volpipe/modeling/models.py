@@ -5,13 +5,16 @@ scikit-learn estimators, scores (P(y=1) or, for the baseline, ``rolling_vol`` it
 metric dicts and matplotlib figures. scikit-learn and matplotlib are imported inside the
 functions so that importing this module costs nothing.
 
-* ``baseline``: the seed's rule, y_hat = rolling_vol >= its training 95th percentile. Its
-  PR-AUC score is ``rolling_vol``: "volatility persists".
-* ``logistic_regression``: as the seed (``max_iter=1000``, ``class_weight="balanced"``,
-  standardised); a median imputer first, because ``trade_intensity`` is null when ticks
-  share a timestamp.
+* ``baseline``: the persistence baseline, y_hat = rolling_vol >= its training 95th percentile.
+  Its PR-AUC score is ``rolling_vol``: "volatility persists".
+* ``logistic_regression``: ``max_iter=1000``, ``class_weight="balanced"``, standardised, on four
+  kernel columns; a median imputer first, because ``trade_intensity`` is null when ticks share a
+  timestamp.
 * ``hist_gradient_boosting``: the challenger, on every kernel feature except the price level
-  ``midprice`` (non-stationary: it would learn the period, not the market state).
+  ``midprice`` (non-stationary: it would learn the period, not the market state), plus two
+  scale-free ratios it computes itself (``ratio_columns``). Small, slow trees: tuned on the
+  early walk-forward folds of real and synthetic data (``bench/tune_challenger.py``,
+  docs/modeling.md "Tuning the challenger").
 """
 
 from __future__ import annotations
@@ -31,17 +34,47 @@ CHALLENGER_FEATURES = (
     "midprice_return", "rolling_vol", "spread", "spread_bps", "trade_intensity", "vol_300t",
     "ret_mean_30t", "abs_ret_mean_60t", "imbalance_1t",
 )
+# What each model reads from a feature row (the challenger derives RATIO_FEATURES from these).
 FEATURES = {BASELINE: BASELINE_FEATURES, LOGISTIC: LR_FEATURES, BOOSTING: CHALLENGER_FEATURES}
 ALL_FEATURES = tuple(dict.fromkeys((*LR_FEATURES, *CHALLENGER_FEATURES)))
+RATIO_FEATURES = ("rolling_vol_to_300t", "abs_ret_60t_to_300t")
 BASELINE_QUANTILE = 0.95
-# Trees cannot extrapolate: a test period more volatile than any training stretch would get the
-# scores of the training maximum. Forcing "more volatility now, more later" on the volatility
-# levels restores the ranking there (synthetic test PR-AUC 0.60 -> 0.86 on one seed).
-MONOTONIC_INCREASING = (("rolling_vol", 1), ("vol_300t", 1), ("abs_ret_mean_60t", 1), ("trade_intensity", 1))
+# The challenger's hyperparameters, chosen by bench/tune_challenger.py on the early folds only.
+# Early stopping would hold out a random (not chronological) slice: off, fixed iterations.
+BOOSTING_PARAMS = {"max_iter": 50, "learning_rate": 0.1, "max_leaf_nodes": 7, "min_samples_leaf": 500,
+                   "l2_regularization": 1.0, "early_stopping": False}
+
+
+def ratio_columns(x: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The challenger's two scale-free features (``RATIO_FEATURES``): the recent volatility
+    (``rolling_vol``, the last W returns; ``abs_ret_mean_60t``) over the last 300 returns'
+    (``vol_300t``).
+
+    Why: the default label asks whether the next minute is extreme *for the product's recent past*,
+    and ratios keep their values when the market's whole volatility level doubles, where levels
+    leave the range the trees were fitted on. NaN exactly where ``vol_300t`` is null (fewer than
+    300 returns; the trees route NaN on their own); 1 where it is 0 (300 equal returns: the recent
+    ones are no different). Element-wise: a row's ratios are the same bits in any batch.
+    """
+    slow = x["vol_300t"].to_numpy(np.float64, na_value=np.nan)
+    positive = slow > 0
+    denominator = np.where(positive, slow, 1.0)
+    return {ratio: np.where(positive, x[column].to_numpy(np.float64, na_value=np.nan) / denominator,
+                            np.where(slow == 0, 1.0, np.nan))
+            for ratio, column in zip(RATIO_FEATURES, ("rolling_vol", "abs_ret_mean_60t"))}
+
+
+def with_ratios(x: pd.DataFrame) -> np.ndarray:
+    """The challenger's first step: ``x``'s columns, then ``ratio_columns``, as one float64 array.
+
+    An array, not a frame: scikit-learn's trees check a frame's column names on every call, which
+    made scoring one row cost 5.5 ms against 0.55 ms for the array (bench/scoring_cost.py).
+    """
+    return np.column_stack([x.to_numpy(np.float64, na_value=np.nan), *ratio_columns(x).values()])
 
 
 class Baseline:
-    """The seed's persistence rule: score = rolling_vol, label = score >= training 95th percentile."""
+    """The persistence baseline: score = rolling_vol, label = score >= training 95th percentile."""
 
     def __init__(self) -> None:
         self.threshold = float("nan")
@@ -71,12 +104,12 @@ def build(name: str, seed: int) -> Any:
             ("model", LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed)),
         ])
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.preprocessing import FunctionTransformer
 
-    # Early stopping would hold out a random (not chronological) slice: off, fixed iterations.
-    return HistGradientBoostingClassifier(
-        max_iter=150, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=200, l2_regularization=1.0,
-        monotonic_cst=dict(MONOTONIC_INCREASING), early_stopping=False, random_state=seed,
-    )
+    return Pipeline([
+        ("ratios", FunctionTransformer(with_ratios)),
+        ("model", HistGradientBoostingClassifier(**BOOSTING_PARAMS, random_state=seed)),
+    ])
 
 
 def hyperparameters(name: str, model: Any) -> dict[str, Any]:
@@ -87,9 +120,9 @@ def hyperparameters(name: str, model: Any) -> dict[str, Any]:
         lr = model.named_steps["model"]
         return {"max_iter": lr.max_iter, "class_weight": lr.class_weight, "C": lr.C, "imputer": "median",
                 "scaler": "standard"}
-    keys = ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization", "random_state")
-    params = {key: model.get_params()[key] for key in keys}
-    return {**params, "monotonic_increasing": ",".join(name for name, _ in MONOTONIC_INCREASING)}
+    params = model.named_steps["model"].get_params()
+    return {**{key: params[key] for key in (*BOOSTING_PARAMS, "random_state")},
+            "derived_features": ",".join(RATIO_FEATURES)}
 
 
 def single_threaded() -> Any:
@@ -215,11 +248,19 @@ def f1_threshold(y: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
+def ranked_last(scores: np.ndarray) -> np.ndarray:
+    """The scores with NaN replaced by a finite value below every score (scikit-learn's curves refuse
+    NaN and infinities): an unscored row ranks lowest."""
+    scores = np.asarray(scores, np.float64)
+    finite = scores[np.isfinite(scores)]
+    return np.nan_to_num(scores, nan=(finite.min() - 1.0) if len(finite) else 0.0)
+
+
 def pr_auc(y: np.ndarray, scores: np.ndarray) -> float:
     """Average precision, the primary metric (NaN scores rank lowest)."""
     from sklearn.metrics import average_precision_score
 
-    return float(average_precision_score(y, np.nan_to_num(scores, nan=-np.inf)))
+    return float(average_precision_score(y, ranked_last(scores)))
 
 
 def metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -250,7 +291,7 @@ def pr_curve_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label, (y, s) in curves.items():
-        precision, recall, _ = precision_recall_curve(y, np.nan_to_num(s, nan=-np.inf))
+        precision, recall, _ = precision_recall_curve(y, ranked_last(s))
         ax.plot(recall, precision, label=f"{label} (AP {pr_auc(y, s):.3f})")
         ax.axhline(y.mean(), linestyle=":", linewidth=0.8, color=ax.lines[-1].get_color())
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))

@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 # Run parameter holding the decision threshold of a model (read by batch inference).
 THRESHOLD_PARAM = "decision_threshold"
-# Types of the fitted boosting model that skops does not trust by default. We trust them
-# because the registry only holds models ``volpipe.modeling.tracking`` wrote.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+# Types of the fitted boosting model (its trees, the function deriving its ratio features) that
+# skops does not trust by default. We trust them because the registry only holds models
+# ``volpipe.modeling.tracking`` wrote.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+                       "volpipe.modeling.models.with_ratios"]
 
 
 def limit_retries() -> None:

@@ -36,12 +36,9 @@ def common_params(settings: Settings, spec: L.LabelSpec, data: FeatureData, prep
     """Parameters shared by the parent and every child run."""
     products = sorted(set().union(*(set(part["product_id"]) for part in prepared.splits.values())))
     params = {
-        "label_mode": spec.mode, "window": settings.feature_window_size, "horizon": spec.horizon,
-        "tau": prepared.tau, "label_quantile": spec.quantile, "products": ",".join(products),
+        **L.definition_params(spec), "tau": prepared.tau, "products": ",".join(products),
         "delta_table": str(data.table), "delta_version": data.version, "seed": settings.model_seed,
     }
-    if spec.mode == "relative":
-        params.update(relative_k=spec.relative_k, relative_column=spec.relative_column)
     for split in SPLITS:
         prefix = "train" if split == "train" else ("val" if split == "validation" else "test")
         params[f"{prefix}_start_ns"] = prepared.bounds[split]["start_ns"]

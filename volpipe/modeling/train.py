@@ -31,7 +31,7 @@ from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import TrackingUnavailable, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
-from volpipe.modeling.dataset import FeatureData, read_features
+from volpipe.modeling.dataset import FeatureData, read_window
 from volpipe.tables import FEATURES
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,6 @@ class Prepared:
     splits: dict[str, pd.DataFrame]
     tau: float
     bounds: dict[str, Any]
-
-
-def label_spec(settings: Settings) -> L.LabelSpec:
-    """The ``LabelSpec`` of the settings (LABEL_MODE, LABEL_HORIZON, LABEL_QUANTILE, LABEL_RELATIVE_*)."""
-    return L.LabelSpec(settings.label_mode, settings.label_horizon, settings.label_quantile,
-                       settings.label_relative_k, settings.label_relative_column)
-
-
-def required_columns(spec: L.LabelSpec) -> list[str]:
-    """Columns training reads: the models' features, the returns, and the relative mode's column."""
-    return list(dict.fromkeys(("midprice_return", *M.ALL_FEATURES, spec.relative_column)))
 
 
 def _bounds(ts: np.ndarray) -> dict[str, int]:
@@ -74,7 +63,7 @@ def prepare(frame: pd.DataFrame, spec: L.LabelSpec, min_rows: int) -> Prepared:
         raise TrainingDataError("no feature rows in the requested range and products")
     target = L.label_target(frame, spec)
     split = L.chronological_split(frame, spec.horizon)
-    tau = float("nan") if spec.mode == "relative" else L.fit_tau(target, split == L.TRAIN, spec.quantile)
+    tau = L.training_tau(target, split == L.TRAIN, spec)
     y = L.make_labels(frame, target, spec, tau)
     keep = (split != L.EMBARGO) & np.isfinite(y)
     if not keep.any():
@@ -163,9 +152,9 @@ def run(
     from volpipe.modeling.evaluate import decide_promotion
     from volpipe.modeling.tracking import log_training, rescore_champion
 
-    spec = label_spec(settings)
-    data: FeatureData = read_features(settings.delta_table(FEATURES), required_columns(spec),
-                                      start_ns, end_ns, products)
+    spec = L.label_spec(settings)
+    data: FeatureData = read_window(settings.delta_table(FEATURES), L.required_columns(spec),
+                                    start_ns, end_ns, products)
     prepared = prepare(data.frame, spec, settings.train_min_rows)
     trained = train_models(prepared, settings.model_seed)
     # Validation chooses the candidate (and each model's threshold); the test split, which chose
@@ -196,7 +185,7 @@ def describe(summary: dict[str, Any]) -> str:
     beside the baseline's and the positive rate, the promotion gate's decision and why, and
     where the champion is."""
     rate = summary["positive_rate"]["test"]
-    tau = "none" if summary["tau"] is None else f"{summary['tau']:.3g}"
+    tau = "per row" if summary["tau"] is None else f"{summary['tau']:.3g}"
     lines = [f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={tau} label={summary['label_mode']}",
              f"{'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}"]
     lines += [f"{name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
@@ -216,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
     parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
     parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
-    parser.add_argument("--label-mode", choices=L.LABEL_MODES, help="LABEL_MODE")
-    parser.add_argument("--horizon", type=int, help="LABEL_HORIZON (H, ticks)")
-    parser.add_argument("--quantile", type=float, help="LABEL_QUANTILE (tau)")
-    parser.add_argument("--relative-k", type=float, help="LABEL_RELATIVE_K")
-    parser.add_argument("--relative-column", help="LABEL_RELATIVE_COLUMN")
+    L.add_arguments(parser)
     parser.add_argument("--model-name", help="MODEL_NAME")
     parser.add_argument("--min-rows", type=int, help="TRAIN_MIN_ROWS")
     parser.add_argument("--seed", type=int, help="MODEL_SEED")
@@ -228,9 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(
-        label_mode=args.label_mode, label_horizon=args.horizon, label_quantile=args.quantile,
-        label_relative_k=args.relative_k, label_relative_column=args.relative_column, model_name=args.model_name,
-        train_min_rows=args.min_rows, model_seed=args.seed, mlflow_tracking_uri=args.tracking_uri,
+        **L.overrides(args), model_name=args.model_name, train_min_rows=args.min_rows, model_seed=args.seed,
+        mlflow_tracking_uri=args.tracking_uri,
     )
     start_ns, end_ns = optional_bounds_ns(args.start, args.end)
     try:

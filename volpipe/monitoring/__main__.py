@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model-name", help="registered model whose @champion is the reference (MODEL_NAME)")
     parser.add_argument("--end", type=_utc, help="end of the current window, UTC ISO datetime (default: now)")
-    parser.add_argument("--start", type=_utc, help="start of the current window (default: end - MONITORING_WINDOW_HOURS)")
+    parser.add_argument("--start", type=_utc,
+                        help="start of the current window (default: end - MONITORING_WINDOW_HOURS)")
     parser.add_argument("--products", type=_products, help="comma-separated products (default: the champion's)")
     parser.add_argument("--date", help="report folder name under REPORTS_DIR/evidently (default: the end's UTC date)")
     parser.add_argument("--max-rows", type=int, default=None, help="sample each window down to this many rows")

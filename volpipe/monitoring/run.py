@@ -3,12 +3,18 @@
 Inputs: ``Settings`` (tables, REPORTS_DIR, MLflow, DRIFT_* settings), the registered model's
 name (its champion gives the reference window, ``volpipe.monitoring.data``) and the current
 window's ``exchange_ts_ns`` bounds. Outputs: under ``REPORTS_DIR/evidently/<date>/`` the HTML
-and JSON of each report (``data_drift``, ``data_quality``, and ``prediction_drift`` /
-``classification`` when their inputs exist) plus ``verdict.json``; the same files as artifacts
-of a run in the MONITORING_EXPERIMENT, with the drift share as a metric; a ``Verdict``.
+and JSON of each report (``data_drift``, ``data_quality``, and per prediction table
+``prediction_drift_<table>`` / ``classification_<table>`` when their inputs exist) plus
+``verdict.json``; the same files as artifacts of a run in the MONITORING_EXPERIMENT, with the
+drift share as a metric; a ``Verdict``.
 
-The verdict only says what to do (``should_fail``, ``retrain_requested``); the caller acts,
-e.g. ``enforce(verdict)`` raises ``DriftDetected`` when DRIFT_ACTION is ``fail``.
+Predictions are judged like with like: only the champion version's rows of ``predictions``
+(batch) and ``predictions_live`` (the stream's), against that same version's earlier rows, and
+labelled by that version's own logged label definition. Which versions a window holds is
+reported beside them.
+
+The verdict only says what to do (``should_fail``, ``retrain_window``); the caller acts, e.g.
+``enforce(verdict)`` raises ``DriftDetected`` when DRIFT_ACTION is ``fail``.
 """
 
 from __future__ import annotations
@@ -17,24 +23,28 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from volpipe.config import Settings
 from volpipe.dates import day_of_ns, parse_range
 from volpipe.errors import DriftDetected, MonitoringDataError
 from volpipe.features import FEATURE_COLUMNS
+from volpipe.modeling import label as L
+from volpipe.modeling.dataset import logged_label, read_window
 from volpipe.monitoring import data, drift
-from volpipe.tables import FEATURES, PREDICTIONS
+from volpipe.tables import FEATURES, PREDICTIONS, PREDICTIONS_LIVE, ROW_KEYS, table_properties
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 200_000
 SAMPLE_SEED = 0
-PREDICTION_COLUMNS = ["product_id", "ingest_seq", "ticker_idx", "exchange_ts_ns", "probability", "predicted_label"]
+# Batch inference's predictions and the stream's live ones: the same columns, judged the same way.
+PREDICTION_TABLES = (PREDICTIONS, PREDICTIONS_LIVE)
+PREDICTION_READ = ("probability", "predicted_label", "threshold", "model_name", "model_version")
 
 
 @dataclasses.dataclass
@@ -56,9 +66,9 @@ class Verdict:
     action: str
     retrain_requested: bool
     quality: dict[str, Any]
-    prediction_drift: dict[str, Any]
-    classification: dict[str, Any] | None
+    predictions: dict[str, dict[str, Any]]
     report_dir: str
+    retrain_window: dict[str, Any] | None = None
     files: list[str] = dataclasses.field(default_factory=list)
     mlflow_run_id: str | None = None
 
@@ -79,6 +89,13 @@ class Verdict:
         """JSON-ready form (``verdict.json``, the task's return value)."""
         return {**dataclasses.asdict(self), "should_fail": self.should_fail}
 
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Verdict:
+        """The verdict ``to_dict`` gave (an Airflow task's return value)."""
+        own = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in fields.items() if key in own}
+        return cls(**{**values, "features": [drift.ColumnDrift(**column) for column in fields["features"]]})
+
 
 def enforce(verdict: Verdict) -> Verdict:
     """Acts on DRIFT_ACTION: raises on ``fail``, logs a warning on ``warn``.
@@ -93,39 +110,75 @@ def enforce(verdict: Verdict) -> Verdict:
     return verdict
 
 
+def retrain_window(start_ns: int, end_ns: int, products: tuple[str, ...]) -> dict[str, Any]:
+    """``train_nightly``'s conf for a retrain on the drifted period: the UTC days the current
+    window ``[start_ns, end_ns)`` touches, and its products (docs/monitoring.md says why only those)."""
+    return {"start": day_of_ns(start_ns).isoformat(), "end": day_of_ns(end_ns - 1).isoformat(),
+            "products": list(products)}
+
+
 def _read_features(settings: Settings, start_ns: int, end_ns: int, products: tuple[str, ...],
                    window: str) -> pd.DataFrame:
     path = settings.delta_table(FEATURES)
-    frame = data.read_window(path, start_ns, end_ns, products)
+    frame = read_window(path, None, start_ns, end_ns, products).frame
     if frame.empty:
         raise MonitoringDataError(f"{window} window is empty: table={path} start_ns={start_ns} end_ns={end_ns} "
                                   f"products={','.join(products)}")
     return frame
 
 
-def _predictions(settings: Settings, model_name: str, products: tuple[str, ...], reference: data.ReferenceWindow,
-                 start_ns: int, end_ns: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Current predictions and the ones to compare them with: the training window's, else the previous window's."""
-    path = settings.delta_table(PREDICTIONS)
-    if not data.table_exists(path):
-        return pd.DataFrame(), pd.DataFrame(), f"no predictions table at {path}"
+def _scored_rows(path: Path, model_name: str, version: str, start_ns: int, end_ns: int,
+                 products: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows of ``version`` of ``model_name`` in the window, and the rows of each version of it there."""
+    rows = read_window(path, PREDICTION_READ, start_ns, end_ns, products).frame
+    rows = rows[rows["model_name"] == model_name]
+    versions = {str(v): int(n) for v, n in rows["model_version"].value_counts().sort_index().items()}
+    return rows[rows["model_version"] == version], versions
 
-    def read(lo: int, hi: int) -> pd.DataFrame:
-        frame = data.read_window(path, lo, hi, products)
-        return frame[frame["model_name"] == model_name] if "model_name" in frame.columns else frame
 
-    current = read(start_ns, end_ns)
-    previous = read(reference.start_ns, reference.end_ns)
-    source = "training window"
-    if previous.empty:
-        previous, source = read(2 * start_ns - end_ns, start_ns), "previous window"
-    return previous, current, source
+def _judge_predictions(
+    settings: Settings, table: str, model_name: str, reference: data.ReferenceWindow, products: tuple[str, ...],
+    start_ns: int, end_ns: int, labelled: pd.DataFrame, max_rows: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Prediction drift and classification quality of the champion version's rows of ``table``.
+
+    The current rows are the champion version's; they are compared with the same version's
+    rows in its training window (when batch inference scored it), else in the window of equal
+    length just before. Returns (snapshots by report name, the table's summary for the verdict).
+    """
+    version = reference.model_version
+    summary: dict[str, Any] = {"model_version": version}
+    path = settings.delta_table(table)
+    if table_properties(path) is None:
+        return {}, {**summary, "rows": 0, "skipped": f"no table at {path}", "classification": None}
+    current, versions = _scored_rows(path, model_name, version, start_ns, end_ns, products)
+    summary.update(rows=len(current), versions=versions, classification=None)
+    if current.empty:
+        held = f": the window holds versions {versions}" if versions else ""
+        return {}, {**summary, "skipped": f"no predictions of version {version} in the window{held}"}
+    snapshots: dict[str, Any] = {}
+    earlier = {"training window": (reference.start_ns, reference.end_ns),
+               "previous window": (2 * start_ns - end_ns, start_ns)}
+    for source, (low, high) in earlier.items():
+        previous = _scored_rows(path, model_name, version, low, high, products)[0]
+        if not previous.empty:
+            summary["reference"] = source
+            snapshots[f"prediction_drift_{table}"], pred = drift.prediction_drift(
+                data.sample_rows(previous, max_rows, SAMPLE_SEED), data.sample_rows(current, max_rows, SAMPLE_SEED),
+                settings.drift_share_threshold)
+            summary.update(share=pred.share, columns=[dataclasses.asdict(c) for c in pred.columns])
+            break
+    else:
+        summary["skipped"] = f"no earlier predictions of version {version} to compare with ({' or '.join(earlier)})"
+    result = drift.classification_quality(current.merge(labelled, on=list(ROW_KEYS), how="left"))
+    if result is not None:
+        snapshots[f"classification_{table}"], summary["classification"] = result
+    return snapshots, summary
 
 
 def run_monitoring(
     settings: Settings, model_name: str, *, current_start_ns: int, current_end_ns: int,
-    report_date: str | None = None, products: tuple[str, ...] | None = None,
-    label_fn: Callable[[pd.DataFrame], pd.Series] | None = None, max_rows: int = DEFAULT_MAX_ROWS,
+    report_date: str | None = None, products: tuple[str, ...] | None = None, max_rows: int = DEFAULT_MAX_ROWS,
 ) -> Verdict:
     """Builds the reports for ``[current_start_ns, current_end_ns)`` against the champion's training window.
 
@@ -136,8 +189,6 @@ def run_monitoring(
         current_end_ns: Exclusive end of the current window.
         report_date: Folder name under ``REPORTS_DIR/evidently`` (default: UTC date of the window's end).
         products: Products to compare (default: the champion's).
-        label_fn: Optional labeller: current feature rows (sorted by key) -> 0/1 labels, NaN where
-            unknown. With it, scored rows get a classification-quality report.
         max_rows: Each window is sampled (seeded) down to this many rows.
 
     Returns:
@@ -148,11 +199,8 @@ def run_monitoring(
         MonitoringDataError: A features table or window is missing or empty.
     """
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    version = data.champion_version(client, model_name)
-    reference = data.reference_window(client, model_name)
+    reference = data.reference_window(settings.mlflow_tracking_uri, model_name)
     products = tuple(products or reference.products)
     report_date = report_date or day_of_ns(current_end_ns - 1).isoformat()  # integers: a float rounds up to midnight
     ref_rows = _read_features(settings, reference.start_ns, reference.end_ns, products, "reference")
@@ -163,32 +211,27 @@ def run_monitoring(
     snapshots["data_drift"], features = drift.data_drift(
         ref, cur, drift.drift_columns(reference.feature_columns), settings.drift_share_threshold)
     snapshots["data_quality"], quality = drift.data_quality(ref, cur, list(FEATURE_COLUMNS))
-    previous, scored, source = _predictions(settings, model_name, products, reference, current_start_ns, current_end_ns)
-    predictions: dict[str, Any] = {"reference": source, "rows": len(scored)}
-    if not scored.empty and not previous.empty:
-        snapshots["prediction_drift"], pred = drift.prediction_drift(
-            data.sample_rows(previous, max_rows, SAMPLE_SEED), data.sample_rows(scored, max_rows, SAMPLE_SEED),
-            settings.drift_share_threshold)
-        predictions.update(share=pred.share, columns=[dataclasses.asdict(c) for c in pred.columns])
-    else:
-        predictions["skipped"] = "no current predictions" if scored.empty else f"no predictions to compare ({source})"
-    classification = None
-    if label_fn is not None and not scored.empty:
-        labelled = cur_rows[list(data.ROW_KEY)].assign(y=label_fn(cur_rows).to_numpy())
-        result = drift.classification_quality(scored.merge(labelled, on=list(data.ROW_KEY), how="left"))
-        if result is not None:
-            snapshots["classification"], classification = result
+    # The champion's own label, on complete horizons inside the window (rows in the kernel's order).
+    y = L.labels_as_trained(cur_rows, *logged_label(settings, reference.run_id))
+    labelled = cur_rows[list(ROW_KEYS)].assign(y=y)
+    predictions = {}
+    for table in PREDICTION_TABLES:
+        found, predictions[table] = _judge_predictions(settings, table, model_name, reference, products,
+                                                       current_start_ns, current_end_ns, labelled, max_rows)
+        snapshots.update(found)
 
     drifted = features.share >= settings.drift_share_threshold
+    retrain = drifted and settings.drift_trigger_retrain
     verdict = Verdict(
-        report_date=report_date, model_name=model_name, model_version=str(version.version),
-        reference_run_id=version.run_id, products=list(products),
+        report_date=report_date, model_name=model_name, model_version=reference.model_version,
+        reference_run_id=reference.run_id, products=list(products),
         reference={"start_ns": reference.start_ns, "end_ns": reference.end_ns, "rows": len(ref_rows)},
-        current={"start_ns": current_start_ns, "end_ns": current_end_ns, "rows": len(cur_rows)},
+        current={"start_ns": current_start_ns, "end_ns": current_end_ns, "rows": len(cur_rows),
+                 "labelled_rows": int(np.isfinite(y).sum())},
         features=features.columns, drifted_count=features.drifted_count, drift_share=features.share,
         share_threshold=settings.drift_share_threshold, drift_detected=drifted, action=settings.drift_action,
-        retrain_requested=drifted and settings.drift_trigger_retrain, quality=quality,
-        prediction_drift=predictions, classification=classification,
+        retrain_requested=retrain, quality=quality, predictions=predictions,
+        retrain_window=retrain_window(current_start_ns, current_end_ns, products) if retrain else None,
         report_dir=str(settings.reports_dir / "evidently" / report_date),  # type: ignore[operator]
     )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -197,14 +240,14 @@ def run_monitoring(
         verdict.mlflow_run_id = run.info.run_id
         _write(Path(verdict.report_dir), snapshots, verdict)
         mlflow.log_params({"model_name": model_name, "model_version": verdict.model_version,
-                           "reference_run_id": version.run_id, "products": ",".join(products),
+                           "reference_run_id": reference.run_id, "products": ",".join(products),
                            "current_start_ns": current_start_ns, "current_end_ns": current_end_ns,
                            "share_threshold": settings.drift_share_threshold, "action": settings.drift_action})
         mlflow.log_metrics({"drift_share": features.share, "drifted_features": features.drifted_count,
                             "reference_rows": len(ref_rows), "current_rows": len(cur_rows),
-                            **{f"drift_score.{c.column}": c.score for c in features.columns}})
-        if "share" in predictions:
-            mlflow.log_metric("prediction_drift_share", predictions["share"])
+                            **{f"drift_score.{c.column}": c.score for c in features.columns},
+                            **{f"prediction_drift_share.{table}": found["share"]
+                               for table, found in predictions.items() if "share" in found}})
         mlflow.set_tag("drift_detected", str(drifted).lower())
         mlflow.log_artifacts(verdict.report_dir, artifact_path=f"evidently/{report_date}")
     log.info("monitoring done %s", verdict.summary())
@@ -226,36 +269,14 @@ def _write(folder: Path, snapshots: dict[str, Any], verdict: Verdict) -> None:
     (folder / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
 
 
-def champion_labeller(settings: Settings) -> Callable[[pd.DataFrame], pd.Series] | None:
-    """Labels current rows by the champion's own logged definition (mode, H, tau); None without one."""
-    from volpipe.modeling import label as L
-    from volpipe.modeling import registry
-    from volpipe.modeling.train import label_spec
-
-    version = registry.champion(settings.mlflow_tracking_uri, settings.model_name)
-    if version is None:
-        return None
-    params = registry.client(settings.mlflow_tracking_uri).get_run(version.run_id).data.params
-    spec, tau = L.logged_definition(params, label_spec(settings))
-
-    def labels(rows: pd.DataFrame) -> pd.Series:
-        ordered = rows.sort_values(list(L.ORDER_COLUMNS), kind="stable")  # the kernel's order per product
-        labelled = L.labels_as_trained(ordered.reset_index(drop=True), spec, tau)
-        return pd.Series(labelled, index=ordered.index).reindex(rows.index)
-
-    return labels
-
-
 def monitor_window(settings: Settings, start: str | None, end: str | None, run_after: dt.datetime | None, *,
                    products: tuple[str, ...] | None = None) -> Verdict:
     """The monitoring DAG's run: the days ``start``..``end``, or the MONITORING_WINDOW_HOURS before
-    ``run_after``, against the champion's training window, labelled where horizons are complete."""
+    ``run_after``, against the champion's training window."""
     if start:
         low, high = parse_range(start, end).bounds_ns
     else:
         stop = run_after or dt.datetime.now(dt.UTC)
         high = int(stop.timestamp() * 1e6) * 1000
         low = high - int(settings.monitoring_window_hours * 3600) * 1_000_000_000
-    return run_monitoring(settings, settings.model_name, current_start_ns=low, current_end_ns=high,
-                          products=products, label_fn=champion_labeller(settings))
-
+    return run_monitoring(settings, settings.model_name, current_start_ns=low, current_end_ns=high, products=products)
