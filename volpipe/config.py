@@ -22,7 +22,7 @@ from volpipe.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The label modes (volpipe.modeling.label defines them; here so that parsing LABEL_MODE imports nothing).
-LABEL_MODES = ("trailing", "forward", "relative", "current")
+LABEL_MODES = ("relative", "trailing", "forward", "current")
 
 
 def _positive_int(raw: str) -> int:
@@ -356,9 +356,9 @@ class Settings:
 
     # Modeling.
     label_mode: str = setting(
-        "LABEL_MODE", "trailing", _label_mode,
-        "Label: trailing (tau from the product's recent past), forward (tau fixed in training), relative, "
-        "or current (a leak).",
+        "LABEL_MODE", "relative", _label_mode,
+        "Label: relative (forward vol >= k x a trailing vol), trailing (tau from the product's recent past), "
+        "forward (tau fixed in training), or current (a leak).",
         group="modeling",
     )
     label_horizon: int = setting(
@@ -372,7 +372,7 @@ class Settings:
         group="modeling",
     )
     label_relative_k: float = setting(
-        "LABEL_RELATIVE_K", "1.5", _positive_float, "relative mode: y = 1 when forward vol >= k x the trailing vol.",
+        "LABEL_RELATIVE_K", "2.0", _positive_float, "relative mode: y = 1 when forward vol >= k x the trailing vol.",
         group="modeling",
     )
     label_relative_column: str = setting(

@@ -78,12 +78,14 @@ def test_the_bootstrap_scores_the_model_and_the_baseline_on_the_same_resampled_r
 
 
 def test_walk_forward_with_shuffled_returns_finds_no_gain_beyond_noise(rows):
-    # Shuffling returns within a product destroys volatility clustering: nothing is predictable.
+    # Shuffling returns within a product destroys volatility clustering: nothing is predictable
+    # under a fixed tau. (A relative label's threshold, k x vol_300t of the unshuffled rows, is a
+    # model input: it would stay predictable.)
     rng = np.random.default_rng(2)
     shuffled = rows.copy()
     for _, index in shuffled.groupby("product_id").groups.items():
         shuffled.loc[index, "midprice_return"] = rng.permutation(shuffled.loc[index, "midprice_return"].to_numpy())
-    result = evaluate.walk_forward(shuffled, L.LabelSpec(horizon=60), folds=3, seed=1, samples=60)
+    result = evaluate.walk_forward(shuffled, L.LabelSpec(mode="forward", horizon=60), folds=3, seed=1, samples=60)
     for name in (M.LOGISTIC, M.BOOSTING):
         assert abs(result.pooled[name] - result.pooled["positive_rate"]) < 0.05
 
@@ -98,12 +100,12 @@ def test_run_logs_the_folds_and_the_ci_to_mlflow(mlflow_server, rows, tmp_path):
     result = evaluate.run(settings)
     client = MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
-    [run] = client.search_runs([experiment], "attributes.run_name = 'walk-forward-trailing'", max_results=1,
+    [run] = client.search_runs([experiment], "attributes.run_name = 'walk-forward-relative'", max_results=1,
                                order_by=["attributes.start_time DESC"])
     metrics = run.data.metrics
     assert metrics["logistic_regression_minus_baseline"] == pytest.approx(result.gain[M.LOGISTIC][0])
     assert {"hist_gradient_boosting_minus_baseline_ci_low", "baseline_pooled_pr_auc"} <= set(metrics)
     assert run.data.params["folds"] == "3" and run.data.params["block_rows"] == str(result.block)
-    logged, _ = L.logged_definition(run.data.params, L.LabelSpec(mode="forward", trailing_rows=9))
+    logged, _ = L.logged_definition(run.data.params, L.LabelSpec(mode="forward", relative_k=9.0))
     assert logged == L.label_spec(settings)
     assert "walk_forward.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -74,7 +74,7 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
     for child in children:
         params = child.data.params
         assert all(key in params for key in CONTRACT_PARAMS)
-        assert params["label_mode"] == "trailing" and params["products"] == "BTC-USD,ETH-USD"
+        assert params["label_mode"] == "relative" and params["products"] == "BTC-USD,ETH-USD"
         # Every parameter of the label is logged: batch inference and monitoring relabel by them.
         far_off = L.LabelSpec(mode="forward", horizon=3, quantile=0.5, trailing_rows=7, max_gap_seconds=1.0, window=9)
         logged, tau = L.logged_definition(params, far_off)

@@ -307,9 +307,10 @@ def fold_splits(frame: pd.DataFrame, spec: L.LabelSpec, folds: int) -> Iterator[
     target = L.label_target(frame, spec)
     for k in range(1, folds + 1):
         train_mask = (segments >= 0) & (segments < k)
-        y = L.make_labels(frame, target, spec, L.training_tau(target, train_mask, spec))
-        train = frame[train_mask & np.isfinite(y)].assign(y=y[train_mask & np.isfinite(y)])
-        test = frame[(segments == k) & np.isfinite(y)].assign(y=y[(segments == k) & np.isfinite(y)])
+        y, threshold = L.labels_and_thresholds(frame, target, spec, L.training_tau(target, train_mask, spec))
+        labelled = frame.assign(y=y, **{L.THRESHOLD_COLUMN: threshold})
+        train = labelled[train_mask & np.isfinite(y)]
+        test = labelled[(segments == k) & np.isfinite(y)]
         if train["y"].nunique() < 2 or test["y"].nunique() < 2:
             log.warning("fold skipped fold=%d train_rows=%d test_rows=%d: one class", k, len(train), len(test))
             continue

@@ -11,10 +11,11 @@ forward volatility of row t is the population std of the ``midprice_return`` of 
 next H rows, t+1 .. t+H: strictly after the row, so the label never reads the row's own
 window. Modes (docs/modeling.md):
 
-* ``trailing`` (default): y = forward_vol >= tau_t, tau_t = the quantile of the product's own
+* ``relative`` (default): y = forward_vol >= k * trailing vol (a column such as ``vol_300t``):
+  the threshold is a stream feature, so a model can see the question it is asked.
+* ``trailing``: y = forward_vol >= tau_t, tau_t = the quantile of the product's own
   forward vols whose windows closed by row t (rows t-H-S+1 .. t-H, S = ``trailing_rows``).
 * ``forward``: y = forward_vol >= tau, tau = a quantile of forward_vol over the training rows.
-* ``relative``: y = forward_vol >= k * trailing vol (a column such as ``vol_300t``).
 * ``current``: y = rolling_vol >= tau, a threshold on the row's own trailing volatility (the
   pipeline's first label). Its answer is a model input: it only exists to show the leak.
 
@@ -42,6 +43,9 @@ ORDER_COLUMNS = ("product_id", "ingest_seq", "ticker_idx")
 TRAIN, VALIDATION, TEST, EMBARGO = 0, 1, 2, -1
 SPLIT_NAMES = {TRAIN: "train", VALIDATION: "validation", TEST: "test"}
 NO_END = np.iinfo(np.int64).max
+# The column labelled rows carry beside ``y``: the threshold each row's forward volatility was
+# compared with. The persistence baseline compares today's volatility with the same threshold.
+THRESHOLD_COLUMN = "label_threshold"
 FITTED_TAU_MODES = ("forward", "current")  # the modes whose tau is fitted on training rows
 
 
@@ -60,10 +64,10 @@ class LabelSpec:
         window: W of the kernel (``trade_intensity`` = W / the time span of the last W returns).
     """
 
-    mode: str = "trailing"
+    mode: str = "relative"
     horizon: int = 60
     quantile: float = 0.95
-    relative_k: float = 1.5
+    relative_k: float = 2.0
     relative_column: str = "vol_300t"
     trailing_rows: int = 1500
     max_gap_seconds: float = 30.0
@@ -318,8 +322,9 @@ def thresholds(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: fl
     return np.full(len(target), tau)
 
 
-def make_labels(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: float) -> np.ndarray:
-    """0/1 labels as float64, NaN where the row has no label.
+def labels_and_thresholds(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec,
+                          tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels as float64 (NaN where the row has no label) and each row's threshold.
 
     Args:
         frame: The rows in ``order_rows`` order.
@@ -329,7 +334,12 @@ def make_labels(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: f
     """
     threshold = thresholds(frame, target, spec, tau)
     known = np.isfinite(target) & np.isfinite(threshold) & ~after_gap(frame, spec)
-    return np.where(known, (target >= threshold).astype(np.float64), np.nan)
+    return np.where(known, (target >= threshold).astype(np.float64), np.nan), threshold
+
+
+def make_labels(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: float) -> np.ndarray:
+    """0/1 labels as float64, NaN where the row has no label (``labels_and_thresholds``)."""
+    return labels_and_thresholds(frame, target, spec, tau)[0]
 
 
 def labels_as_trained(frame: pd.DataFrame, spec: LabelSpec, tau: float) -> np.ndarray:

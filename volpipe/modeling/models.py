@@ -1,12 +1,16 @@
 """The three models, their metrics and their plots; shared by training and walk-forward evaluation.
 
 Inputs: feature matrices (pandas, the columns below) and 0/1 labels. Outputs: fitted
-scikit-learn estimators, scores (P(y=1) or, for the baseline, ``rolling_vol`` itself),
+scikit-learn estimators, scores (P(y=1) or, for the baseline, ``rolling_vol`` over the label's threshold),
 metric dicts and matplotlib figures. scikit-learn and matplotlib are imported inside the
 functions so that importing this module costs nothing.
 
-* ``baseline``: the persistence baseline, y_hat = rolling_vol >= its training 95th percentile.
-  Its PR-AUC score is ``rolling_vol``: "volatility persists".
+* ``baseline``: the persistence baseline, "volatility persists": the label's own rule applied to
+  the volatility of now instead of the next H ticks, y_hat = rolling_vol >= the row's label
+  threshold (``label.THRESHOLD_COLUMN``: k x vol_300t, the trailing tau_t or the fitted tau).
+  Its PR-AUC score is rolling_vol / threshold. Under a fixed tau that ranks as ``rolling_vol``
+  alone; under a per-row threshold, ranking by ``rolling_vol`` alone would be a straw man (it
+  ignores the very level the label compares with), so the models are held to the stronger rule.
 * ``logistic_regression``: ``max_iter=1000``, ``class_weight="balanced"``, standardised, on four
   kernel columns; a median imputer first, because ``trade_intensity`` is null when ticks share a
   timestamp.
@@ -26,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from volpipe.modeling.label import THRESHOLD_COLUMN
+
 BASELINE, LOGISTIC, BOOSTING = "baseline", "logistic_regression", "hist_gradient_boosting"
 MODEL_NAMES = (BASELINE, LOGISTIC, BOOSTING)
 BASELINE_FEATURES = ("rolling_vol",)
@@ -38,7 +44,6 @@ CHALLENGER_FEATURES = (
 FEATURES = {BASELINE: BASELINE_FEATURES, LOGISTIC: LR_FEATURES, BOOSTING: CHALLENGER_FEATURES}
 ALL_FEATURES = tuple(dict.fromkeys((*LR_FEATURES, *CHALLENGER_FEATURES)))
 RATIO_FEATURES = ("rolling_vol_to_300t", "abs_ret_60t_to_300t")
-BASELINE_QUANTILE = 0.95
 # The challenger's hyperparameters, chosen by bench/tune_challenger.py on the early folds only.
 # Early stopping would hold out a random (not chronological) slice: off, fixed iterations.
 BOOSTING_PARAMS = {"max_iter": 50, "learning_rate": 0.1, "max_leaf_nodes": 7, "min_samples_leaf": 500,
@@ -74,17 +79,16 @@ def with_ratios(x: pd.DataFrame) -> np.ndarray:
 
 
 class Baseline:
-    """The persistence baseline: score = rolling_vol, label = score >= training 95th percentile."""
+    """The persistence baseline: score = rolling_vol / the row's label threshold, y_hat = score >= 1.
+    Nothing to fit: the rule is the label's own."""
 
-    def __init__(self) -> None:
-        self.threshold = float("nan")
+    threshold = 1.0
 
     def fit(self, x: pd.DataFrame, y: np.ndarray) -> Baseline:  # noqa: ARG002 - same interface as the models
-        self.threshold = float(np.nanquantile(x["rolling_vol"].to_numpy(np.float64), BASELINE_QUANTILE))
         return self
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"quantile": BASELINE_QUANTILE, "threshold": self.threshold}
+        return {"score": f"rolling_vol / {THRESHOLD_COLUMN}", "threshold": self.threshold}
 
 
 def build(name: str, seed: int) -> Any:
@@ -143,9 +147,10 @@ def fit(name: str, x: pd.DataFrame, y: np.ndarray, seed: int) -> Any:
 
 
 def score(name: str, model: Any, x: pd.DataFrame) -> np.ndarray:
-    """Ranking score of each row: P(y=1) for the models, rolling_vol for the baseline."""
+    """Ranking score of each row: P(y=1) for the models, rolling_vol over the row's label threshold
+    for the baseline (``x`` labelled: it carries ``label.THRESHOLD_COLUMN``)."""
     if name == BASELINE:
-        return x["rolling_vol"].to_numpy(np.float64)
+        return x["rolling_vol"].to_numpy(np.float64) / x[THRESHOLD_COLUMN].to_numpy(np.float64)
     return probabilities(model, x[list(FEATURES[name])])
 
 

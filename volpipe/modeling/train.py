@@ -64,13 +64,13 @@ def prepare(frame: pd.DataFrame, spec: L.LabelSpec, min_rows: int) -> Prepared:
     target = L.label_target(frame, spec)
     split = L.chronological_split(frame, spec.horizon)
     tau = L.training_tau(target, split == L.TRAIN, spec)
-    y = L.make_labels(frame, target, spec, tau)
+    y, threshold = L.labels_and_thresholds(frame, target, spec, tau)
     keep = (split != L.EMBARGO) & np.isfinite(y)
     if not keep.any():
         raise TrainingDataError(f"no labelled rows among {len(frame)} (label_mode={spec.mode}, H={spec.horizon})")
     if keep.sum() < min_rows:
         raise TrainingDataError(f"too few labelled rows: {int(keep.sum())} < TRAIN_MIN_ROWS={min_rows}")
-    labelled = frame.assign(y=y, split=split)[keep]
+    labelled = frame.assign(y=y, split=split, **{L.THRESHOLD_COLUMN: threshold})[keep]
     embargoed = int((split == L.EMBARGO).sum())
     splits, bounds = {}, {"label_mode": spec.mode, "horizon": spec.horizon, "embargo_rows": embargoed}
     for code, name in L.SPLIT_NAMES.items():
