@@ -76,7 +76,8 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
         assert all(key in params for key in CONTRACT_PARAMS)
         assert params["label_mode"] == "relative" and params["products"] == "BTC-USD,ETH-USD"
         # Every parameter of the label is logged: batch inference and monitoring relabel by them.
-        far_off = L.LabelSpec(mode="forward", horizon=3, quantile=0.5, trailing_rows=7, max_gap_seconds=1.0, window=9)
+        far_off = L.LabelSpec(mode="forward", horizon=3, quantile=0.5, relative_k=7.0, relative_column="x",
+                               max_gap_seconds=1.0, window=9)
         logged, tau = L.logged_definition(params, far_off)
         assert logged == L.label_spec(settings) and np.isnan(tau)
         assert params["feature_columns"] == ",".join(M.FEATURES[child.info.run_name])
