@@ -205,7 +205,7 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
     orphan = _versions(settings)[1]
     _assert_complete(settings, orphan)
     assert orphan.tags["promotion.decision"] == "promoted" and _champion(settings) == weak
-    assert _runs(settings)["train-trailing"] == "RUNNING"  # MLflow was never told
+    assert _runs(settings)["train-relative"] == "RUNNING"  # MLflow was never told
 
     _retry_closes_the_killed_runs(settings, tmp_path / "train-retry.log")
     versions = _versions(settings)
@@ -250,7 +250,7 @@ def test_mlflow_down_while_training_fails_clearly_and_registers_nothing(rows, tm
         assert _versions(settings) == []
         assert registry.champion(settings.mlflow_tracking_uri, settings.model_name) is None
         runs = _runs(settings)
-        assert runs["baseline"] == "FINISHED" and runs["train-trailing"] == "RUNNING"  # MLflow was never told
+        assert runs["baseline"] == "FINISHED" and runs["train-relative"] == "RUNNING"  # MLflow was never told
         _retry_closes_the_killed_runs(settings, tmp_path / "train-retry.log")
         (version,) = _versions(settings)
         _assert_complete(settings, version)

@@ -102,10 +102,13 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     evaluation = registry.client(settings.mlflow_tracking_uri).get_run(again["evaluation_run_id"])
     assert evaluation.data.tags["model_version"] == version.version
     assert 0 < evaluation.data.metrics["realised_pr_auc"] <= 1
-    # Minus, per product, the incomplete horizons at the end and the first rows, before a trailing tau exists.
+    # Minus, per product, the incomplete horizon at the end and the first rows, before vol_300t (the
+    # relative label's threshold) exists.
     spec = L.label_spec(settings)
-    assert evaluation.data.metrics["realised_rows"] == len(rows) - 2 * (
-        spec.horizon + spec.trailing_min_rows + spec.horizon - 1)
+    assert spec.mode == "relative"
+    no_threshold = int(rows[spec.relative_column].isna().sum())
+    assert no_threshold > 0
+    assert evaluation.data.metrics["realised_rows"] == len(rows) - no_threshold - 2 * spec.horizon
 
 
 def test_a_named_version_and_an_empty_range(spark, trained):
