@@ -132,8 +132,8 @@ def hours_scale(events: Sequence[TickerEvent]) -> dict[str, float]:
     days = np.arange(utc_day[0] + 1, utc_day[-1])
     afternoon = [(utc_day == d) & (utc_hour >= 14) & (utc_hour < 16) for d in days]
     night = [(utc_day == d) & (utc_hour >= 2) & (utc_hour < 4) for d in days]
-    rv_ratio = [np.sqrt(np.sum(ret[a] ** 2) / np.sum(ret[n] ** 2)) for a, n in zip(afternoon, night)]
-    tick_ratio = [a.sum() / n.sum() for a, n in zip(afternoon, night)]
+    rv_ratio = [np.sqrt(np.sum(ret[a] ** 2) / np.sum(ret[n] ** 2)) for a, n in zip(afternoon, night, strict=True)]
+    tick_ratio = [a.sum() / n.sum() for a, n in zip(afternoon, night, strict=True)]
     return {
         "days": (t[-1] - t[0]) / NS / 86_400,
         "ticks_per_s": len(t) / ((t[-1] - t[0]) / NS),

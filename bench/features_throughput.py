@@ -111,8 +111,8 @@ def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
                 found = next(float(m.group(1).replace(",", "")) for line in out.splitlines() if (m := rate.match(line)))
                 results[scoring].append(found)
                 print(f"round {round_ + 1} scoring {'on ' if scoring else 'off'}: {found:,.0f} ticks/s", flush=True)
-    ratios = [on / off for off, on in zip(results[False], results[True])]
-    for off, on, ratio in zip(results[False], results[True], ratios):
+    ratios = [on / off for off, on in zip(results[False], results[True], strict=True)]
+    for off, on, ratio in zip(results[False], results[True], ratios, strict=True):
         print(f"pair: off {off:,.0f}, on {on:,.0f}: on/off = {ratio:.3f}")
     for scoring, rates in results.items():
         print(f"catch-up scoring {'on ' if scoring else 'off'}: median {statistics.median(rates):,.0f} ticks/s over "

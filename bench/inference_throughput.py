@@ -17,6 +17,7 @@ import sys
 import time
 
 from bench_args import synthetic_data_parser, train_champion
+
 from spark_jobs import batch_inference
 from volpipe.dates import DateRange, day_of_ns
 from volpipe.modeling.synthetic import synthetic_features, write_features

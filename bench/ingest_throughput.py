@@ -5,8 +5,9 @@ ingestor as subprocesses, exactly as a user runs them (``volpipe.ops.harness``):
 
 1. throughput: the exchange replays ``--ticks`` pre-generated synthetic ticks (two
    products) as fast as the ingestor reads (after a warm-up of the fresh broker with the
-   same data on another topic). Rate = ticks / (last Kafka ack - first receipt). It only counts when the exchange's sent count, the NDJSON lines, the Kafka
-   records and the ingestor's acknowledged deliveries all equal ``--ticks``.
+   same data on another topic). Rate = ticks / (last Kafka ack - first receipt). It only
+   counts when the exchange's sent count, the NDJSON lines, the Kafka records and the
+   ingestor's acknowledged deliveries all equal ``--ticks``.
 2. latency: a fresh ingestor fed ``--latency-rate`` msg/s by the synthetic market;
    receive-to-Kafka-ack p50/p99 over ``--latency-seconds`` after a warm-up, from the
    ingestor's histogram (bucket bounds interpolated) and its exact recent sample.
@@ -25,7 +26,14 @@ import orjson
 
 from volpipe.config import Settings
 from volpipe.market import synthetic_raw_records
-from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.process import free_port
@@ -153,7 +161,10 @@ def baseline(settings: Settings, rate: float, seconds: float) -> None:
         time.sleep(1 / rate)
     sink.close(10)
     sample = sorted(latencies[int(rate):])  # skip the first second (producer start)
-    pick = lambda q: sample[min(len(sample) - 1, int(q * len(sample)))] / 1e6  # noqa: E731
+
+    def pick(q: float) -> float:
+        return sample[min(len(sample) - 1, int(q * len(sample)))] / 1e6
+
     print(f"baseline (bare producer, same broker and config): rate={rate:g}/s acks={len(sample)} "
           f"p50_ms={pick(0.5):.2f} p99_ms={pick(0.99):.2f} max_ms={pick(1.0):.2f}", flush=True)
 

@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 import pandas as pd
-
 import quality_data
+
 from volpipe.modeling import label as L
 from volpipe.modeling.synthetic import synthetic_features
 

@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 import pandas as pd
-
 import quality_data
 from label_stability import split_rates
+
 from volpipe.config import Settings
 from volpipe.errors import TrainingDataError
 from volpipe.modeling import label as L

@@ -15,6 +15,7 @@ import sys
 import time
 
 from bench_args import synthetic_data_parser
+
 from spark_jobs import replay
 from volpipe.dates import DateRange
 from volpipe.market import DEFAULT_START_NS, synthetic_raw_records
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = replay.run(spark, settings, DateRange(day, last), warmup_days=0)
         elapsed = time.perf_counter() - began
         print(f"replay: {args.ticks} ticks in {len(files)} daily files -> {rows} feature rows in {elapsed:.1f} s "
-              f"= {args.ticks / elapsed:,.0f} ticks/s ({settings.spark_master}; session started before timing, first job in it)")
+              f"= {args.ticks / elapsed:,.0f} ticks/s ({settings.spark_master}; "
+              "session started before timing, first job in it)")
         spark.stop()
     return 0
 

@@ -27,6 +27,7 @@ left after each GC, first and last minutes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import re
@@ -39,8 +40,8 @@ import deltalake
 import numpy as np
 import orjson
 import psutil
-
 from bench_args import train_champion
+
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.modeling.synthetic import synthetic_features, write_features
 from volpipe.ops.harness import ExchangeProcess, process_tree, topic_messages
@@ -80,15 +81,11 @@ def sample(settings: Settings, extra: dict[str, psutil.Process]) -> dict[str, fl
         for process in process_tree(pid) if pid else []:
             name = role(process)
             if name:
-                try:
+                with contextlib.suppress(psutil.Error):
                     rss[name] = rss.get(name, 0.0) + process.memory_info().rss / 2**20
-                except psutil.Error:
-                    pass
     for name, process in extra.items():
-        try:
+        with contextlib.suppress(psutil.Error):
             rss[name] = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
-        except psutil.Error:
-            pass
     return rss
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 from bench_args import synthetic_data_parser
+
 from volpipe.modeling import evaluate, train
 from volpipe.modeling.synthetic import synthetic_features, write_features
 from volpipe.ops.sandbox import scratch_settings
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                 began = time.perf_counter()
                 result = evaluate.run(settings)
                 elapsed = time.perf_counter() - began
-                print(f"walk-forward: {settings.walk_forward_folds} folds, {settings.bootstrap_samples} bootstrap samples, "
-                      f"{len(rows):,} rows in {elapsed:.1f} s")
+                print(f"walk-forward: {settings.walk_forward_folds} folds, "
+                      f"{settings.bootstrap_samples} bootstrap samples, {len(rows):,} rows in {elapsed:.1f} s")
                 print(result.table())
     return 0
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 import quality_data
+
 from volpipe.modeling import evaluate
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M

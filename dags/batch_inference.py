@@ -22,7 +22,13 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from volpipe.config import Settings
 from volpipe.orchestration import (
-    DEFAULT_ARGS, START_DATE, TAGS, PipelineSparkSubmitOperator, date_params, model_asset, table_asset,
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    PipelineSparkSubmitOperator,
+    date_params,
+    model_asset,
+    table_asset,
 )
 from volpipe.tables import FEATURES, PREDICTIONS
 

@@ -34,7 +34,13 @@ from airflow.sdk import dag, get_current_context, task
 
 from volpipe.config import Settings
 from volpipe.orchestration import (
-    DEFAULT_ARGS, START_DATE, TAGS, date_params, model_asset, products_param, table_asset,
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    date_params,
+    model_asset,
+    products_param,
+    table_asset,
 )
 from volpipe.tables import FEATURES, PREDICTIONS, PREDICTIONS_LIVE
 

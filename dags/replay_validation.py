@@ -9,8 +9,9 @@ bit, for a range of UTC days (default: yesterday).
    `(product_id, ingest_seq, ticker_idx)` and compares every value exactly.
 
 Equal: the counts are in the task log and the verdict JSON under `reports/replay/`. Different:
-the compare task fails at once, not retried (a difference is a finding, not a glitch), with a summary (rows per side, rows on one side only, differing values
-per column, the first differing rows) and the JSON verdict still lands. Trigger it from the UI
+the compare task fails at once, not retried (a difference is a finding, not a glitch), with a
+summary (rows per side, rows on one side only, differing values per column, the first
+differing rows) and the JSON verdict still lands. Trigger it from the UI
 with *Trigger DAG w/ config* to pick the days. Logic: `spark_jobs.replay`, `spark_jobs.compare`.
 """
 
@@ -21,7 +22,13 @@ from pathlib import Path
 from airflow.sdk import dag, get_current_context, task
 
 from volpipe.orchestration import (
-    DEFAULT_ARGS, START_DATE, TAGS, ComparisonOperator, PipelineSparkSubmitOperator, date_params, resolve_range,
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    ComparisonOperator,
+    PipelineSparkSubmitOperator,
+    date_params,
+    resolve_range,
     table_asset,
 )
 from volpipe.tables import FEATURES, FEATURES_REPLAY

@@ -31,7 +31,14 @@ from airflow.sdk import dag, get_current_context, task
 
 from volpipe.config import Settings
 from volpipe.orchestration import (
-    DEFAULT_ARGS, START_DATE, TAGS, date_params, model_asset, products_param, table_asset, trailing_range,
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    date_params,
+    model_asset,
+    products_param,
+    table_asset,
+    trailing_range,
 )
 from volpipe.tables import FEATURES
 

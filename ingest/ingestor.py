@@ -280,7 +280,7 @@ class Ingestor:
 def _ranges(seqs: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
     parts, start = [], seqs[0]
-    for prev, cur in zip(seqs, seqs[1:] + [None]):
+    for prev, cur in zip(seqs, [*seqs[1:], None], strict=True):
         if cur != prev + 1:
             parts.append(f"{start}-{prev}" if prev != start else str(start))
             start = cur

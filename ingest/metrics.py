@@ -71,7 +71,7 @@ class _Collector:
             yield CounterMetricFamily(f"ingest_{name}", doc, value=getattr(stats, name))
         yield GaugeMetricFamily("ingest_kafka_in_flight", "Records produced, not yet acknowledged.", self.in_flight())
         cumulative, buckets = 0, []
-        for bound, count in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), list(stats.ack_buckets)):
+        for bound, count in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), list(stats.ack_buckets), strict=True):
             cumulative += count
             buckets.append((bound, cumulative))
         yield HistogramMetricFamily(

@@ -151,7 +151,7 @@ class DailyFiles:
         try:
             if self.handle is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                self.handle = open(path, "ab", buffering=1 << 20)
+                self.handle = open(path, "ab", buffering=1 << 20)  # noqa: SIM115 - closed by close()
                 self.day = day
                 self.size = self.handle.tell()
                 log.info("ndjson file opened path=%s", path)

@@ -29,8 +29,15 @@ from volpipe.config import Settings
 from volpipe.modeling.registry import ScoringModel
 from volpipe.schema import model_sql, nullable_int_sql, struct_of
 from volpipe.tables import (
-    COLUMNS, FEATURES, MODEL_COLUMNS, PREDICTIONS_LIVE, PROCESSOR_COLUMNS, REPEATING_STRING_COLUMNS, ROW_RULES,
-    STREAM_TABLES, layout_columns,
+    COLUMNS,
+    FEATURES,
+    MODEL_COLUMNS,
+    PREDICTIONS_LIVE,
+    PROCESSOR_COLUMNS,
+    REPEATING_STRING_COLUMNS,
+    ROW_RULES,
+    STREAM_TABLES,
+    layout_columns,
 )
 
 if TYPE_CHECKING:
@@ -151,7 +158,7 @@ class DeltaCheckpointer:
                 table.create_checkpoint()
                 table.cleanup_metadata()
                 self._commits[name] = 0
-            except Exception:  # noqa: BLE001 - logged; retried after the next commit
+            except Exception:  # logged; retried after the next commit
                 log.exception("Delta checkpoint failed table=%s", name)
         log.info("Delta checkpoints written tables=%s seconds=%.2f", ",".join(tables), time.perf_counter() - began)
 

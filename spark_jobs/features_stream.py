@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,12 @@ from volpipe.errors import PipelineError
 from volpipe.features import FEATURE_COLUMNS, INPUT_COLUMNS, WindowState, featurize_frame
 from volpipe.schema import parse_raw, struct_of
 from volpipe.tables import (
-    FEATURE_TABLE_COLUMNS, KERNEL_TABLES, PREDICTION_KEYS, PREDICTION_MESSAGE_COLUMNS, PROCESSOR_COLUMNS, STREAM_TABLES,
+    FEATURE_TABLE_COLUMNS,
+    KERNEL_TABLES,
+    PREDICTION_KEYS,
+    PREDICTION_MESSAGE_COLUMNS,
+    PROCESSOR_COLUMNS,
+    STREAM_TABLES,
     check_table,
 )
 
@@ -236,7 +241,7 @@ class _JvmSignalForwarder:
         self.stop.set()
 
     class Java:
-        implements = ["sun.misc.SignalHandler"]
+        implements: ClassVar[list[str]] = ["sun.misc.SignalHandler"]
 
 
 def _forward_jvm_signals(spark: SparkSession, stop: threading.Event) -> None:

@@ -140,7 +140,7 @@ class LiveScoring:
         except ModelRegistryError as exc:
             self._unusable(str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - MLflow raises many types when the server is away
+        except Exception as exc:  # MLflow raises many types when the server is away
             self._unusable(f"registry {tracking_uri} unreachable: {type(exc).__name__}: {exc}")
             return
         previous, self._current = self.model, (model, pin)
@@ -177,7 +177,7 @@ class LiveScoring:
         shutil.rmtree(self._files / f"download-{model.version}")
         try:
             estimator = registry.load_estimator_file(file)
-        except Exception as exc:  # noqa: BLE001 - skops raises many types; the old model keeps scoring
+        except Exception as exc:  # skops raises many types; the old model keeps scoring
             raise ModelRegistryError(f"{model.uri} cannot be loaded: {type(exc).__name__}: {exc}") from None
         self.spark.sparkContext.addFile(str(file))
         # Scored from its arrays, a worker needs no scikit-learn (seconds of a first batch's CPU).
@@ -254,7 +254,7 @@ def _scorer(pin: dict[str, Any]) -> Any:
         return None
     try:
         _SCORERS[file] = registry.load_estimator_file(SparkFiles.get(file))
-    except Exception:  # noqa: BLE001 - the stream goes on with features only for this version
+    except Exception:  # the stream goes on with features only for this version
         log.exception("live scoring: cannot load %s; its rows stay unscored", file)
         _FAILED_LOADS[file] = time.monotonic()
         return None

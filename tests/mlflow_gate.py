@@ -115,7 +115,7 @@ class MlflowGate:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+            def log_message(self, format: str, *args: Any) -> None:  # "format": the base's name
                 pass
 
         return Handler

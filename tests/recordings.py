@@ -41,7 +41,10 @@ def generated_recording(path: Path, tickers: int = 40) -> dict[str, int]:
         skipped_acks, gaps.
     """
     events = iter(SyntheticMarket(PRODUCTS, seed=5, start_ns=START_NS))
-    tick = lambda seq, kind="update": ticker_frame(next(events), seq, kind)  # noqa: E731
+
+    def tick(seq: int, kind: str = "update") -> bytes:
+        return ticker_frame(next(events), seq, kind)
+
     odd = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"' + ODD_STAMP + b'"', tick(4))
     negative = re.sub(rb'"price":"[^"]*"', b'"price":"-1"', tick(5))
     unknown = tick(10).replace(b'"product_id":"BTC-USD"', b'"product_id":"NOPE-USD"').replace(

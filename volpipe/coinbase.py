@@ -62,9 +62,9 @@ def _units(value: int) -> str:
 
 
 def _percent(value: float) -> str:
-    text = "%.14g" % value
+    text = f"{value:.14g}"
     if "e" in text:
-        text = ("%.14f" % value).rstrip("0").rstrip(".")
+        text = f"{value:.14f}".rstrip("0").rstrip(".")
     return text
 
 

@@ -14,6 +14,7 @@ docs/features.md states the formulas, the ordering and dedupe rules, and this ar
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -92,9 +93,9 @@ def accept_mask(
     seqs = sequence_num[rows]
     # Runs of one connection among key-accepted rows; only the first run can continue the state's.
     starts = np.flatnonzero(np.concatenate(([True], conns[1:] != conns[:-1]))) if len(rows) else []
-    bounds = list(starts) + [len(rows)]
+    bounds = [*starts, len(rows)]
     last_conn, max_seq = state.last_conn_id, state.max_sequence_num
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         run = seqs[a:b]
         floor = max_seq if conns[a] == last_conn else -1
         prior = np.maximum.accumulate(np.concatenate(([floor], run[:-1])))

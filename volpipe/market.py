@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import itertools
 import math
 import operator
 import random
@@ -143,7 +144,7 @@ class _Slow:
 
     def _extend(self) -> None:
         rng = self._rng
-        self._state = [x * decay + kick * rng.gauss(0.0, 1.0) for x, (decay, kick) in zip(self._state, self._terms)]
+        self._state = [x * decay + kick * rng.gauss(0.0, 1.0) for x, (decay, kick) in zip(self._state, self._terms, strict=True)]
         begin_ns = self._start_ns + len(self._vol) * _SLOW_CELL_NS
         hour = begin_ns % NS_PER_DAY / (3600 * NS)
         daily = self._amplitude * math.cos(2 * math.pi * (hour - _PEAK_HOUR) / 24) - self._norm
@@ -170,7 +171,7 @@ class _Feed:
         self._outage_rate = outages_per_day / 86_400
         self._outage_median = outage_median_minutes * 60
         windows = sessions.windows() if sessions else []
-        self._gaps = [(end, nxt) for (_, end), (nxt, _) in zip(windows, windows[1:]) if nxt > end]
+        self._gaps = [(end, nxt) for (_, end), (nxt, _) in itertools.pairwise(windows) if nxt > end]
         if windows:
             self._gaps.append((windows[-1][1], NEVER))
         self._outages: list[tuple[int, int]] = []
@@ -508,7 +509,7 @@ def synthetic_raw_records(
     delay = random.Random(f"{seed}:delay")
     seen: set[str] = set()
     last_recv = 0
-    for seq, event in zip(range(n), SyntheticMarket(product_ids, seed, start_ns, **market)):
+    for seq, event in zip(range(n), SyntheticMarket(product_ids, seed, start_ns, **market), strict=False):
         kind = "update"
         if event.product_id not in seen:
             seen.add(event.product_id)

@@ -62,15 +62,17 @@ def spark_conf(settings: Settings, *, ui: bool = False) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         # transformWithStateInPandas requires RocksDB; it is also the right store for long runs.
-        "spark.sql.streaming.stateStore.providerClass":
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         # The checkpoint (CHECKPOINT_DIR, a local or mounted folder) is written through Hadoop's
         # FileSystem API, not Spark's default FileContext one: without Hadoop's native library
         # FileContext's rename forks a `readlink` per file (24 per micro-batch: offsets, commits, state),
         # 60-70 ms of each micro-batch here (docs/streaming.md). A local rename is atomic either way.
-        "spark.sql.streaming.checkpointFileManagerClass":
-            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
+        "spark.sql.streaming.checkpointFileManagerClass": (
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+        ),
         # Frozen into a stateful query's checkpoint; 200 costs tens of seconds per micro-batch here.
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.execution.arrow.pyspark.enabled": "true",

@@ -18,8 +18,8 @@ import orjson
 from ingest.exchange.server import LocalExchange
 from ingest.sources import Tick, load_recording, replay_ticks, synthetic_ticks
 from volpipe.dates import day_of_ns
-from volpipe.market import Sessions
 from volpipe.logs import configure_logging
+from volpipe.market import Sessions
 
 log = logging.getLogger("ingest.exchange")
 # Flags passed to the synthetic market under their own names (``SyntheticMarket`` arguments).

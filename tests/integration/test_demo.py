@@ -5,6 +5,7 @@ exchange, the ingestor, the stream's spark-submit, JVM and Python workers) is le
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -121,10 +122,8 @@ class ProcessWatcher(threading.Thread):
                 except psutil.NoSuchProcess:
                     continue
                 for proc in tree:
-                    try:
+                    with contextlib.suppress(psutil.NoSuchProcess):
                         self.seen.setdefault((proc.pid, proc.create_time()), proc)
-                    except psutil.NoSuchProcess:
-                        pass
 
     def stop(self) -> None:
         self.stopping.set()

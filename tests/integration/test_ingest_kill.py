@@ -21,7 +21,14 @@ import pytest
 
 from tests.spark.pipeline_helpers import produce, write_raw_files
 from volpipe.market import synthetic_raw_records
-from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
 from volpipe.ops.health import check_kafka
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import kafka

@@ -18,7 +18,14 @@ from tests.recordings import real_recording
 from volpipe.coinbase import ticker_frame
 from volpipe.config import Settings
 from volpipe.market import SyntheticMarket
-from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import kafka
 
@@ -180,7 +187,7 @@ def test_a_replay_with_kept_timestamps_reaches_the_files_with_the_recorded_times
     else:
         recording = tmp_path / "recording.ndjson"
         events = SyntheticMarket(["BTC-USD"], seed=8, start_ns=1_775_383_200_123_456_780)
-        frames = [ticker_frame(e, i) for i, e in zip(range(500), events)]
+        frames = [ticker_frame(e, i) for i, e in zip(range(500), events, strict=False)]
         frames[7] = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"2026-04-05T10:00:01.500000000Z"', frames[7])
         recording.write_bytes(b"\n".join(frames) + b"\n")
     recorded = [m["timestamp"] for m in map(orjson.loads, recording.read_bytes().splitlines())

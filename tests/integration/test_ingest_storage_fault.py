@@ -18,7 +18,14 @@ import orjson
 import pytest
 
 from volpipe.config import Settings
-from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records, wait_until
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import kafka
 

@@ -15,8 +15,14 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from spark_jobs import features_stream
-from volpipe.ops.harness import (ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, topic_records,
-                                 wait_until)
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    topic_records,
+    wait_until,
+)
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.process import private_file

@@ -104,5 +104,5 @@ def test_a_one_day_query_reads_only_that_days_files(spark, tables):
     con = duckdb.connect()
     con.register("features", DeltaTable(str(path)).to_pyarrow_dataset())
     assert con.execute("SELECT count(*) FROM features WHERE date = DATE '2026-01-02'").fetchone()[0] == 10
-    with pytest.raises(Exception, match="(?i)not (found|exist)|no such file"):
+    with pytest.raises(Exception, match=r"(?i)not (found|exist)|no such file"):
         spark.read.format("delta").load(str(path)).agg(F.sum("exchange_ts_ns")).collect()  # count() uses stats

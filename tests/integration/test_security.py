@@ -21,8 +21,8 @@ import psutil
 import pytest
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.ops.health import AirflowClient, wait_for_dag
 from volpipe.ops.harness import ExchangeProcess, IngestorProcess, ingestor_env, wait_until
+from volpipe.ops.health import AirflowClient, wait_for_dag
 from volpipe.ops.services import AIRFLOW, KAFKA, MLFLOW, running
 from volpipe.ops.services.airflow import airflow_home, password_file
 from volpipe.ops.services.process import free_port, port_open

@@ -76,7 +76,7 @@ def test_stream_writes_ticks_features_quarantine_and_kafka_and_restarts(spark, k
 
     messages = consume(settings, settings.kafka_output_topic, expected=len(features))
     keys = {(m["product_id"], m["ingest_seq"], m["ticker_idx"]) for m in messages}
-    assert keys == set(zip(features["product_id"], features["ingest_seq"], features["ticker_idx"]))
+    assert keys == set(zip(features["product_id"], features["ingest_seq"], features["ticker_idx"], strict=True))
     sample = next(m for m in messages if m["ingest_seq"] == features["ingest_seq"].iloc[-1])
     assert sample["rolling_vol"] == features["rolling_vol"].iloc[-1]
 

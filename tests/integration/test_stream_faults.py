@@ -31,7 +31,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from deltalake import DeltaTable
 
-from tests.spark.pipeline_helpers import consume, pipeline_settings, produce, reference_features, register_versions, same_bits
+from tests.spark.pipeline_helpers import (
+    consume,
+    pipeline_settings,
+    produce,
+    reference_features,
+    register_versions,
+    same_bits,
+)
 from volpipe.config import PROJECT_ROOT
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.market import synthetic_raw_records

@@ -11,6 +11,7 @@ stop that landed there on a fast machine saw that batch commit despite the inter
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,10 +69,8 @@ def _hold_compute(proc: subprocess.Popen) -> list[psutil.Process]:
 
 def _release(held: list[psutil.Process]) -> None:
     for worker in held:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             worker.resume()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _stop_during_first_batch(settings, tmp_path, stop: str, timeout_seconds: int,

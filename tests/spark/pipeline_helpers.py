@@ -12,8 +12,8 @@ import pandas as pd
 from confluent_kafka import Consumer, Producer
 
 from volpipe.coinbase import parse_timestamp
-from volpipe.dates import daily_file_stem
 from volpipe.config import Settings
+from volpipe.dates import daily_file_stem
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
 
 

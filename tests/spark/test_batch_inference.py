@@ -14,8 +14,8 @@ from tests.model.skill import skilled_rows
 from volpipe.dates import DateRange
 from volpipe.errors import ModelRegistryError
 from volpipe.modeling import label as L
-from volpipe.modeling import registry, train
 from volpipe.modeling import models as M
+from volpipe.modeling import registry, train
 from volpipe.modeling.models import probabilities
 from volpipe.modeling.synthetic import write_features
 from volpipe.tables import PREDICTIONS, table_columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def versions(spark, path: Path) -> list[tuple[int, str]]:
 def test_retention_and_row_checks():
     check_retention(168, 168, force=False)
     check_retention(0, 168, force=True)
-    with pytest.raises(MaintenanceError, match="retention 24.0 h is below DELTA_VACUUM_MIN_RETENTION_HOURS=168"):
+    with pytest.raises(MaintenanceError, match=re.escape("retention 24.0 h is below DELTA_VACUUM_MIN_RETENTION_HOURS=168")):
         check_retention(24.0, 168, force=False)
     with pytest.raises(MaintenanceError, match="table=features OPTIMIZE changed the rows of version=3: 10 -> 9"):
         check_rows("features", "OPTIMIZE", 3, 10, 9)
@@ -73,7 +74,10 @@ def test_compacts_then_vacuums_only_old_unreferenced_files(spark, session_settin
     for batch in range(3):
         spark.range(batch, batch + 1, 1, 1).selectExpr("'kafka' AS source", "id AS ingest_seq").write.format("delta") \
             .mode("append").save(str(quarantine))
-    spark.sql(f"ALTER TABLE delta.`{quarantine}` SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 1 seconds')")
+    spark.sql(
+        f"ALTER TABLE delta.`{quarantine}` "
+        "SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 1 seconds')"
+    )
     time.sleep(2)
 
     # Default retention (7 days): compacted, the replaced files stay for readers of older snapshots.
@@ -112,11 +116,11 @@ def test_compacts_then_vacuums_only_old_unreferenced_files(spark, session_settin
     assert [op for _, op in versions(spark, path)].count("OPTIMIZE") == 1
     assert spark.read.format("delta").load(str(path)).count() == count_rows(path, latest) == APPENDS * ROWS
     assert newest_marker(path) == f"{MARKER}{APPENDS - 1}"  # the log, and the stream's markers, are untouched
-    with pytest.raises(Exception, match="(?i)not found|does not exist|no such file"):
+    with pytest.raises(Exception, match=r"(?i)not found|does not exist|no such file"):
         count_rows(path, 5)  # that snapshot's files were older than the retention: gone, as documented
 
     # The row check reads the data files, so a missing live file cannot go unnoticed.
     (live,) = [p for p in path.glob("*.parquet")]
     live.unlink()
-    with pytest.raises(Exception, match="(?i)not found|does not exist|no such file"):
+    with pytest.raises(Exception, match=r"(?i)not found|does not exist|no such file"):
         count_rows(path, latest)

@@ -18,11 +18,11 @@ def _ticker(product, price="10.5", bid="10", ask="11", **extra):
 
 
 def _frame(ts, seq, events):
-    return ('{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[%s]}' % (ts, seq, ",".join(events))).encode()
+    return f'{{"channel":"ticker","timestamp":"{ts}","sequence_num":{seq:d},"events":[{",".join(events)}]}}'.encode()
 
 
 def _event(kind, *tickers):
-    return '{"type":"%s","tickers":[%s]}' % (kind, ",".join(tickers))
+    return f'{{"type":"{kind}","tickers":[{",".join(tickers)}]}}'
 
 
 def _parse(spark, values):

@@ -131,5 +131,5 @@ def test_sasl_without_credentials_or_with_an_unreadable_password_file_is_refused
         "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u",
         "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing"),
     })
-    with pytest.raises(ConfigError, match="KAFKA_SASL_PASSWORD_FILE=.*cannot be read"):
+    with pytest.raises(ConfigError, match=r"KAFKA_SASL_PASSWORD_FILE=.*cannot be read"):
         settings.kafka_client_config()

@@ -208,7 +208,7 @@ def _get(url: str) -> dict:
 
 
 def test_replay_reads_coinbase_frames_and_raw_records_alike(tmp_path):
-    events = [e for _, e in zip(range(30), SyntheticMarket(PRODUCTS, seed=4))]
+    events = [e for _, e in zip(range(30), SyntheticMarket(PRODUCTS, seed=4), strict=False)]
     coinbase = tmp_path / "coinbase.ndjson"
     ack = b'{"channel":"subscriptions","timestamp":"2026-01-01T00:00:00.1Z","sequence_num":0,"events":[{}]}'
     coinbase.write_bytes(ack + b"\n" + b"\n".join(ticker_frame(e, i + 1) for i, e in enumerate(events)) + b"\n")

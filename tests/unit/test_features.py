@@ -75,7 +75,7 @@ def test_equal_timestamps_give_null_intensity_and_first_w_ticks_no_features():
 
 
 def test_redelivered_and_repeated_rows_are_dropped():
-    first, state = featurize_frame(frame([10.0, 11.0, 12.0]), WindowState(), window=1)
+    _first, state = featurize_frame(frame([10.0, 11.0, 12.0]), WindowState(), window=1)
     again = frame([10.0, 11.0, 12.0, 13.0, 14.0])  # keys 0..2 redelivered, 3..4 new
     again.loc[4, "sequence_num"] = 12  # same connection, sequence already accepted: an exchange repeat
     out, state = featurize_frame(again, state, window=1)

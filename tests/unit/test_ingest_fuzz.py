@@ -181,5 +181,5 @@ def test_a_flood_of_100k_tiny_frames_is_accounted_for_frame_by_frame(tmp_path, c
     seqs = sorted(orjson.loads(line)["ingest_seq"] for line in raw + dead)
     assert seqs == list(range(len(raw) + len(dead)))  # every stored frame has its own ingest_seq, none twice
     assert raw == [raw_record(orjson.loads(line)["ingest_seq"], 1_775_428_514_000_000_000, ingestor.conn_id, frame)
-                   for line, frame in zip(raw, frames[::3])]  # each frame byte for byte, in order
+                   for line, frame in zip(raw, frames[::3], strict=True)]  # each frame byte for byte, in order
     assert [orjson.loads(line)["raw"] for line in dead] == [f.decode("utf-8", "backslashreplace") for f in frames[2::3]]

@@ -21,7 +21,10 @@ ACK = b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:14.1Z","sequenc
 
 def _frames():
     events = SyntheticMarket(["BTC-USD"], seed=2)
-    tick = lambda seq: ticker_frame(next(iter(events)), seq)  # noqa: E731
+
+    def tick(seq):
+        return ticker_frame(next(iter(events)), seq)
+
     return [tick(0), ACK % 1, tick(2), BEAT % 3, tick(7), tick(7), b"{oops", tick(8)]
 
 

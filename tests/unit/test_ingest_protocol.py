@@ -24,7 +24,7 @@ def _ticker(**fields) -> bytes:
 
 
 def test_synthetic_ticker_frames_are_accepted():
-    for i, event in zip(range(50), SyntheticMarket(["BTC-USD", "ETH-USD"], seed=1)):
+    for i, event in zip(range(50), SyntheticMarket(["BTC-USD", "ETH-USD"], seed=1), strict=False):
         result = classify(ticker_frame(event, i), PRODUCTS)
         assert result == Accepted("ticker", i, (event.product_id,))
 

@@ -1,4 +1,5 @@
-"""The ``ticks.features`` and ``ticks.predictions`` message encoding, and a publisher that cannot deliver failing loudly."""
+"""The ``ticks.features`` and ``ticks.predictions`` message encoding, and a publisher that
+cannot deliver failing loudly."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import orjson
 import pytest
 
-from spark_jobs.kafka_rows import RowPublisher, json_values
 from spark_jobs.features_stream import tick_output
+from spark_jobs.kafka_rows import RowPublisher, json_values
 from tests.unit.test_features import frame
 from volpipe.errors import PipelineError
 from volpipe.features import WindowState, featurize_frame
@@ -30,7 +31,7 @@ def test_values_carry_every_feature_column_with_exact_floats_and_nulls():
     messages = [orjson.loads(value) for value in feature_values(rows)]
     assert len(messages) == len(rows) == 5
     assert all(list(m) == list(FEATURE_TABLE_COLUMNS) for m in messages)
-    for message, (_, row) in zip(messages, rows.iterrows()):
+    for message, (_, row) in zip(messages, rows.iterrows(), strict=True):
         assert message["ingest_seq"] == row["ingest_seq"] and isinstance(message["ingest_seq"], int)
         assert message["mid_fallback"] is False
         assert np.float64(message["rolling_vol"]).tobytes() == np.float64(row["rolling_vol"]).tobytes()

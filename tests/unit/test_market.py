@@ -298,7 +298,7 @@ def test_a_history_lies_in_its_sessions_on_the_days_before_the_date_and_ends():
         assert {e.product_id for e in events if start <= e.time_ns < end} == set(products)
     # The price moves while the feed is silent: after a night the mid does not resume where it stopped.
     btc = [e for e in events if e.product_id == "BTC-USD"]
-    jumps = [abs(np.log(b.mid / a.mid)) for a, b in zip(btc, btc[1:]) if b.time_ns - a.time_ns > HOUR_NS]
+    jumps = [abs(np.log(b.mid / a.mid)) for a, b in itertools.pairwise(btc) if b.time_ns - a.time_ns > HOUR_NS]
     assert len(jumps) == 11 and np.median(jumps) > 10e-4
     assert len(list(synthetic_raw_records(10**9, products, seed=9, sessions=schedule))) == len(events)
     assert SyntheticMarket(products, 9, sessions=schedule).silences(NEVER)[-1] == (windows[-1][1], NEVER)

@@ -385,8 +385,8 @@ def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from volpipe.logs import configure_logging
     from volpipe.dates import optional_bounds_ns
+    from volpipe.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")

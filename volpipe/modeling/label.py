@@ -85,7 +85,7 @@ class LabelSpec:
 
     @property
     def max_gap_ns(self) -> int:
-        return int(round(self.max_gap_seconds * 1e9))
+        return round(self.max_gap_seconds * 1e9)
 
     @property
     def trailing_min_rows(self) -> int:
@@ -285,7 +285,7 @@ def trailing_tau(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec) -> np
     products = frame["product_id"].to_numpy(object)
     out = np.full(len(target), np.nan)
     starts = np.flatnonzero(np.concatenate(([True], products[1:] != products[:-1]))) if len(products) else []
-    for a, b in zip(starts, [*starts[1:], len(products)]):
+    for a, b in zip(starts, [*starts[1:], len(products)], strict=True):
         known = pd.Series(target[a:b]).shift(spec.horizon)
         out[a:b] = known.rolling(spec.trailing_rows, min_periods=spec.trailing_min_rows).quantile(spec.quantile)
     return out

@@ -66,7 +66,7 @@ def ratio_columns(x: pd.DataFrame) -> dict[str, np.ndarray]:
     denominator = np.where(positive, slow, 1.0)
     return {ratio: np.where(positive, x[column].to_numpy(np.float64, na_value=np.nan) / denominator,
                             np.where(slow == 0, 1.0, np.nan))
-            for ratio, column in zip(RATIO_FEATURES, ("rolling_vol", "abs_ret_mean_60t"))}
+            for ratio, column in zip(RATIO_FEATURES, ("rolling_vol", "abs_ret_mean_60t"), strict=True)}
 
 
 def with_ratios(x: pd.DataFrame) -> np.ndarray:
@@ -84,7 +84,7 @@ class Baseline:
 
     threshold = 1.0
 
-    def fit(self, x: pd.DataFrame, y: np.ndarray) -> Baseline:  # noqa: ARG002 - same interface as the models
+    def fit(self, x: pd.DataFrame, y: np.ndarray) -> Baseline:  # x, y unused: same interface as the models
         return self
 
     def hyperparameters(self) -> dict[str, Any]:

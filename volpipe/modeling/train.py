@@ -6,8 +6,9 @@ train/validation/test, PR curve, calibration, importances, split bounds), the be
 two learned models by validation PR-AUC registered under ``MODEL_NAME`` with the promotion
 gate's verdict, the ``champion`` alias moved only when that version beats the persistence
 baseline beyond noise and the current champion on the same test rows
-(``evaluate.decide_promotion``), and a summary dict (what the Airflow task returns). Bad data raises ``TrainingDataError``
-before anything is logged, registered or promoted. docs/modeling.md explains the choices::
+(``evaluate.decide_promotion``), and a summary dict (what the Airflow task returns). Bad data
+raises ``TrainingDataError`` before anything is logged, registered or promoted.
+docs/modeling.md explains the choices::
 
     .venv/bin/python -m volpipe.modeling.train --start 2026-01-01 --end 2026-01-07
 """
@@ -198,8 +199,8 @@ def describe(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from volpipe.logs import configure_logging
     from volpipe.dates import optional_bounds_ns
+    from volpipe.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.train", description=__doc__.split("\n")[0])
     parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")

@@ -18,7 +18,6 @@ from volpipe.config import Settings
 from volpipe.errors import DriftDetected, PipelineError
 
 
-
 def _utc(text: str) -> dt.datetime:
     """An ISO date or datetime, read as UTC when it carries no offset."""
     value = dt.datetime.fromisoformat(text)

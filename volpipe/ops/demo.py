@@ -358,8 +358,8 @@ def summary(settings: Settings, found: dict[str, Any]) -> str:
         f"features: Delta {features['delta']}, Kafka {settings.kafka_output_topic} {features['kafka']}",
         f"replay validation {replay['range']['start']}..{replay['range']['end']}: "
         f"{'EQUAL, bit for bit' if replay['equal'] else 'DIFFERENT'} ({replay['summary']})",
-        f"training with the trigger form's defaults ({training['label_mode']} label, {training['test_rows']} test rows, "
-        f"positive rate {training['positive_rate']['test']:.3f}):",
+        f"training with the trigger form's defaults ({training['label_mode']} label, "
+        f"{training['test_rows']} test rows, positive rate {training['positive_rate']['test']:.3f}):",
         f"  {'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}",
         *(f"  {name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
           for name, m in training["models"].items()),

@@ -66,7 +66,8 @@ class ExchangeProcess:
     def __init__(self, *args: str) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile()  # not a pipe: an unread pipe would block its logging
+        # A file, not a pipe: an unread pipe would block its logging.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest.exchange", "--port", str(self.port), *args],
             cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=self.log,

@@ -30,7 +30,7 @@ def check_kafka(settings: Settings) -> dict[str, Any]:
     client = settings.kafka_client_config()
     try:
         metadata = AdminClient(client).list_topics(timeout=10)
-    except Exception as exc:  # noqa: BLE001 - confluent raises KafkaException and friends
+    except Exception as exc:  # confluent raises KafkaException and friends
         raise ServiceError(f"kafka at {bootstrap} does not answer: {exc}") from exc
     wanted = (settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
               settings.kafka_deadletter_topic)
@@ -72,7 +72,7 @@ def check_mlflow(settings: Settings) -> dict[str, Any]:
 
     try:
         experiments = MlflowClient(settings.mlflow_tracking_uri).search_experiments(max_results=100)
-    except Exception as exc:  # noqa: BLE001 - MlflowException and connection errors alike
+    except Exception as exc:  # MlflowException and connection errors alike
         raise ServiceError(f"mlflow at {settings.mlflow_tracking_uri} does not answer: {exc}") from exc
     return {"tracking_uri": settings.mlflow_tracking_uri, "experiments": len(experiments)}
 

@@ -187,7 +187,7 @@ def _metadata_ready(settings: Settings) -> bool:
     admin = AdminClient(settings.kafka_client_config())
     try:
         admin.list_topics(timeout=2)
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:  # any failure means "not ready yet"
         return False
     return True
 
@@ -209,7 +209,7 @@ def create_topics(settings: Settings) -> list[str]:
     for name, future in futures.items():
         try:
             future.result(timeout=30)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the topic named
+        except Exception as exc:  # re-raised with the topic named
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise ServiceError(f"could not create topic {name}: {exc}") from exc
         log.info("service=kafka topic=%s partitions=%s created", name, settings.kafka_topic_partitions)

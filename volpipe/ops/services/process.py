@@ -8,6 +8,7 @@ in a log file, and a pid file beside it, so `up` is a no-op when the service alr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -235,10 +236,8 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _is_zombie(pid: int) -> bool:
@@ -247,10 +246,8 @@ def _is_zombie(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     if state == "Z":
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        except ChildProcessError:
-            pass
         return True
     return False
 

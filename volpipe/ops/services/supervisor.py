@@ -89,7 +89,7 @@ def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float,
     while not stopping.is_set():
         # Its own process group, away from the signals `down` sends to ours.
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0,
-                                 preexec_fn=_stop_with_supervisor)  # noqa: PLW1509 - no other thread here
+                                 preexec_fn=_stop_with_supervisor)  # preexec_fn is safe: no other thread here
         state.pid, state.started_at = child.pid, time.time()
         state.save(state_file)
         log.info("program=%s started pid=%d restarts=%d", name, child.pid, state.restarts)
