@@ -62,9 +62,10 @@ def consume_latencies(settings: Settings, topic: str, stop: threading.Event, out
     try:
         while not stop.is_set():
             for message in consumer.consume(num_messages=1000, timeout=0.1):
-                if message.error() is None:
+                value = message.value()
+                if message.error() is None and value is not None:  # feature rows: never a tombstone
                     now = time.time_ns()
-                    ts = orjson.loads(message.value())["exchange_ts_ns"]
+                    ts = orjson.loads(value)["exchange_ts_ns"]
                     out.append((ts, now - ts))
     finally:
         consumer.close()

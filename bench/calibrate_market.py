@@ -52,8 +52,8 @@ def read_recording(path: Path, product_id: str) -> list[TickerEvent]:
             for event in msg["events"]:
                 for ticker in event["tickers"]:
                     if ticker["product_id"] == product_id:
-                        cents = [round(float(ticker[key]) * 100) for key in ("price", "best_bid", "best_ask")]
-                        events.append(TickerEvent(t_ns, product_id, *cents, 1, 1, 0, 0, 0, 0, 0, 0.0))
+                        price, bid, ask = (round(float(ticker[key]) * 100) for key in ("price", "best_bid", "best_ask"))
+                        events.append(TickerEvent(t_ns, product_id, price, bid, ask, 1, 1, 0, 0, 0, 0, 0, 0.0))
     return events
 
 

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     with scratch_settings("bench-dags-") as settings, running(settings, KAFKA, MLFLOW):
         began = time.perf_counter()
-        write_raw_files(settings.raw_dir, args.ticks, args.products)  # type: ignore[arg-type]
+        write_raw_files(settings.raw_dir, args.ticks, args.products)
         produce_backlog(settings, args.ticks, args.products)
         spark = build_spark_session(settings, "bench-dags")
         query = features_stream.start(spark, settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -70,7 +71,7 @@ def recording_features(path: Path, window: int = 60) -> pd.DataFrame:
     return order_rows(pd.concat(parts, ignore_index=True))
 
 
-def shifted_market(ticks: int, factor: float, seed: int, at: float = 0.7, **market: float) -> pd.DataFrame:
+def shifted_market(ticks: int, factor: float, seed: int, at: float = 0.7, **market: Any) -> pd.DataFrame:
     """The synthetic market whose volatility level jumps by ``factor`` after a share ``at`` of the ticks.
 
     Two stretches of ``SyntheticMarket`` (``sigma_per_sqrt_s`` times 1, then times ``factor``;

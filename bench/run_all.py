@@ -187,7 +187,8 @@ def machine() -> list[str]:
     """nproc, memory, CPU model, Python and Java versions, load."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    mem_kb = int(re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE).group(1))
+    mem_total = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    mem_kb = int(mem_total.group(1)) if mem_total else 0
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
     return [f"- CPUs (nproc): {os.cpu_count()}; CPU: {model.group(1) if model else 'unknown'}",
             f"- memory: {mem_kb / 2**20:.1f} GiB",

@@ -150,10 +150,11 @@ class SeedFeaturizer:
                 message = consumer.poll(0.1)
                 if message is None:
                     continue
-                if message.error() is not None:
-                    raise RuntimeError(f"seed featurizer: consumer error {message.error()}")
+                value = message.value()
+                if message.error() is not None or value is None:
+                    raise RuntimeError(f"seed featurizer: consumer error {message.error()} (value {value!r})")
                 began = began or time.perf_counter()
-                self.handle(message.value())
+                self.handle(value)
                 consumed += 1
             self.close()
         finally:

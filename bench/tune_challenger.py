@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                  key=lambda n: (grid[n]["max_iter"] * grid[n]["max_leaf_nodes"], -score[n]))
     print(f"\nchosen: {chosen} (mean {score[chosen]:.3f} x LR on the tuning folds, the fewest trees x leaves "
           f"within {COST_MARGIN} of the best); best: "
-          + ", ".join(f"{n} {score[n]:.3f}" for n in sorted(score, key=score.get, reverse=True)[:4]))
+          + ", ".join(f"{n} {score[n]:.3f}" for n in sorted(score, key=score.__getitem__, reverse=True)[:4]))
 
     picked = grid[chosen]
     same = (set(picked["features"]) == {*M.CHALLENGER_FEATURES, *M.RATIO_FEATURES} and not picked["monotonic"]
@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nheld-out folds (never seen while tuning; every fold of the shifted market): PR-AUC per fold, pooled, "
           "and the chosen candidate's gain")
-    for data_name, folds in folds_of.items():
-        held_out = folds[args.tune_folds:] if data_name in tuned_on else folds
+    for data_name, data_folds in folds_of.items():
+        held_out = data_folds[args.tune_folds:] if data_name in tuned_on else data_folds
         if not held_out:
             print(f"{data_name}: no held-out fold")
             continue
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(te[["exchange_ts_ns", "y"]].assign(fold=k, **scores))
         pooled = pd.concat(parts).sort_values("exchange_ts_ns", kind="stable")
         y = pooled["y"].to_numpy()
-        block = spec.horizon * max(1, folds[0][1]["product_id"].nunique())
+        block = spec.horizon * max(1, data_folds[0][1]["product_id"].nunique())
         print(f"{data_name}: folds {[k for k, _, _ in held_out]}, positive rate per fold "
               f"{[round(float(p['y'].mean()), 3) for p in parts]}, pooled {y.mean():.3f}")
         for model in (M.BASELINE, M.LOGISTIC, "previous", "plain", "chosen"):

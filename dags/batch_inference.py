@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.sdk import Param, dag, get_current_context, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from volpipe.config import Settings
 from volpipe.orchestration import (

@@ -52,7 +52,7 @@ class Ingestor:
     def __init__(self, settings: Settings, kafka: bool = True) -> None:
         self.settings = settings
         self.products = frozenset(settings.product_ids)
-        self.resumed_after = last_record(settings.raw_dir, settings.quarantine_dir)  # type: ignore[arg-type]
+        self.resumed_after = last_record(settings.raw_dir, settings.quarantine_dir)
         self.next_seq = 0 if self.resumed_after is None else self.resumed_after["ingest_seq"] + 1
         self.conn_prefix = f"c{time.time_ns() // 1_000_000}"
         self.conn_count = 0
@@ -128,7 +128,7 @@ class Ingestor:
                 return Record(False, result.product_ids[0].encode(), value, ingest_seq, recv_ns, read_ns)
             if result.kind == HEARTBEAT:
                 stats.heartbeats += 1
-            elif result.kind == SUBSCRIPTIONS:
+            elif result.kind == SUBSCRIPTIONS and result.body is not None:
                 self._ack(result.body)
             return None
         stats.invalid += 1
@@ -216,8 +216,8 @@ class Ingestor:
                 if task.done():
                     task.result()  # ExhaustedRetries, or a writer failure (disk full ...): stop loudly
         finally:
-            for task in (feed_task, stopper, *tasks):
-                task.cancel()
+            for pending in (feed_task, stopper, *tasks):
+                pending.cancel()
             await asyncio.gather(feed_task, stopper, *tasks, return_exceptions=True)
             self.close(self.settings.shutdown_flush_seconds)
         return self.final_counts()
@@ -279,7 +279,8 @@ class Ingestor:
 
 def _ranges(seqs: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
-    parts, start = [], seqs[0]
+    parts: list[str] = []
+    start: int | None = seqs[0]
     for prev, cur in zip(seqs, [*seqs[1:], None], strict=True):
         if cur != prev + 1:
             parts.append(f"{start}-{prev}" if prev != start else str(start))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import final
 
 import orjson
 
@@ -19,6 +20,7 @@ _REQUIRED_PRICES = ("price", "best_bid", "best_ask")
 _OPTIONAL_AMOUNTS = ("volume_24_h", "best_bid_quantity", "best_ask_quantity")
 
 
+@final  # the ingestor tells the two results apart with type(result) is Accepted
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A frame the ingestor keeps or counts.

@@ -99,7 +99,8 @@ def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float =
                 if seq is not None and seq >= first_seq:
                     seqs.add(seq)
                 place = (message.topic(), message.partition())
-                if place in ends and message.offset() >= ends[place] - 1:
+                offset = message.offset()  # None only for an error, raised above
+                if place in ends and offset is not None and offset >= ends[place] - 1:
                     del ends[place]
         return seqs
     finally:
@@ -130,7 +131,7 @@ def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[Recor
     have = kafka_seqs(settings, first_seq, window)
     missing = []
     for folder, deadletter in ((settings.raw_dir, False), (settings.quarantine_dir, True)):
-        for path in sorted(folder.glob("*.ndjson")) if folder.is_dir() else ():  # type: ignore[union-attr]
+        for path in sorted(folder.glob("*.ndjson")) if folder.is_dir() else ():
             for line in tail_lines(path, first_seq):
                 record = orjson.loads(line)
                 if record["ingest_seq"] not in have:

@@ -296,8 +296,8 @@ class Writer:
     def __init__(self, settings: Settings, queue: asyncio.Queue, kafka: KafkaSink | None, stats: Stats,
                  batch: int = 2000) -> None:
         self.queue = queue
-        self.raw = DailyFiles(settings.raw_dir)  # type: ignore[arg-type]
-        self.quarantine = DailyFiles(settings.quarantine_dir)  # type: ignore[arg-type]
+        self.raw = DailyFiles(settings.raw_dir)
+        self.quarantine = DailyFiles(settings.quarantine_dir)
         self.kafka = kafka
         self.stats = stats
         self.batch = batch

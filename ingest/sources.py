@@ -44,7 +44,7 @@ def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None 
     Raises:
         ValueError: A market argument is invalid (raised here, before any tick is served).
     """
-    options = {} if rate is None else {"rate": rate / len(product_ids)}
+    options: dict[str, Any] = {} if rate is None else {"rate": rate / len(product_ids)}
     events = SyntheticMarket(product_ids, seed, start_ns, **options, **market)
     return (Tick(event.time_ns, (event.product_id,), ticker_object(event)) for event in events)
 

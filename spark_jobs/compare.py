@@ -94,7 +94,7 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
             F.count_if(F.col("r_present").isNull()).alias("only_stream"),
             F.count_if(F.col("s_present").isNull()).alias("only_replay"),
             *(F.count_if(cond).alias(c) for c, cond in unequal.items()),
-        ).first().asDict()
+        ).take(1)[0].asDict()  # an aggregate: one row
         any_diff = F.lit(False)
         for cond in unequal.values():
             any_diff = any_diff | cond

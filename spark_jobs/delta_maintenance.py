@@ -93,11 +93,11 @@ def _conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
     try:
         yield
     finally:
-        for key, value in previous.items():
-            if value is None:
+        for key, old in previous.items():
+            if old is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, old)
 
 
 def _data_files_on_disk(path: Path) -> int:
@@ -116,7 +116,7 @@ def count_rows(path: Path, version: int) -> int:
 
 
 def _detail(spark: SparkSession, path: Path) -> dict:
-    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first().asDict()
+    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").take(1)[0].asDict()  # always one row
 
 
 def _optimize(spark: SparkSession, path: Path, columns: list[str], *, zorder: bool) -> list[str]:
@@ -171,7 +171,7 @@ def maintain_table(spark: SparkSession, name: str, path: Path, *, retention_hour
 
     began = time.perf_counter()
     table = DeltaTable.forPath(spark, str(path))
-    before = table.history(1).first().version
+    before = table.history(1).take(1)[0].version
     files_before, on_disk_before = _detail(spark, path)["numFiles"], _data_files_on_disk(path)
     zorder_by: list[str] = []
     if not dry_run:
@@ -181,7 +181,7 @@ def maintain_table(spark: SparkSession, name: str, path: Path, *, retention_hour
         if optimized is not None:  # no commit when there was nothing to rewrite
             version = optimized.version
             check_rows(name, "OPTIMIZE", version, count_rows(path, version - 1), count_rows(path, version))
-    latest = table.history(1).first().version
+    latest = table.history(1).take(1)[0].version
     rows = count_rows(path, latest)
     optimized_at = time.perf_counter()
     vacuumed = _vacuum(spark, path, retention_hours, dry_run=dry_run)

@@ -124,29 +124,30 @@ class FeatureProcessor(StatefulProcessor):
             (state.last_ingest_seq, state.last_ticker_idx, state.last_conn_id, state.max_sequence_num)
         )
         if len(out):
-            rows = tick_output(out)
+            output = tick_output(out)
             ready = out["ready"].to_numpy()
-            features = rows if ready.all() else rows[ready]  # after a product's first W rows: all of them
+            features = output if ready.all() else output[ready]  # after a product's first W rows: all of them
             self.publisher.produce(self.features_topic, features, FEATURE_TABLE_COLUMNS)
             scored = self.scorer.score(features) if ready.any() else None
-            if scored is not None:
+            model = self.scorer.model  # set whenever score() returns scores
+            if scored is not None and model is not None:
                 probability, label = scored
-                rows["probability"] = _spread(probability, ready, np.nan)
-                rows["predicted_label"] = _spread(label, ready, -1)
-                model = self.scorer.model
+                output["probability"] = _spread(probability, ready, np.nan)
+                output["predicted_label"] = _spread(label, ready, -1)
                 self.publisher.produce(self.predictions_topic, pd.DataFrame({
                     **{name: features[name].to_numpy() for name in PREDICTION_KEYS},
                     "probability": probability, "predicted_label": label, "threshold": model.threshold,
                     "model_name": model.name, "model_version": model.version,
                 }), PREDICTION_MESSAGE_COLUMNS)
             self.publisher.flush()
-            yield rows
+            yield output
 
     def _load(self) -> WindowState:
-        if not self.dedupe_state.exists():
+        window, dedupe = self.window_state.get(), self.dedupe_state.get()
+        if window is None or dedupe is None:  # a new product (handleInputRows writes both or neither)
             return WindowState()
-        mids, ts_ns = self.window_state.get()
-        seq, idx, conn, max_seq = self.dedupe_state.get()
+        mids, ts_ns = window
+        seq, idx, conn, max_seq = dedupe
         return WindowState(np.array(mids, np.float64), np.array(ts_ns, np.int64), seq, idx, conn, max_seq)
 
     def close(self) -> None:
@@ -251,9 +252,11 @@ def _forward_jvm_signals(spark: SparkSession, stop: threading.Event) -> None:
     just starting (transformWithState's) must not die of it and fail the batch in flight."""
     from pyspark.java_gateway import ensure_callback_server_started
 
-    gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
+    gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]  # private: no public handle
     ensure_callback_server_started(gateway)
-    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    jvm = spark.sparkContext._jvm
+    if jvm is None:  # set while a context runs
+        raise RuntimeError("the SparkContext has no JVM view: stopped?")
     jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("TERM"), _JvmSignalForwarder(stop))
     jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("INT"), jvm.sun.misc.SignalHandler.SIG_IGN)
 
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
     deadline = time.monotonic() + (args.timeout_seconds if args.timeout_seconds else float("inf"))
     while query.isActive and not stop_requested.is_set() and time.monotonic() < deadline:
-        query.awaitTermination(1.0)
+        query.awaitTermination(1)
     if query.isActive:
         log.info("stopping features stream signal_received=%s", stop_requested.is_set())
         interrupted = _stop_after_batch_in_flight(query, settings)

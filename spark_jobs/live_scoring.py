@@ -230,7 +230,7 @@ class LiveScorer:
 
     def score(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         """Each row's probability and predicted label (int32), or None when there is no usable model."""
-        if self._scorer is None:
+        if self._scorer is None or self.model is None:  # set together by open()
             return None
         began = time.perf_counter()
         probability = probabilities(self._scorer, rows[list(self.model.columns)])

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def raw_files(settings: Settings, dates: DateRange, warmup_days: int) -> list[Path]:
     """Existing daily files from ``warmup_days`` before the range to its end, in date order."""
-    paths = (settings.raw_dir / f"{file_stem(day)}.ndjson" for day in dates.days(before=warmup_days))  # type: ignore[operator]
+    paths = (settings.raw_dir / f"{file_stem(day)}.ndjson" for day in dates.days(before=warmup_days))
     return [path for path in paths if path.exists()]
 
 

@@ -167,21 +167,22 @@ def setting(env: str, default: str, parse: Callable[[str], Any], doc: str, *, gr
 class Settings:
     """The pipeline's configuration. Build with ``from_env``; pass it down, never re-read."""
 
-    # Storage layout. Relative paths are resolved against the project root.
+    # Storage layout. Relative paths are resolved against the project root; an empty folder is derived from
+    # PIPELINE_DATA_DIR at construction (__post_init__), so these paths are never None.
     data_dir: Path = setting("PIPELINE_DATA_DIR", "data", _path, "Root of all runtime data.", group="storage")
-    raw_dir: Path | None = setting(
+    raw_dir: Path = setting(
         "RAW_DIR", "", _optional_path, "Daily NDJSON of raw exchange messages (default DATA_DIR/raw).",
         group="storage",
     )
-    quarantine_dir: Path | None = setting(
+    quarantine_dir: Path = setting(
         "QUARANTINE_DIR", "", _optional_path, "Rejected messages with reasons (default DATA_DIR/quarantine).",
         group="storage",
     )
-    delta_dir: Path | None = setting(
+    delta_dir: Path = setting(
         "DELTA_DIR", "", _optional_path, "Root of the Delta tables (default DATA_DIR/delta).",
         group="storage",
     )
-    checkpoint_dir: Path | None = setting(
+    checkpoint_dir: Path = setting(
         "CHECKPOINT_DIR", "", _optional_path, "Structured Streaming checkpoints (default DATA_DIR/checkpoints).",
         group="storage",
     )
@@ -434,7 +435,7 @@ class Settings:
     )
 
     # Monitoring and maintenance.
-    reports_dir: Path | None = setting(
+    reports_dir: Path = setting(
         "REPORTS_DIR", "", _optional_path, "Reports: Evidently under evidently/<date>/ (default DATA_DIR/reports).",
         group="monitoring",
     )
@@ -495,7 +496,7 @@ class Settings:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         settings = cls(**values)
         settings._check()
-        return settings._with_derived_paths()
+        return settings
 
     def _check(self) -> None:
         if self.reconnect_initial_seconds > self.reconnect_max_seconds:
@@ -546,27 +547,29 @@ class Settings:
         return {field.metadata["env"]: text(getattr(self, field.name)) for field in dataclasses.fields(self)
                 if getattr(self, field.name) != getattr(defaults, field.name)}
 
-    def _with_derived_paths(self) -> Settings:
+    def __post_init__(self) -> None:
+        """Fills what was left empty (the parsers give None or "") from PIPELINE_DATA_DIR."""
         data = self.data_dir
-        return dataclasses.replace(
-            self,
-            raw_dir=self.raw_dir or data / "raw",
-            quarantine_dir=self.quarantine_dir or data / "quarantine",
-            delta_dir=self.delta_dir or data / "delta",
-            checkpoint_dir=self.checkpoint_dir or data / "checkpoints",
-            reports_dir=self.reports_dir or data / "reports",
-            mlflow_backend_store_uri=self.mlflow_backend_store_uri
-            or f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
-        )
+        derived = {
+            "raw_dir": data / "raw",
+            "quarantine_dir": data / "quarantine",
+            "delta_dir": data / "delta",
+            "checkpoint_dir": data / "checkpoints",
+            "reports_dir": data / "reports",
+            "mlflow_backend_store_uri": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+        }
+        for name, default in derived.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, default)  # frozen: the one place a field is set after __init__
 
     # Names of every table and folder the pipeline writes, in one place.
     def delta_table(self, name: str) -> Path:
         """Path of the Delta table ``name`` (ticks, features, quarantine, features_replay, ...)."""
-        return self.delta_dir / name  # type: ignore[operator]
+        return self.delta_dir / name
 
     def checkpoint(self, query: str) -> Path:
         """Checkpoint folder of the streaming query ``query``."""
-        return self.checkpoint_dir / query  # type: ignore[operator]
+        return self.checkpoint_dir / query
 
     @property
     def imports_dir(self) -> Path:
@@ -624,8 +627,10 @@ class Settings:
         return options
 
     def _kafka_sasl_password(self) -> str:
+        if self.kafka_sasl_password_file is None:  # from_env rules this out with SASL_*
+            raise ConfigError("KAFKA_SASL_PASSWORD_FILE is not set")
         try:
-            return self.kafka_sasl_password_file.read_text().strip()  # type: ignore[union-attr]
+            return self.kafka_sasl_password_file.read_text().strip()
         except OSError as exc:
             raise ConfigError(
                 f"KAFKA_SASL_PASSWORD_FILE={self.kafka_sasl_password_file} cannot be read: {exc}"

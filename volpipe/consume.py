@@ -99,19 +99,22 @@ def rows_once(settings: Settings, topic: str, *, from_beginning: bool = True, ti
                 return
             for message in messages:
                 last_message = time.monotonic()
-                if message.error() is not None:
-                    if message.error().fatal():
-                        raise PipelineError(f"Kafka topic {topic}: {message.error()}")
-                    log.warning("Kafka consumer error topic=%s error=%s", topic, message.error())
+                error, value = message.error(), message.value()
+                if error is not None:
+                    if error.fatal():
+                        raise PipelineError(f"Kafka topic {topic}: {error}")
+                    log.warning("Kafka consumer error topic=%s error=%s", topic, error)
                     continue
                 try:
-                    row = orjson.loads(message.value())
+                    if value is None:  # a tombstone
+                        raise TypeError("no value")
+                    row = orjson.loads(value)
                     new = repeats.first_time(row)
                 except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                     raise PipelineError(f"Kafka {topic} partition {message.partition()} offset {message.offset()}: "
                                         f"not a row with product_id, ingest_seq, ticker_idx: {exc!r}") from exc
                 if new:
-                    yield message.value(), row
+                    yield value, row
                     yielded += 1
                     if yielded == max_rows:
                         return

@@ -92,7 +92,7 @@ def accept_mask(
     conns = conn_id[rows]
     seqs = sequence_num[rows]
     # Runs of one connection among key-accepted rows; only the first run can continue the state's.
-    starts = np.flatnonzero(np.concatenate(([True], conns[1:] != conns[:-1]))) if len(rows) else []
+    starts: np.ndarray | list[int] = np.flatnonzero(np.concatenate(([True], conns[1:] != conns[:-1]))) if len(rows) else []
     bounds = [*starts, len(rows)]
     last_conn, max_seq = state.last_conn_id, state.max_sequence_num
     for a, b in itertools.pairwise(bounds):

@@ -116,7 +116,8 @@ class ComparisonOperator(PipelineSparkSubmitOperator):
 
         from airflow.exceptions import AirflowException, AirflowFailException
 
-        verdict_path = Path(self.application_args[self.application_args.index("--verdict") + 1])
+        args = self.application_args or []
+        verdict_path = Path(args[args.index("--verdict") + 1])
         verdict_path.unlink(missing_ok=True)
         try:
             return super().execute(context)

@@ -89,7 +89,7 @@ class LocalExchange:
         self.clients: set[_Client] = set()
         self.closed: list[dict] = []  # stats of every connection that ended
         self.last_tick: dict[str, Tick] = {}
-        self.counts = collections.Counter()
+        self.counts: collections.Counter[str] = collections.Counter()
         self.exhausted = asyncio.Event()
         self._has_subscriber = asyncio.Event()
         self._server: Server | None = None
@@ -297,7 +297,8 @@ class LocalExchange:
             self.counts["frames_sent"] += 1
 
     async def _broadcast(self) -> None:
-        wall0 = t0 = None
+        wall0: float | None = None  # set, with t0, when the first subscriber comes
+        t0 = 0
         for count, tick in enumerate(self.ticks):
             if self.max_ticks is not None and count >= self.max_ticks:
                 break

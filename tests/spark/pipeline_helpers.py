@@ -42,9 +42,9 @@ def produce(settings: Settings, records: list[tuple[str, bytes]]) -> None:
 
 def write_raw_files(settings: Settings, records: list[tuple[str, bytes]]) -> None:
     """Daily NDJSON files by UTC receipt date, as the ingestor writes them."""
-    settings.raw_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+    settings.raw_dir.mkdir(parents=True, exist_ok=True)
     for _, value in records:
-        path = settings.raw_dir / f"{daily_file_stem(orjson.loads(value)['recv_ns'])}.ndjson"  # type: ignore[operator]
+        path = settings.raw_dir / f"{daily_file_stem(orjson.loads(value)['recv_ns'])}.ndjson"
         with path.open("ab") as out:
             out.write(value + b"\n")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.metrics import Stats
+from ingest.metrics import COUNTERS, Stats
 from ingest.resend import tail_lines
 from ingest.sinks import Record, Writer, last_record
 from volpipe.dates import daily_file_stem
@@ -19,6 +19,11 @@ from volpipe.ops.sandbox import isolated_settings
 from volpipe.records import deadletter_record, raw_record
 
 MIDNIGHT_NS = 1_775_433_600 * 1_000_000_000  # 2026-04-06T00:00:00Z
+
+
+def test_stats_declares_every_counter():
+    declared = {name for name, kind in Stats.__annotations__.items() if kind == "int"}
+    assert declared == set(COUNTERS) and Stats().snapshot() == dict.fromkeys(COUNTERS, 0)
 
 
 def _raw(seq: int, recv_ns: int) -> Record:

@@ -71,7 +71,7 @@ def read_window(
         delta = DeltaTable(str(table))
     except TableNotFoundError:
         raise TableReadError(f"no Delta table at {table}: run the stream or a replay first") from None
-    present = [field.name for field in delta.schema().to_arrow()]
+    present = [field.name for field in delta.schema().fields]
     wanted = present if columns is None else list(dict.fromkeys((*ROW_KEYS, TIME_COLUMN, *columns)))
     missing = sorted({name for name in (*ROW_KEYS, TIME_COLUMN, *wanted) if name not in present})
     if missing:

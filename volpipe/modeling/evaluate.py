@@ -264,9 +264,11 @@ def decide_promotion(rows: pd.DataFrame, scores: dict[str, np.ndarray], candidat
     order = np.argsort(rows["exchange_ts_ns"].to_numpy(np.int64), kind="stable")
     y = rows["y"].to_numpy(np.float64)[order]
     ranked = {M.BASELINE: scores[M.BASELINE][order], candidate: scores[candidate][order]}
-    comparable = champion is not None and champion.scores is not None
-    if comparable:
-        ranked[CHAMPION] = champion.scores[order]
+    champion_scores = None if champion is None else champion.scores
+    champion_version = None if champion is None else champion.version
+    comparable = champion_scores is not None
+    if champion_scores is not None:
+        ranked[CHAMPION] = champion_scores[order]
     block = horizon * max(1, rows["product_id"].nunique())
     point, resampled = bootstrap_differences(y, ranked, block, samples, seed)
     pr_auc = {name: M.pr_auc(y, values) for name, values in ranked.items()}
@@ -279,10 +281,10 @@ def decide_promotion(rows: pd.DataFrame, scores: dict[str, np.ndarray], candidat
     if not (gain > 0 and gain_ci[0] > 0):
         decision, reason = NO_SKILL, f"no model beat the persistence baseline beyond noise ({figures})"
     elif comparable and not pr_auc[candidate] > pr_auc[CHAMPION]:
-        decision, reason = KEPT_CHAMPION, (f"champion v{champion.version} kept: it scores {pr_auc[CHAMPION]:.3f} on the "
+        decision, reason = KEPT_CHAMPION, (f"champion v{champion_version} kept: it scores {pr_auc[CHAMPION]:.3f} on the "
                                            f"same test rows, the candidate beats the baseline but not it ({figures})")
     else:
-        beaten = (f" and champion v{champion.version} ({pr_auc[CHAMPION]:.3f} on the same rows)" if comparable
+        beaten = (f" and champion v{champion_version} ({pr_auc[CHAMPION]:.3f} on the same rows)" if comparable
                   else "; no champion before" if champion is None else f"; champion v{champion.version} not comparable")
         decision, reason = PROMOTED, f"promoted: beats the persistence baseline beyond noise{beaten} ({figures})"
     return Promotion(

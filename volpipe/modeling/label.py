@@ -284,7 +284,7 @@ def trailing_tau(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec) -> np
     ``trailing_min_rows`` of them. Rows after t never move tau_t."""
     products = frame["product_id"].to_numpy(object)
     out = np.full(len(target), np.nan)
-    starts = np.flatnonzero(np.concatenate(([True], products[1:] != products[:-1]))) if len(products) else []
+    starts: np.ndarray | list[int] = np.flatnonzero(np.concatenate(([True], products[1:] != products[:-1]))) if len(products) else []
     for a, b in zip(starts, [*starts[1:], len(products)], strict=True):
         known = pd.Series(target[a:b]).shift(spec.horizon)
         out[a:b] = known.rolling(spec.trailing_rows, min_periods=spec.trailing_min_rows).quantile(spec.quantile)

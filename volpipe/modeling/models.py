@@ -215,8 +215,9 @@ class LinearScorer:
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> LinearScorer:
-        return cls(**{name: np.array(value, np.float64) if isinstance(value, list) else float(value)
-                      for name, value in fields.items()})
+        values: dict[str, Any] = {name: np.array(value, np.float64) if isinstance(value, list) else float(value)
+                                  for name, value in fields.items()}
+        return cls(**values)
 
     def probabilities(self, x: pd.DataFrame) -> np.ndarray:
         """P(y=1) of each row of ``x`` (the pipeline's columns, in its order)."""

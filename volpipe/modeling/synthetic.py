@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ def event_features(events: Sequence[TickerEvent], window: int = 60) -> pd.DataFr
     return features.sort_values("ingest_seq", kind="stable").reset_index(drop=True)[list(FEATURE_TABLE_COLUMNS)]
 
 
-def write_features(path: Path, frame: pd.DataFrame, mode: str = "append") -> None:
+def write_features(path: Path, frame: pd.DataFrame, mode: Literal["append", "overwrite"] = "append") -> None:
     """Writes feature rows to the Delta table at ``path`` with delta-rs, laid out as the stream's
     (``date`` partitions, ``exchange_ts``); created when absent.
 

@@ -232,7 +232,7 @@ def run_monitoring(
         share_threshold=settings.drift_share_threshold, drift_detected=drifted, action=settings.drift_action,
         retrain_requested=retrain, quality=quality, predictions=predictions,
         retrain_window=retrain_window(current_start_ns, current_end_ns, products) if retrain else None,
-        report_dir=str(settings.reports_dir / "evidently" / report_date),  # type: ignore[operator]
+        report_dir=str(settings.reports_dir / "evidently" / report_date),
     )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.monitoring_experiment)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -98,7 +99,7 @@ class Progress:
         self.began = time.monotonic()
 
     def line(self, phase: str) -> str:
-        ticks_in = _ndjson_lines(self.settings.raw_dir)  # type: ignore[arg-type]
+        ticks_in = _ndjson_lines(self.settings.raw_dir)
         in_delta = delta_rows(self.settings, TICKS)
         return (f"  t={time.monotonic() - self.began:4.0f}s {phase:<12} ticks in={ticks_in}"
                 f"  features out={delta_rows(self.settings, FEATURES)}"
@@ -153,8 +154,12 @@ def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
         if ingestor.proc.poll() is None:
             ingestor.proc.kill()
         exchange.stop()
-    wait_until(lambda: stream.check() or delta_rows(settings, TICKS) - ticks_before >= stored, 300,
-               "the stream to store every ticker", 1.0)
+
+    def stream_stored_all() -> bool:
+        stream.check()  # raises when the stream died
+        return delta_rows(settings, TICKS) - ticks_before >= stored
+
+    wait_until(stream_stored_all, 300, "the stream to store every ticker", 1.0)
     print(progress.line(phase) + f"  (sent {sent}, stored {stored})", flush=True)
     return {"sent": sent, "stored": stored}
 
@@ -239,6 +244,10 @@ def history_sessions(today: dt.date, days: int, ticks: int) -> list[tuple[dt.dat
     return sessions
 
 
+def _sent_at_least(exchange: ExchangeProcess, wanted: int) -> bool:
+    return exchange.stats()["tickers_sent"] >= wanted
+
+
 def feed_history(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
                  sessions: list[tuple[dt.date, list[str]]], interval: float) -> dict[str, int]:
     """Feeds each ``history_sessions`` session in turn; returns what the exchange sent and the ingestor stored."""
@@ -246,7 +255,7 @@ def feed_history(settings: Settings, stream: LiveStream, progress: Progress, log
     for day, exchange_args in sessions:
         wanted = int(exchange_args[exchange_args.index("--max-ticks") + 1])
         fed = feed(settings, stream, progress, logs, f"history {day}", exchange_args,
-                   lambda ex, wanted=wanted: ex.stats()["tickers_sent"] >= wanted, interval)
+                   functools.partial(_sent_at_least, wanted=wanted), interval)
         history = {key: history[key] + fed[key] for key in history}
     return history
 
@@ -322,7 +331,7 @@ def facts(settings: Settings, result: dict[str, Any]) -> dict[str, Any]:
         "ticks": {
             "served": result["history"]["sent"] + result["live"]["sent"],
             "stored": result["history"]["stored"] + result["live"]["stored"],
-            "ndjson_lines": _ndjson_lines(settings.raw_dir),  # type: ignore[arg-type]
+            "ndjson_lines": _ndjson_lines(settings.raw_dir),
             "kafka": topic_messages(settings, settings.kafka_input_topic),
             "delta": delta_rows(settings, TICKS), "quarantined": delta_rows(settings, QUARANTINE),
         },
@@ -400,7 +409,7 @@ def summary(settings: Settings, found: dict[str, Any]) -> str:
 
 
 def summary_path(settings: Settings) -> Path:
-    return settings.reports_dir / "demo" / "summary.json"  # type: ignore[operator]
+    return settings.reports_dir / "demo" / "summary.json"
 
 
 def newest_features(settings: Settings, limit: int = 5) -> str:
@@ -409,7 +418,7 @@ def newest_features(settings: Settings, limit: int = 5) -> str:
     from deltalake import DeltaTable
 
     features = DeltaTable(str(settings.delta_table(FEATURES))).to_pyarrow_dataset()  # noqa: F841 - used by SQL
-    query = duckdb.sql(
+    query = duckdb.execute(
         "SELECT product_id, ingest_seq, strftime(make_timestamp((exchange_ts_ns // 1000)::BIGINT), '%H:%M:%S.%f'), "
         "midprice, spread_bps, rolling_vol * 1e4, trade_intensity FROM features ORDER BY ingest_seq DESC "
         f"LIMIT {int(limit)}"

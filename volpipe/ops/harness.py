@@ -7,6 +7,7 @@ commands (``python -m ingest.exchange``, ``python -m ingest``) and check the rea
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import signal
@@ -155,13 +156,13 @@ class IngestorProcess:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
-        def limit_file_size() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        def limit_file_size(size: int) -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ingest"], cwd=PROJECT_ROOT, env={**os.environ, **env},
-                stdout=subprocess.PIPE, stderr=log, preexec_fn=limit_file_size if file_size_limit else None,
+                stdout=subprocess.PIPE, stderr=log, preexec_fn=functools.partial(limit_file_size, file_size_limit) if file_size_limit else None,
             )
 
     def stop(self, timeout: float = 60) -> dict:
@@ -193,7 +194,9 @@ def topic_messages(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def topic_records(settings: Settings, topic: str, expected: int, timeout: float = 30) -> list[tuple[int, bytes, bytes]]:
+def topic_records(
+    settings: Settings, topic: str, expected: int, timeout: float = 30
+) -> list[tuple[int | None, bytes | None, bytes | None]]:
     """(partition, key, value) of every record in ``topic``, read from the start.
 
     Stops when ``expected`` records were read and nothing more came for a second, or at
@@ -209,15 +212,16 @@ def topic_records(settings: Settings, topic: str, expected: int, timeout: float 
         }
     )
     consumer.subscribe([topic])
-    records: list[tuple[int, bytes, bytes]] = []
+    records: list[tuple[int | None, bytes | None, bytes | None]] = []
     deadline = time.monotonic() + timeout
     quiet_since = None
     try:
         while time.monotonic() < deadline:
             batch = consumer.consume(num_messages=5000, timeout=0.5)
             for message in batch:
-                if message.error() is not None and message.error().code() != KafkaError._PARTITION_EOF:
-                    raise HarnessError(f"consume {topic}: {message.error()}")
+                error = message.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise HarnessError(f"consume {topic}: {error}")
                 records.append((message.partition(), message.key(), message.value()))
             if batch:
                 quiet_since = None

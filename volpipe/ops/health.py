@@ -29,7 +29,7 @@ def check_kafka(settings: Settings) -> dict[str, Any]:
     bootstrap = settings.kafka_bootstrap_servers
     client = settings.kafka_client_config()
     try:
-        metadata = AdminClient(client).list_topics(timeout=10)
+        metadata = AdminClient({**client}).list_topics(timeout=10)
     except Exception as exc:  # confluent raises KafkaException and friends
         raise ServiceError(f"kafka at {bootstrap} does not answer: {exc}") from exc
     wanted = (settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,

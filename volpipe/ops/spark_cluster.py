@@ -162,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     if args.action == "up":
-        cluster = StandaloneCluster.create(args.dir, master_port=args.master_port, webui_port=args.webui_port,
+        created = StandaloneCluster.create(args.dir, master_port=args.master_port, webui_port=args.webui_port,
                                            cores=args.cores, memory=args.memory)
         try:
-            cluster.up()
+            created.up()
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"SPARK_MASTER={cluster.master_url}\nmaster UI {cluster.webui_url}  logs {cluster.root}")
+        print(f"SPARK_MASTER={created.master_url}\nmaster UI {created.webui_url}  logs {created.root}")
         return 0
     cluster = StandaloneCluster.load(args.dir)
     if cluster is None:

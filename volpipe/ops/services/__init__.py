@@ -31,7 +31,7 @@ class Service:
     process: Callable[[Settings], ManagedProcess]
     where: Callable[[Settings], str]
     prepare: Callable[[Settings], None] = _nothing
-    after_start: Callable[[Settings], None] = _nothing
+    after_start: Callable[[Settings], object] = _nothing  # what it returns is ignored
 
     def start(self, settings: Settings) -> bool:
         """Prepares and starts the service unless it runs, waits until it answers. True if started."""

@@ -184,7 +184,7 @@ def _cluster_id() -> str:
 def _metadata_ready(settings: Settings) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(settings.kafka_client_config())
+    admin = AdminClient({**settings.kafka_client_config()})
     try:
         admin.list_topics(timeout=2)
     except Exception:  # any failure means "not ready yet"
@@ -196,7 +196,7 @@ def create_topics(settings: Settings) -> list[str]:
     """Creates the pipeline's topics that do not exist yet. Returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(settings.kafka_client_config())
+    admin = AdminClient({**settings.kafka_client_config()})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
               settings.kafka_deadletter_topic]
