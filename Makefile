@@ -16,7 +16,7 @@ MLFLOW_DISABLE_TELEMETRY ?= true
 DO_NOT_TRACK ?= true
 export
 
-.PHONY: help setup up live down status test demo bench exchange ingest stream lock clean-data compose-check
+.PHONY: help setup up live down status lint test demo bench exchange ingest stream lock clean-data compose-check
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,7 +56,13 @@ down: ## Stop every service the project started (ingestor and stream first, poli
 status: setup ## Say which services run and where (live path: pid, uptime, restarts, stream lag).
 	$(PY) -m volpipe.ops.services status
 
-test: setup ## Run every test (unit, Spark, DAGs, integration with real services).
+# mypy keeps its cache in .mypy_cache: 1-2 s when warm, about 25 s cold (docs/architecture.md).
+lint: setup ## Check the code: ruff's lint rules and formatting, mypy's types; fails on any finding.
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: setup lint ## Run `make lint`, then every test (unit, Spark, DAGs, integration with real services).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup ## Run every benchmark at full size (~70 min, idle machine) into bench/RESULTS.md (ARGS="--quick" for a smoke run).
