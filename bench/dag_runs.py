@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from bench_args import synthetic_data_parser
 from features_throughput import produce_backlog
@@ -37,17 +38,17 @@ DAGS = ("replay_validation", "train_nightly", "batch_inference", "monitoring_rep
 def write_raw_files(raw_dir: Path, ticks: int, products: tuple[str, ...]) -> None:
     """The records ``produce_backlog`` sends, as the ingestor's daily files (same seed)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
-    handles: dict[str, object] = {}
+    handles: dict[str, BinaryIO] = {}
     try:
         for _, value in synthetic_raw_records(ticks, products, seed=3):
             recv_ns = int(value[value.index(b'"recv_ns":') + 10:value.index(b',"conn_id"')])
             stem = daily_file_stem(recv_ns)
             if stem not in handles:
                 handles[stem] = open(raw_dir / f"{stem}.ndjson", "ab")  # noqa: SIM115 - closed below
-            handles[stem].write(value + b"\n")  # type: ignore[attr-defined]
+            handles[stem].write(value + b"\n")
     finally:
         for handle in handles.values():
-            handle.close()  # type: ignore[attr-defined]
+            handle.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from volpipe.config import Settings
 from volpipe.orchestration import (
@@ -38,7 +40,8 @@ SETTINGS = Settings.from_env()
     description="Score feature rows with the champion into Delta predictions",
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"),
-                                 assets=table_asset(FEATURES, SETTINGS) | model_asset(SETTINGS)),
+                                 # type: ignore below: typed with the scheduler's serialized assets; takes the SDK's too
+                                 assets=table_asset(FEATURES, SETTINGS) | model_asset(SETTINGS)),  # type: ignore[arg-type]
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

@@ -252,7 +252,7 @@ def _forward_jvm_signals(spark: SparkSession, stop: threading.Event) -> None:
     just starting (transformWithState's) must not die of it and fail the batch in flight."""
     from pyspark.java_gateway import ensure_callback_server_started
 
-    gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]  # private: no public handle
+    gateway = spark.sparkContext._gateway
     ensure_callback_server_started(gateway)
     jvm = spark.sparkContext._jvm
     if jvm is None:  # set while a context runs

@@ -102,9 +102,9 @@ def optional_bounds_ns(start: dt.date | None, end: dt.date | None) -> tuple[int 
     Raises:
         ValueError: ``end`` is before ``start``.
     """
-    if start is None and end is None:
-        return None, None
-    return DateRange(start or end, end or start).bounds_ns  # type: ignore[arg-type]
+    if start is None:
+        return (None, None) if end is None else DateRange(end, end).bounds_ns
+    return DateRange(start, end or start).bounds_ns
 
 
 def add_range_flags(parser: argparse.ArgumentParser) -> None:
