@@ -39,9 +39,11 @@ SETTINGS = Settings.from_env()
     dag_id=Path(__file__).stem,
     description="Score feature rows with the champion into Delta predictions",
     doc_md=__doc__,
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"),
-                                 # type: ignore below: typed with the scheduler's serialized assets; takes the SDK's too
-                                 assets=table_asset(FEATURES, SETTINGS) | model_asset(SETTINGS)),  # type: ignore[arg-type]
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"),
+        # Typed with the scheduler's serialized assets, but takes the SDK's too.
+        assets=table_asset(FEATURES, SETTINGS) | model_asset(SETTINGS),  # type: ignore[arg-type]
+    ),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
