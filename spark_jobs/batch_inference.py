@@ -35,8 +35,7 @@ from volpipe.schema import model_sql, struct_of, with_layout
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
 log = logging.getLogger(__name__)
-KEYS = PREDICTION_KEYS
-SCORED_SCHEMA = struct_of((*KEYS, "probability", "predicted_label"))
+SCORED_SCHEMA = struct_of((*PREDICTION_KEYS, "probability", "predicted_label"))
 # Bigger Arrow batches: each predict call has a fixed cost (schema check, DataFrame build).
 SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}
 
@@ -62,11 +61,12 @@ def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringMod
         estimator = registry.load_estimator(tracking_uri, model)
         for batch in batches:
             probability = probabilities(estimator, batch[columns])
-            yield batch[list(KEYS)].assign(probability=probability,
-                                           predicted_label=decide(probability, model.threshold))
+            yield batch[list(PREDICTION_KEYS)].assign(probability=probability,
+                                                      predicted_label=decide(probability, model.threshold))
 
-    scored = features.select(*KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
-    return with_layout(scored.selectExpr(*KEYS, "probability", "predicted_label", *model_sql(model)), PREDICTIONS)
+    scored = features.select(*PREDICTION_KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
+    columns_out = (*PREDICTION_KEYS, "probability", "predicted_label", *model_sql(model))
+    return with_layout(scored.selectExpr(*columns_out), PREDICTIONS)
 
 
 def write(predictions: DataFrame, settings: Settings, dates: DateRange) -> None:
@@ -93,9 +93,9 @@ def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns:
     spec, tau = logged_label(settings, model.run_id)
     frame = read_window(settings.delta_table(FEATURES), L.label_columns(spec), start_ns, end_ns).frame
     y = L.labels_as_trained(frame, spec, tau)
-    labelled = frame[list(KEYS)].assign(y=y)[np.isfinite(y)]
+    labelled = frame[list(PREDICTION_KEYS)].assign(y=y)[np.isfinite(y)]
     predicted = read_window(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame
-    joined = labelled.merge(predicted, on=list(KEYS))
+    joined = labelled.merge(predicted, on=list(PREDICTION_KEYS))
     if joined.empty or joined["y"].nunique() < 2:
         log.info("no realised metrics start_ns=%d end_ns=%d labelled_rows=%d", start_ns, end_ns, len(joined))
         return None

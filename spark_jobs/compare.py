@@ -26,8 +26,7 @@ from volpipe.errors import ReplayMismatch
 from volpipe.tables import FEATURES, FEATURES_REPLAY, ROW_KEYS, recorded_kernel, table_columns, table_properties
 
 log = logging.getLogger(__name__)
-KEYS = ROW_KEYS
-COMPARED = tuple(c for c in table_columns(FEATURES) if c not in KEYS and c != "produced_ns")
+COMPARED = tuple(c for c in table_columns(FEATURES) if c not in ROW_KEYS and c != "produced_ns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +83,9 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
     sides = {}
     for side, table in (("s", FEATURES), ("r", FEATURES_REPLAY)):
         frame = spark.read.format("delta").load(str(settings.delta_table(table))).where(dates.where_ns("recv_ns"))
-        sides[side] = frame.select(*KEYS, *(F.col(c).alias(f"{side}_{c}") for c in COMPARED), F.lit(True).alias(f"{side}_present"))
-    joined = sides["s"].join(sides["r"], list(KEYS), "full_outer").cache()
+        values = (F.col(c).alias(f"{side}_{c}") for c in COMPARED)
+        sides[side] = frame.select(*ROW_KEYS, *values, F.lit(True).alias(f"{side}_present"))
+    joined = sides["s"].join(sides["r"], list(ROW_KEYS), "full_outer").cache()
     try:
         both = F.col("s_present").isNotNull() & F.col("r_present").isNotNull()
         unequal = {c: both & ~F.col(f"s_{c}").eqNullSafe(F.col(f"r_{c}")) for c in COMPARED}
@@ -98,7 +98,8 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
         any_diff = F.lit(False)
         for cond in unequal.values():
             any_diff = any_diff | cond
-        sample = joined.where(any_diff | F.col("s_present").isNull() | F.col("r_present").isNull()).orderBy(*KEYS)
+        one_sided = F.col("s_present").isNull() | F.col("r_present").isNull()
+        sample = joined.where(any_diff | one_sided).orderBy(*ROW_KEYS)
         rows = [row.asDict() for row in sample.limit(examples).collect()]
     finally:
         joined.unpersist()
