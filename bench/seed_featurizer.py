@@ -48,7 +48,7 @@ from bench_kafka import consume_latencies, produce_backlog, produce_live
 from confluent_kafka import Consumer, Producer
 
 from volpipe.coinbase import parse_timestamp
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.kafka import create_topics
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = parser.add_subparsers(dest="mode", required=True)
     backlog = modes.add_parser("catch-up", help="throughput on a backlog of --ticks raw records")
     backlog.add_argument("--ticks", type=int, default=30_000, help="backlog size (30000: about 1 min here)")
-    backlog.add_argument("--products", type=lambda text: tuple(p for p in text.split(",") if p),
+    backlog.add_argument("--products", type=parse_products,
                          default=("BTC-USD", "ETH-USD"), help="comma-separated products (BTC-USD,ETH-USD)")
     live = modes.add_parser("latency", help="p50/p90/p99 at a fixed rate of ticks stamped now")
     live.add_argument("--rate", type=float, default=100.0, help="ticks per second (100)")

@@ -36,7 +36,7 @@ import orjson
 
 from ingest.ingestor import Ingestor
 from volpipe.coinbase import parse_timestamp
-from volpipe.config import Settings, describe
+from volpipe.config import Settings, describe, parse_products
 from volpipe.errors import PipelineError, RecordingImportError
 from volpipe.logs import configure_logging
 from volpipe.records import unwrap
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="NDJSON recordings, imported in order")
-    parser.add_argument("--products", help="comma-separated products to accept (PRODUCT_IDS); others are dead letters")
+    parser.add_argument("--products", type=parse_products, help="comma-separated products to accept (PRODUCT_IDS); others are dead letters")
     parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", help="Kafka (KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--data-dir", help="runtime data root (PIPELINE_DATA_DIR)")
     parser.add_argument("--no-kafka", action="store_true", help="write NDJSON only (produce later with ingest.resend)")
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     overrides = {
-        "product_ids": tuple(p.strip() for p in args.products.split(",") if p.strip()) if args.products else None,
+        "product_ids": args.products,
         "kafka_bootstrap_servers": args.kafka_bootstrap_servers,
     }
     if args.data_dir:

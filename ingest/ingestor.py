@@ -27,7 +27,7 @@ from ingest.metrics import Metrics
 from ingest.protocol import HEARTBEAT, SUBSCRIPTIONS, TICKER, Accepted, SequenceTracker, classify, subscribe_messages
 from ingest.resend import unacknowledged
 from ingest.sinks import KafkaSink, Record, Writer, last_record
-from volpipe.config import Settings, describe
+from volpipe.config import Settings, describe, parse_products
 from volpipe.errors import PipelineError
 from volpipe.logs import configure_logging
 from volpipe.records import deadletter_record, raw_record
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--url", dest="coinbase_ws_url", help="exchange WebSocket URL (COINBASE_WS_URL)")
-    parser.add_argument("--products", help="comma-separated product ids (PRODUCT_IDS)")
+    parser.add_argument("--products", type=parse_products, help="comma-separated product ids (PRODUCT_IDS)")
     parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", help="Kafka (KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--data-dir", help="runtime data root (PIPELINE_DATA_DIR)")
     parser.add_argument("--stale-feed-seconds", type=float, help="silence that means a dead feed")
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     overrides = {
         "coinbase_ws_url": args.coinbase_ws_url,
-        "product_ids": tuple(p.strip() for p in args.products.split(",") if p.strip()) if args.products else None,
+        "product_ids": args.products,
         "kafka_bootstrap_servers": args.kafka_bootstrap_servers,
         "stale_feed_seconds": args.stale_feed_seconds,
         "metrics_port": args.metrics_port,

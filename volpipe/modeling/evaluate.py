@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 from volpipe.errors import TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
     parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
-    parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
+    parser.add_argument("--products", type=parse_products, help="comma-separated")
     parser.add_argument("--folds", type=int, help="WALK_FORWARD_FOLDS")
     parser.add_argument("--samples", type=int, help="BOOTSTRAP_SAMPLES")
     L.add_arguments(parser)

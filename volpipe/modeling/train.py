@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from volpipe.config import PROJECT_ROOT, Settings
+from volpipe.config import PROJECT_ROOT, Settings, parse_products
 from volpipe.errors import TrackingUnavailable, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.train", description=__doc__.split("\n")[0])
     parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
     parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
-    parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
+    parser.add_argument("--products", type=parse_products, help="comma-separated")
     L.add_arguments(parser)
     parser.add_argument("--model-name", help="MODEL_NAME")
     parser.add_argument("--min-rows", type=int, help="TRAIN_MIN_ROWS")
