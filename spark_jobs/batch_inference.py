@@ -27,9 +27,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs.delta_tables import ensure_table
+from spark_jobs.entry import job_parser, run_job
 from volpipe.config import Settings
-from volpipe.dates import DateRange, add_range_flags, range_from_args
-from volpipe.errors import PipelineError
+from volpipe.dates import DateRange
 from volpipe.modeling import registry
 from volpipe.schema import model_sql, struct_of, with_layout
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
@@ -144,27 +144,16 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from volpipe.logs import configure_logging
-    from volpipe.spark import build_spark_session
-
-    parser = argparse.ArgumentParser(prog="spark_jobs.batch_inference", description=__doc__.split("\n")[0])
-    add_range_flags(parser)
+    parser = job_parser("spark_jobs.batch_inference", __doc__)
     parser.add_argument("--model-version", help="registered version to use (default or empty: @champion)")
     parser.add_argument("--model-name", help="MODEL_NAME")
-    args = parser.parse_args(argv)
-    dates = range_from_args(parser, args)
-    configure_logging()
-    settings = Settings.from_env(model_name=args.model_name)
-    spark = build_spark_session(settings, "volpipe-batch-inference", extra_conf=SPARK_CONF)
-    try:
-        summary = run(spark, settings, dates, args.model_version or None)
-    except PipelineError as exc:
-        log.error("batch inference failed: %s", exc)
-        return 1
-    finally:
-        spark.stop()
-    print(json.dumps(summary, default=str))
-    return 0
+
+    def score(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+        print(json.dumps(run(spark, settings, args.dates, args.model_version or None), default=str))
+        return 0
+
+    return run_job(parser, argv, "volpipe-batch-inference", score, failure="batch inference failed",
+                   overrides=lambda args: {"model_name": args.model_name}, extra_conf=SPARK_CONF)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs.entry import job_parser, run_job
 from volpipe.config import Settings
-from volpipe.dates import DateRange, add_range_flags, range_from_args
+from volpipe.dates import DateRange
 from volpipe.errors import ReplayMismatch
 from volpipe.tables import FEATURES, FEATURES_REPLAY, ROW_KEYS, recorded_kernel, table_columns, table_properties
 
@@ -141,33 +142,25 @@ def write_verdict(report: ComparisonReport | None, dates: DateRange, path: Path,
 
 def main(argv: list[str] | None = None) -> int:
     """Prints the report (and writes its JSON verdict); exit code 0 = identical, 1 = differences."""
-    from volpipe.logs import configure_logging
-    from volpipe.spark import build_spark_session
-
-    parser = argparse.ArgumentParser(prog="spark_jobs.compare", description=__doc__.split("\n")[0])
-    add_range_flags(parser)
+    parser = job_parser("spark_jobs.compare", __doc__)
     parser.add_argument("--examples", type=int, default=10, help="differing rows to print")
     parser.add_argument("--verdict", type=Path, help="also write the JSON verdict to this file")
-    args = parser.parse_args(argv)
-    dates = range_from_args(parser, args)
-    configure_logging()
-    settings = Settings.from_env()
-    spark = build_spark_session(settings, "volpipe-compare")
-    try:
-        report = compare(spark, settings, dates, examples=args.examples)
-    except ReplayMismatch as exc:
-        log.error("cannot compare: %s", exc)
+
+    def compare_and_report(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            report = compare(spark, settings, args.dates, examples=args.examples)
+        except ReplayMismatch as exc:
+            if args.verdict:
+                write_verdict(None, args.dates, args.verdict, error=str(exc))
+            raise
         if args.verdict:
-            write_verdict(None, dates, args.verdict, error=str(exc))
-        return 1
-    finally:
-        spark.stop()
-    if args.verdict:
-        write_verdict(report, dates, args.verdict)
-    print(("EQUAL " if report.ok else "DIFFERENT ") + report.summary())
-    for row in report.examples:
-        print(json.dumps(row, default=str))
-    return 0 if report.ok else 1
+            write_verdict(report, args.dates, args.verdict)
+        print(("EQUAL " if report.ok else "DIFFERENT ") + report.summary())
+        for row in report.examples:
+            print(json.dumps(row, default=str))
+        return 0 if report.ok else 1
+
+    return run_job(parser, argv, "volpipe-compare", compare_and_report, failure="cannot compare")
 
 
 if __name__ == "__main__":
