@@ -125,8 +125,8 @@ BENCHMARKS = (
                Check("forced 0 h", rf"^retention 0 h \(forced\): {NUMBER} s", "s"))),
     Benchmark("query layout", "query_layout.py", ("--days", "30", "--rows-per-hour", "2000"),
               ("--days", "2", "--rows-per-hour", "50", "--repeats", "1"), r"^(spark-sql|duckdb)",
-              tuple(Check(f"{engine} {layout}", rf"^{engine} +{layout} *: +{NUMBER} ms", "ms")
-                    for engine in ("spark-sql", "duckdb") for layout in ("before", "after"))),
+              tuple(Check(f"{engine} filter on {on}", rf"^{engine} +{on} *: +{NUMBER} ms", "ms")
+                    for engine in ("spark-sql", "duckdb") for on in ("date", "time"))),
     Benchmark("Z-order skipping", "zorder_skipping.py", ("--appends", "240", "--rows", "2000"),
               ("--appends", "20", "--rows", "200"), r"^ *[\w -]+: +\d+ files",
               (Check("Z-order: files for one product, last hour",
