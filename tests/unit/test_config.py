@@ -1,4 +1,4 @@
-"""Configuration: defaults from the seed, overrides, and clear errors for bad values."""
+"""Configuration: the first version's defaults, overrides, and clear errors for bad values."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from volpipe.config import PROJECT_ROOT, Settings, env_names
 from volpipe.errors import ConfigError
 
 
-def test_defaults_match_the_seed_configuration_table():
+def test_defaults_match_the_first_versions_configuration_table():
     settings = Settings.from_env({})
     assert settings.kafka_bootstrap_servers == "localhost:9092"
     assert settings.kafka_input_topic == "ticks.raw"
