@@ -47,6 +47,9 @@ def test_reference_window_follows_the_champion(mlflow_server):
     with pytest.raises(ReferenceWindowError, match=r"lacks params \['train_end_ns', 'products', 'feature_columns'\] "
                                                    rf"\(model={name} version=3 run_id="):
         reference_window(uri, name)
+    register_champion(mlflow_server, name, contract_params(30, 40, products=["BTC-USD", "BTC-USD"]))
+    with pytest.raises(ReferenceWindowError, match=r"products listed more than once: BTC-USD \(model=.* version=4"):
+        reference_window(uri, name)
 
 
 @pytest.fixture(scope="module")
