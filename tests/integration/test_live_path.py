@@ -19,10 +19,10 @@ from deltalake import DeltaTable
 
 from tests.spark.pipeline_helpers import pipeline_settings
 from volpipe.config import PROJECT_ROOT
-from volpipe.ops.harness import ExchangeProcess, ndjson_records, process_tree, survivors, wait_until
+from volpipe.ops.harness import ExchangeProcess, ndjson_records, survivors, wait_until
 from volpipe.ops.services import INGESTOR, STREAM
 from volpipe.ops.services.live import program_env, state_file, stream_lag
-from volpipe.ops.services.process import SupervisorState
+from volpipe.ops.services.process import SupervisorState, process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
