@@ -26,6 +26,7 @@ from volpipe.ops.harness import (ExchangeProcess, IngestorProcess, ingestor_env,
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import KAFKA
 from volpipe.ops.services.live import program_env
+from volpipe.ops.services.process import process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
