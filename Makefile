@@ -16,7 +16,7 @@ MLFLOW_DISABLE_TELEMETRY ?= true
 DO_NOT_TRACK ?= true
 export
 
-.PHONY: help setup up live down status lint test demo bench exchange ingest stream lock clean-data compose-check
+.PHONY: help setup up live down status lint test test-unit demo bench exchange ingest stream lock clean-data compose-check
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ lint: setup ## Check the code: ruff's lint rules and formatting, mypy's types; f
 
 test: setup lint ## Run `make lint`, then every test (unit, Spark, DAGs, integration with real services).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## The quick tier: every test that needs no service, JVM or network (tests/README.md).
+	$(PY) -m pytest -m "not integration and not spark" $(PYTEST_ARGS)
 
 bench: setup ## Run every benchmark at full size (~70 min, idle machine) into bench/RESULTS.md (ARGS="--quick" for a smoke run).
 	$(PY) bench/run_all.py $(ARGS)

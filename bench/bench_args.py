@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -25,7 +25,7 @@ def synthetic_data_parser(doc: str) -> argparse.ArgumentParser:
     (parsed into a tuple of product ids)."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000, help="synthetic ticks (1000000)")
-    parser.add_argument("--products", type=lambda text: tuple(p for p in text.split(",") if p),
+    parser.add_argument("--products", type=parse_products,
                         default=("BTC-USD", "ETH-USD"), help="comma-separated products (BTC-USD,ETH-USD)")
     return parser
 

@@ -1,7 +1,7 @@
 """Kafka traffic for the streaming benchmarks, defined once: a backlog, live ticks, latency consumers.
 
-The stream benchmarks (``features_throughput``, ``features_latency``) and the seed baseline
-(``seed_featurizer``) feed and read Kafka the same way, so their figures compare.
+The stream benchmarks (``features_throughput``, ``features_latency``) and the first featurizer
+(``first_featurizer``) feed and read Kafka the same way, so their figures compare.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Evidently report time: N reference + N current feature rows (and as many predictions).
 
 Builds seeded synthetic rows shaped like the ``features`` and ``predictions`` tables (the
-monitoring tests' generator; the current window is shifted so the drift path does its full
-work), then times each step of a monitoring run except MLflow: the data-drift, data-quality
+monitoring tests' generator, ``volpipe.monitoring.synthetic``; the current window is shifted so
+the drift path does its full work), then times each step of a monitoring run except MLflow: the data-drift, data-quality
 and prediction-drift reports (``volpipe.monitoring.drift``) and saving each as HTML and JSON.
 Prints one line per step and the total; ``--repeat`` runs it several times in one process.
 
@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.unit.monitoring_helpers import T0_NS, feature_rows, prediction_rows
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.monitoring import drift
+from volpipe.monitoring.synthetic import T0_NS, feature_rows, prediction_rows
 
 
 def one_run(reference, current, ref_scores, cur_scores, folder: Path) -> dict[str, float]:

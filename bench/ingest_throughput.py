@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 from volpipe.market import synthetic_raw_records
 from volpipe.ops.harness import (
     ExchangeProcess,
@@ -82,7 +82,7 @@ def warm_up(settings: Settings, tape: Path) -> None:
 def throughput(settings: Settings, work: Path, ticks: int) -> None:
     tape = work / "tape.ndjson"
     with open(tape, "wb") as out:
-        for _, value in synthetic_raw_records(ticks, PRODUCTS.split(","), seed=11):
+        for _, value in synthetic_raw_records(ticks, parse_products(PRODUCTS), seed=11):
             out.write(value + b"\n")
     warm_up(settings, tape)
     exchange = ExchangeProcess("--source", "replay", "--replay-file", str(tape), "--speed", "0")

@@ -18,8 +18,9 @@ import time
 
 import pandas as pd
 
-from tests.integration.test_monitoring import contract_params, register_champion
-from tests.unit.monitoring_helpers import T0_NS, TICK_NS, feature_rows, prediction_rows, write_table
+from volpipe.modeling.synthetic import write_features
+from volpipe.monitoring.synthetic import (T0_NS, TICK_NS, contract_params, feature_rows, prediction_rows,
+                                         register_champion)
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import MLFLOW, running
 from volpipe.tables import FEATURES, PREDICTIONS
@@ -39,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         current_start = T0_NS + args.rows * TICK_NS
         reference = feature_rows(args.rows, seed=1)
         current = feature_rows(args.rows, seed=2, start_ns=current_start, vol=1.3)
-        write_table(settings.delta_table(FEATURES), pd.concat([reference, current], ignore_index=True))
-        write_table(settings.delta_table(PREDICTIONS), pd.concat(
+        write_features(settings.delta_table(FEATURES), pd.concat([reference, current], ignore_index=True))
+        write_features(settings.delta_table(PREDICTIONS), pd.concat(
             [prediction_rows(reference, 3, model_name=name), prediction_rows(current, 4, model_name=name)]))
         began = time.perf_counter()
         verdict = run_monitoring(settings, name, current_start_ns=current_start,

@@ -1,14 +1,11 @@
-"""A one-day, one-product query over 30 days of features: the old layout against the new one.
+"""A one-day, one-product query over 30 days of features as the stream lays them out: on ``date`` or on time alone.
 
-Writes the same synthetic feature rows twice under a temp dir (not timed), one Delta commit
-per simulated hour as a long-running stream leaves them after compaction:
-
-- ``before``: one unpartitioned folder, times only as integer nanoseconds (the old layout);
-- ``after``: partitioned by ``date`` with a readable ``exchange_ts`` (``volpipe.tables``).
-
-Then times the query users run (one product, one UTC day) with Spark SQL and with DuckDB
-over delta-rs, each filtered the way ``docs/querying.md`` says for that layout, and prints
-the median of ``--repeats`` warm runs and the number of files each read.
+Writes synthetic feature rows under a temp dir (not timed) in the ``features`` table's layout
+(``volpipe.modeling.synthetic.write_features``: ``date`` partitions and ``exchange_ts``, from
+``volpipe.tables``), one Delta commit per simulated hour as a long-running stream leaves them
+after compaction. Then times the query users run (one product, one UTC day) with Spark SQL and
+with DuckDB over delta-rs, filtered two ways: on ``date``, as ``docs/querying.md`` says, and on
+``exchange_ts_ns`` alone; prints the median of ``--repeats`` warm runs and the files each read.
 
     .venv/bin/python bench/query_layout.py --days 30 --rows-per-hour 2000
 """
@@ -22,43 +19,37 @@ import sys
 import time
 
 import numpy as np
-import pyarrow as pa
+import pandas as pd
 
 from volpipe.dates import NS_PER_DAY, DateRange
 from volpipe.market import DEFAULT_START_NS
+from volpipe.modeling.synthetic import write_features
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.spark import build_spark_session
-from volpipe.tables import FEATURE_TABLE_COLUMNS, PARTITION_COLUMN
+from volpipe.tables import FEATURE_TABLE_COLUMNS, FEATURES, PARTITION_COLUMN
 
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
 NS_PER_HOUR = NS_PER_DAY // 24
 
 
-def hour_of_rows(hour: int, rows: int, rng: np.random.Generator) -> pa.Table:
+def hour_of_rows(hour: int, rows: int, rng: np.random.Generator) -> pd.DataFrame:
     """``rows`` feature rows of one simulated hour, in the features table's columns."""
     ts = DEFAULT_START_NS + hour * NS_PER_HOUR + np.sort(rng.integers(0, NS_PER_HOUR, rows))
     columns: dict[str, object] = {}
     for name in FEATURE_TABLE_COLUMNS:
         if name == "product_id":
-            columns[name] = pa.array(rng.choice(PRODUCTS, rows))
+            columns[name] = rng.choice(PRODUCTS, rows)
         elif name == "conn_id":
-            columns[name] = pa.array(["bench"] * rows)
+            columns[name] = "bench"
         elif name == "mid_fallback":
-            columns[name] = pa.array(np.zeros(rows, bool))
+            columns[name] = np.zeros(rows, bool)
         elif name in ("exchange_ts_ns", "recv_ns", "produced_ns"):
-            columns[name] = pa.array(ts)
+            columns[name] = ts
         elif name in ("ingest_seq", "ticker_idx", "sequence_num"):
-            columns[name] = pa.array(hour * rows + np.arange(rows, dtype=np.int64))
+            columns[name] = hour * rows + np.arange(rows, dtype=np.int64)
         else:
-            columns[name] = pa.array(rng.random(rows))
-    return pa.table(columns)
-
-
-def with_new_layout(table: pa.Table) -> pa.Table:
-    """The derived columns of ``volpipe.tables.layout_columns``, computed in Arrow."""
-    ns = table["exchange_ts_ns"].to_numpy()
-    table = table.append_column("exchange_ts", pa.array(ns // 1000, pa.timestamp("us", tz="UTC")))
-    return table.append_column(PARTITION_COLUMN, pa.array((ns // NS_PER_DAY).astype("int32"), pa.date32()))
+            columns[name] = rng.random(rows)
+    return pd.DataFrame(columns)
 
 
 def files_read(frame) -> int:
@@ -87,42 +78,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     import duckdb
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import DeltaTable
 
     day = dt.date(2026, 1, 1) + dt.timedelta(days=args.days // 2)
     low, high = DateRange(day, day).bounds_ns
     with scratch_settings("bench-query-") as settings:
-        paths = {"before": settings.delta_table("before"), "after": settings.delta_table("after")}
+        path = settings.delta_table(FEATURES)
         rng = np.random.default_rng(1)
         for hour in range(args.days * 24):
-            rows = hour_of_rows(hour, args.rows_per_hour, rng)
-            write_deltalake(paths["before"], rows, mode="append")
-            write_deltalake(paths["after"], with_new_layout(rows), mode="append", partition_by=[PARTITION_COLUMN])
+            write_features(path, hour_of_rows(hour, args.rows_per_hour, rng))
             if hour % 100 == 99:  # as the stream does: log replay stays short
-                for path in paths.values():
-                    DeltaTable(str(path)).create_checkpoint()
+                DeltaTable(str(path)).create_checkpoint()
         total = args.days * 24 * args.rows_per_hour
-        print(f"{total:,} feature rows over {args.days} days, {args.days * 24} commits per table; "
+        files = len(DeltaTable(str(path)).file_uris())
+        print(f"{total:,} feature rows over {args.days} days, {args.days * 24} commits; "
               f"query: product BTC-USD on {day}")
         where = {
-            "before": f"exchange_ts_ns >= {low} AND exchange_ts_ns < {high}",
-            "after": f"{PARTITION_COLUMN} = DATE'{day}'",
+            "date": f"{PARTITION_COLUMN} = DATE'{day}'",
+            "time": f"exchange_ts_ns >= {low} AND exchange_ts_ns < {high}",
         }
         # Without adaptive execution the executed plan holds the scan and its file count directly.
         spark = build_spark_session(settings, "bench-query", extra_conf={"spark.sql.adaptive.enabled": "false"})
-        for layout, path in paths.items():
-            sql = (f"SELECT count(*), avg(rolling_vol) FROM delta.`{path}` "
-                   f"WHERE {where[layout]} AND product_id = 'BTC-USD'")
+        for on, condition in where.items():
+            sql = f"SELECT count(*), avg(rolling_vol) FROM delta.`{path}` WHERE {condition} AND product_id = 'BTC-USD'"
             seconds = median_seconds(lambda sql=sql: spark.sql(sql).collect(), args.repeats)
-            print(f"spark-sql {layout:6s}: {seconds * 1000:7.0f} ms, files read {files_read(spark.sql(sql))} "
-                  f"of {len(DeltaTable(str(path)).file_uris())}")
+            print(f"spark-sql {on}: {seconds * 1000:7.0f} ms, files read {files_read(spark.sql(sql))} of {files}")
         spark.stop()
-        for layout, path in paths.items():
-            con = duckdb.connect()
-            con.register("features", DeltaTable(str(path)).to_pyarrow_dataset())
-            sql = f"SELECT count(*), avg(rolling_vol) FROM features WHERE {where[layout]} AND product_id = 'BTC-USD'"
-            seconds = median_seconds(lambda con=con, sql=sql: con.sql(sql).fetchall(), args.repeats)
-            print(f"duckdb    {layout:6s}: {seconds * 1000:7.0f} ms")
+        con = duckdb.connect()
+        con.register("features", DeltaTable(str(path)).to_pyarrow_dataset())
+        for on, condition in where.items():
+            sql = f"SELECT count(*), avg(rolling_vol) FROM features WHERE {condition} AND product_id = 'BTC-USD'"
+            seconds = median_seconds(lambda sql=sql: con.sql(sql).fetchall(), args.repeats)
+            print(f"duckdb    {on}: {seconds * 1000:7.0f} ms")
     return 0
 
 

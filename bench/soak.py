@@ -44,9 +44,10 @@ from bench_args import train_champion
 
 from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.modeling.synthetic import synthetic_features, write_features
-from volpipe.ops.harness import ExchangeProcess, process_tree, topic_messages
+from volpipe.ops.harness import ExchangeProcess, topic_messages
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import INGESTOR, KAFKA, MLFLOW, STREAM, live, running
+from volpipe.ops.services.process import process_tree
 from volpipe.spark import submit_command
 
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD", "ADA-USD", "DOGE-USD")

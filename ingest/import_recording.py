@@ -34,17 +34,15 @@ from pathlib import Path
 
 import orjson
 
-from ingest.ingestor import Ingestor
+from ingest.ingestor import Ingestor, add_settings_flags, settings_from_flags, settings_parser
 from volpipe.coinbase import parse_timestamp
-from volpipe.config import Settings, describe
+from volpipe.config import Settings
 from volpipe.errors import PipelineError, RecordingImportError
 from volpipe.logs import configure_logging
 from volpipe.records import unwrap
 
 log = logging.getLogger("ingest.import_recording")  # also when run as __main__
 
-# The settings the import reads, listed in its --help.
-ENV_GROUPS = ("storage", "logging", "kafka", "ingest")
 # Counters of one file's lines: every non-blank line is exactly one of the last four.
 LINE_COUNTS = ("lines", "blank", "imported", "deadlettered", "skipped_heartbeats", "skipped_acks")
 _YIELD_EVERY = 1000
@@ -185,18 +183,14 @@ class Importer:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m ingest.import_recording`` command line; flags override the environment."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ingest.import_recording",
-        description="Import recorded Coinbase WebSocket messages (one a line) or the ingestor's raw/quarantine "
+    parser = settings_parser(
+        "python -m ingest.import_recording",
+        "Import recorded Coinbase WebSocket messages (one a line) or the ingestor's raw/quarantine "
         "NDJSON into data/raw + ticks.raw (dead letters: data/quarantine + ticks.deadletter), keeping the "
         "recorded timestamps and sequence numbers. Re-importing a file is a no-op. See docs/operations.md.",
-        epilog="Environment (flags win):\n" + "\n".join(f"  {e}={d!r}: {doc}" for e, d, doc in describe(*ENV_GROUPS)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="NDJSON recordings, imported in order")
-    parser.add_argument("--products", help="comma-separated products to accept (PRODUCT_IDS); others are dead letters")
-    parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", help="Kafka (KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--data-dir", help="runtime data root (PIPELINE_DATA_DIR)")
+    add_settings_flags(parser, "comma-separated products to accept (PRODUCT_IDS); others are dead letters")
     parser.add_argument("--no-kafka", action="store_true", help="write NDJSON only (produce later with ingest.resend)")
     return parser
 
@@ -205,14 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     """Imports the files; prints ``{"files": [...], "total": {...}}``; exit 1 if anything failed."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    overrides = {
-        "product_ids": tuple(p.strip() for p in args.products.split(",") if p.strip()) if args.products else None,
-        "kafka_bootstrap_servers": args.kafka_bootstrap_servers,
-    }
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir).resolve()
     try:
-        settings = Settings.from_env(**overrides)
+        settings = settings_from_flags(args)
         importer = Importer(settings, kafka=not args.no_kafka)
         results = asyncio.run(importer.run(args.files))
     except PipelineError as exc:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import KafkaException
@@ -27,7 +28,7 @@ from ingest.metrics import Metrics
 from ingest.protocol import HEARTBEAT, SUBSCRIPTIONS, TICKER, Accepted, SequenceTracker, classify, subscribe_messages
 from ingest.resend import unacknowledged
 from ingest.sinks import KafkaSink, Record, Writer, last_record
-from volpipe.config import Settings, describe
+from volpipe.config import Settings, describe, parse_products
 from volpipe.errors import PipelineError
 from volpipe.logs import configure_logging
 from volpipe.records import deadletter_record, raw_record
@@ -288,18 +289,40 @@ def _ranges(seqs: list[int]) -> str:
     return ",".join(parts)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m ingest`` command line; flags override the environment."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ingest",
-        description="Coinbase Advanced Trade ticker ingestor: WebSocket -> Kafka ticks.raw + daily NDJSON.",
+def settings_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command line of the ingest path (the ingestor, an import): its environment listed in the epilog."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description,
         epilog="Environment (flags win):\n" + "\n".join(f"  {e}={d!r}: {doc}" for e, d, doc in describe(*ENV_GROUPS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--url", dest="coinbase_ws_url", help="exchange WebSocket URL (COINBASE_WS_URL)")
-    parser.add_argument("--products", help="comma-separated product ids (PRODUCT_IDS)")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, products_help: str) -> None:
+    """``--products``, ``--bootstrap-servers``, ``--data-dir``: what the ingestor and an import override."""
+    parser.add_argument("--products", type=parse_products, help=products_help)
     parser.add_argument("--bootstrap-servers", dest="kafka_bootstrap_servers", help="Kafka (KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--data-dir", help="runtime data root (PIPELINE_DATA_DIR)")
+
+
+def settings_from_flags(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """The settings, with the flags of ``add_settings_flags`` and ``overrides`` (None: the environment's) winning.
+
+    Raises:
+        ConfigError: A variable is malformed.
+    """
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else None
+    return Settings.from_env(product_ids=args.products, kafka_bootstrap_servers=args.kafka_bootstrap_servers,
+                             data_dir=data_dir, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m ingest`` command line; flags override the environment."""
+    parser = settings_parser(
+        "python -m ingest", "Coinbase Advanced Trade ticker ingestor: WebSocket -> Kafka ticks.raw + daily NDJSON."
+    )
+    parser.add_argument("--url", dest="coinbase_ws_url", help="exchange WebSocket URL (COINBASE_WS_URL)")
+    add_settings_flags(parser, "comma-separated product ids (PRODUCT_IDS)")
     parser.add_argument("--stale-feed-seconds", type=float, help="silence that means a dead feed")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (METRICS_PORT)")
     parser.add_argument("--no-kafka", action="store_true", help="write NDJSON only (diagnostics)")
@@ -310,17 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the ingestor until SIGINT/SIGTERM; exit 0 after a clean shutdown."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    overrides = {
-        "coinbase_ws_url": args.coinbase_ws_url,
-        "product_ids": tuple(p.strip() for p in args.products.split(",") if p.strip()) if args.products else None,
-        "kafka_bootstrap_servers": args.kafka_bootstrap_servers,
-        "stale_feed_seconds": args.stale_feed_seconds,
-        "metrics_port": args.metrics_port,
-    }
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir).resolve()
     try:
-        settings = Settings.from_env(**overrides)
+        settings = settings_from_flags(args, coinbase_ws_url=args.coinbase_ws_url,
+                                       stale_feed_seconds=args.stale_feed_seconds, metrics_port=args.metrics_port)
         counts = asyncio.run(_run(settings, kafka=not args.no_kafka))
     except PipelineError as exc:
         log.error("ingestor stopped: %s", exc)

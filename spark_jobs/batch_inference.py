@@ -27,16 +27,15 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs.delta_tables import ensure_table
+from spark_jobs.entry import job_parser, run_job
 from volpipe.config import Settings
-from volpipe.dates import DateRange, add_range_flags, range_from_args
-from volpipe.errors import PipelineError
+from volpipe.dates import DateRange
 from volpipe.modeling import registry
 from volpipe.schema import model_sql, struct_of, with_layout
 from volpipe.tables import FEATURES, PREDICTION_KEYS, PREDICTIONS
 
 log = logging.getLogger(__name__)
-KEYS = PREDICTION_KEYS
-SCORED_SCHEMA = struct_of((*KEYS, "probability", "predicted_label"))
+SCORED_SCHEMA = struct_of((*PREDICTION_KEYS, "probability", "predicted_label"))
 # Bigger Arrow batches: each predict call has a fixed cost (schema check, DataFrame build).
 SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}
 
@@ -62,11 +61,12 @@ def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringMod
         estimator = registry.load_estimator(tracking_uri, model)
         for batch in batches:
             probability = probabilities(estimator, batch[columns])
-            yield batch[list(KEYS)].assign(probability=probability,
-                                           predicted_label=decide(probability, model.threshold))
+            yield batch[list(PREDICTION_KEYS)].assign(probability=probability,
+                                                      predicted_label=decide(probability, model.threshold))
 
-    scored = features.select(*KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
-    return with_layout(scored.selectExpr(*KEYS, "probability", "predicted_label", *model_sql(model)), PREDICTIONS)
+    scored = features.select(*PREDICTION_KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
+    columns_out = (*PREDICTION_KEYS, "probability", "predicted_label", *model_sql(model))
+    return with_layout(scored.selectExpr(*columns_out), PREDICTIONS)
 
 
 def write(predictions: DataFrame, settings: Settings, dates: DateRange) -> None:
@@ -93,9 +93,9 @@ def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns:
     spec, tau = logged_label(settings, model.run_id)
     frame = read_window(settings.delta_table(FEATURES), L.label_columns(spec), start_ns, end_ns).frame
     y = L.labels_as_trained(frame, spec, tau)
-    labelled = frame[list(KEYS)].assign(y=y)[np.isfinite(y)]
+    labelled = frame[list(PREDICTION_KEYS)].assign(y=y)[np.isfinite(y)]
     predicted = read_window(settings.delta_table(PREDICTIONS), ["probability"], start_ns, end_ns).frame
-    joined = labelled.merge(predicted, on=list(KEYS))
+    joined = labelled.merge(predicted, on=list(PREDICTION_KEYS))
     if joined.empty or joined["y"].nunique() < 2:
         log.info("no realised metrics start_ns=%d end_ns=%d labelled_rows=%d", start_ns, end_ns, len(joined))
         return None
@@ -144,27 +144,16 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from volpipe.logs import configure_logging
-    from volpipe.spark import build_spark_session
-
-    parser = argparse.ArgumentParser(prog="spark_jobs.batch_inference", description=__doc__.split("\n")[0])
-    add_range_flags(parser)
+    parser = job_parser("spark_jobs.batch_inference", __doc__)
     parser.add_argument("--model-version", help="registered version to use (default or empty: @champion)")
     parser.add_argument("--model-name", help="MODEL_NAME")
-    args = parser.parse_args(argv)
-    dates = range_from_args(parser, args)
-    configure_logging()
-    settings = Settings.from_env(model_name=args.model_name)
-    spark = build_spark_session(settings, "volpipe-batch-inference", extra_conf=SPARK_CONF)
-    try:
-        summary = run(spark, settings, dates, args.model_version or None)
-    except PipelineError as exc:
-        log.error("batch inference failed: %s", exc)
-        return 1
-    finally:
-        spark.stop()
-    print(json.dumps(summary, default=str))
-    return 0
+
+    def score(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+        print(json.dumps(run(spark, settings, args.dates, args.model_version or None), default=str))
+        return 0
+
+    return run_job(parser, argv, "volpipe-batch-inference", score, failure="batch inference failed",
+                   overrides=lambda args: {"model_name": args.model_name}, extra_conf=SPARK_CONF)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs.entry import job_parser, run_job
 from volpipe.config import Settings
-from volpipe.dates import DateRange, add_range_flags, range_from_args
+from volpipe.dates import DateRange
 from volpipe.errors import ReplayMismatch
 from volpipe.tables import FEATURES, FEATURES_REPLAY, ROW_KEYS, recorded_kernel, table_columns, table_properties
 
 log = logging.getLogger(__name__)
-KEYS = ROW_KEYS
-COMPARED = tuple(c for c in table_columns(FEATURES) if c not in KEYS and c != "produced_ns")
+COMPARED = tuple(c for c in table_columns(FEATURES) if c not in ROW_KEYS and c != "produced_ns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +84,9 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
     sides = {}
     for side, table in (("s", FEATURES), ("r", FEATURES_REPLAY)):
         frame = spark.read.format("delta").load(str(settings.delta_table(table))).where(dates.where_ns("recv_ns"))
-        sides[side] = frame.select(*KEYS, *(F.col(c).alias(f"{side}_{c}") for c in COMPARED), F.lit(True).alias(f"{side}_present"))
-    joined = sides["s"].join(sides["r"], list(KEYS), "full_outer").cache()
+        values = (F.col(c).alias(f"{side}_{c}") for c in COMPARED)
+        sides[side] = frame.select(*ROW_KEYS, *values, F.lit(True).alias(f"{side}_present"))
+    joined = sides["s"].join(sides["r"], list(ROW_KEYS), "full_outer").cache()
     try:
         both = F.col("s_present").isNotNull() & F.col("r_present").isNotNull()
         unequal = {c: both & ~F.col(f"s_{c}").eqNullSafe(F.col(f"r_{c}")) for c in COMPARED}
@@ -98,7 +99,8 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
         any_diff = F.lit(False)
         for cond in unequal.values():
             any_diff = any_diff | cond
-        sample = joined.where(any_diff | F.col("s_present").isNull() | F.col("r_present").isNull()).orderBy(*KEYS)
+        one_sided = F.col("s_present").isNull() | F.col("r_present").isNull()
+        sample = joined.where(any_diff | one_sided).orderBy(*ROW_KEYS)
         rows = [row.asDict() for row in sample.limit(examples).collect()]
     finally:
         joined.unpersist()
@@ -140,33 +142,25 @@ def write_verdict(report: ComparisonReport | None, dates: DateRange, path: Path,
 
 def main(argv: list[str] | None = None) -> int:
     """Prints the report (and writes its JSON verdict); exit code 0 = identical, 1 = differences."""
-    from volpipe.logs import configure_logging
-    from volpipe.spark import build_spark_session
-
-    parser = argparse.ArgumentParser(prog="spark_jobs.compare", description=__doc__.split("\n")[0])
-    add_range_flags(parser)
+    parser = job_parser("spark_jobs.compare", __doc__)
     parser.add_argument("--examples", type=int, default=10, help="differing rows to print")
     parser.add_argument("--verdict", type=Path, help="also write the JSON verdict to this file")
-    args = parser.parse_args(argv)
-    dates = range_from_args(parser, args)
-    configure_logging()
-    settings = Settings.from_env()
-    spark = build_spark_session(settings, "volpipe-compare")
-    try:
-        report = compare(spark, settings, dates, examples=args.examples)
-    except ReplayMismatch as exc:
-        log.error("cannot compare: %s", exc)
+
+    def compare_and_report(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            report = compare(spark, settings, args.dates, examples=args.examples)
+        except ReplayMismatch as exc:
+            if args.verdict:
+                write_verdict(None, args.dates, args.verdict, error=str(exc))
+            raise
         if args.verdict:
-            write_verdict(None, dates, args.verdict, error=str(exc))
-        return 1
-    finally:
-        spark.stop()
-    if args.verdict:
-        write_verdict(report, dates, args.verdict)
-    print(("EQUAL " if report.ok else "DIFFERENT ") + report.summary())
-    for row in report.examples:
-        print(json.dumps(row, default=str))
-    return 0 if report.ok else 1
+            write_verdict(report, args.dates, args.verdict)
+        print(("EQUAL " if report.ok else "DIFFERENT ") + report.summary())
+        for row in report.examples:
+            print(json.dumps(row, default=str))
+        return 0 if report.ok else 1
+
+    return run_job(parser, argv, "volpipe-compare", compare_and_report, failure="cannot compare")
 
 
 if __name__ == "__main__":

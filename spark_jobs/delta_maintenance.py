@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from spark_jobs.entry import job_parser, run_job
 from volpipe.config import Settings
 from volpipe.errors import MaintenanceError
 from volpipe.tables import ALL_TABLES
@@ -234,37 +235,32 @@ def maintain(spark: SparkSession, settings: Settings, tables: tuple[str, ...] = 
     return summaries
 
 
+def _tables(text: str) -> tuple[str, ...]:
+    tables = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown tables {sorted(unknown)}; known: {','.join(TABLES)}")
+    return tables
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prints one JSON summary per table; exit code 1 on a refused retention or a row mismatch."""
-    from volpipe.logs import configure_logging
-    from volpipe.spark import build_spark_session
-
-    parser = argparse.ArgumentParser(prog="spark_jobs.delta_maintenance", description=__doc__.split("\n")[0])
-    parser.add_argument("--tables", type=lambda s: tuple(t.strip() for t in s.split(",") if t.strip()),
-                        default=TABLES, help=f"comma-separated tables (default: {','.join(TABLES)})")
+    parser = job_parser("spark_jobs.delta_maintenance", __doc__, date_range=False)
+    parser.add_argument("--tables", type=_tables, default=TABLES,
+                        help=f"comma-separated tables (default: {','.join(TABLES)})")
     parser.add_argument("--retention-hours", type=float, help="VACUUM retention (default DELTA_VACUUM_RETENTION_HOURS)")
     parser.add_argument("--force", action="store_true", help="allow a retention below DELTA_VACUUM_MIN_RETENTION_HOURS")
     parser.add_argument("--no-zorder", action="store_true", help="plain compaction (Z-order rewrites what it selects)")
     parser.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=False,
                         help="no OPTIMIZE; VACUUM DRY RUN (the DAG passes --no-dry-run for a real run)")
-    args = parser.parse_args(argv)
-    configure_logging()
-    settings = Settings.from_env()
-    unknown = set(args.tables) - set(TABLES)
-    if unknown:
-        parser.error(f"unknown tables {sorted(unknown)}; known: {','.join(TABLES)}")
-    spark = build_spark_session(settings, "volpipe-delta-maintenance")
-    try:
-        summaries = maintain(spark, settings, args.tables, retention_hours=args.retention_hours, force=args.force,
-                             zorder=not args.no_zorder, dry_run=args.dry_run)
-    except MaintenanceError as exc:
-        log.error("maintenance failed: %s", exc)
-        return 1
-    finally:
-        spark.stop()
-    for summary in summaries:
-        print(json.dumps(dataclasses.asdict(summary)))
-    return 0
+
+    def maintain_tables(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+        for summary in maintain(spark, settings, args.tables, retention_hours=args.retention_hours, force=args.force,
+                                zorder=not args.no_zorder, dry_run=args.dry_run):
+            print(json.dumps(dataclasses.asdict(summary)))
+        return 0
+
+    return run_job(parser, argv, "volpipe-delta-maintenance", maintain_tables, failure="maintenance failed")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from pyspark.sql import functions as F
 
 from spark_jobs.delta_tables import ensure_table
 from volpipe.config import Settings
-from volpipe.modeling.registry import ScoringModel
 from volpipe.schema import model_sql, nullable_int_sql, struct_of
 from volpipe.tables import (
     COLUMNS,
@@ -42,6 +41,7 @@ from volpipe.tables import (
 
 if TYPE_CHECKING:
     from spark_jobs.live_scoring import LiveScoring
+    from volpipe.modeling.registry import ScoringModel
 
 log = logging.getLogger(__name__)
 

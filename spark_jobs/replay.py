@@ -27,9 +27,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.delta_tables import ensure_table
+from spark_jobs.entry import job_parser, run_job
 from volpipe.config import Settings
-from volpipe.dates import DateRange, add_range_flags, file_stem, range_from_args
-from volpipe.errors import PipelineError
+from volpipe.dates import DateRange, file_stem
 from volpipe.features import INPUT_COLUMNS, WindowState, featurize_frame
 from volpipe.schema import nullable_ints, parse_raw, struct_of, with_layout
 from volpipe.tables import FEATURE_TABLE_COLUMNS, FEATURES_REPLAY
@@ -92,26 +92,16 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange, *, warmup_day
 
 
 def main(argv: list[str] | None = None) -> int:
-    from volpipe.logs import configure_logging
-    from volpipe.spark import build_spark_session
-
-    parser = argparse.ArgumentParser(prog="spark_jobs.replay", description=__doc__.split("\n")[0])
-    add_range_flags(parser)
+    parser = job_parser("spark_jobs.replay", __doc__)
     parser.add_argument("--warmup-days", type=int, default=1, help="earlier days read to rebuild the window")
     parser.add_argument("--window", type=int, help="W (FEATURE_WINDOW_SIZE); must match the stream's")
-    args = parser.parse_args(argv)
-    dates = range_from_args(parser, args)
-    configure_logging()
-    settings = Settings.from_env(feature_window_size=args.window)
-    spark = build_spark_session(settings, "volpipe-replay")
-    try:
-        run(spark, settings, dates, warmup_days=args.warmup_days)
-    except PipelineError as exc:
-        log.error("replay failed: %s", exc)
-        return 1
-    finally:
-        spark.stop()
-    return 0
+
+    def replay(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+        run(spark, settings, args.dates, warmup_days=args.warmup_days)
+        return 0
+
+    return run_job(parser, argv, "volpipe-replay", replay, failure="replay failed",
+                   overrides=lambda args: {"feature_window_size": args.window})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Shared fixtures: isolated settings, and real services started by the project's own code.
 
+Tiers (tests/README.md): a test that asks for a service fixture (``kafka_broker``, ``spark``,
+``mlflow_server``, or one built on them) is marked ``integration`` here, whatever its folder,
+so ``make test-unit`` (``-m "not integration and not spark"``) never starts a service.
+
 Every service runs on free ports with its data under a pytest temp dir, so the suite never
 touches a broker or server a developer has running, and two suites can run side by side.
 Session-scoped services are started once and always stopped, even when a test fails.
@@ -14,6 +18,16 @@ import pytest
 
 from volpipe.config import Settings
 from volpipe.ops.sandbox import isolated_settings
+
+
+SERVICE_FIXTURES = frozenset({"kafka_broker", "spark", "mlflow_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that uses a service fixture, directly or through another fixture."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

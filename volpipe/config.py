@@ -10,6 +10,7 @@ variable, so a bad deployment fails at start, not an hour into a run.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
@@ -59,11 +60,33 @@ def _host(raw: str) -> str:
     return raw
 
 
-def _csv(raw: str) -> tuple[str, ...]:
+class ListValueError(ValueError, argparse.ArgumentTypeError):
+    """Raised when a comma-separated list is malformed: a ``ValueError`` to a setting (which names
+    the variable) and an ``ArgumentTypeError`` to argparse, the one kind whose text argparse prints."""
+
+
+def comma_list(raw: str) -> tuple[str, ...]:
+    """The items of ``raw``, comma-separated, stripped, empty ones dropped; at least one."""
     items = tuple(item.strip() for item in raw.split(",") if item.strip())
     if not items:
-        raise ValueError("must list at least one comma-separated value")
+        raise ListValueError("must list at least one comma-separated value")
     return items
+
+
+def parse_products(raw: str) -> tuple[str, ...]:
+    """Product ids from a comma-separated list: ``PRODUCT_IDS``, every ``--products`` flag, run params.
+
+    Raises:
+        ListValueError: No id, an id that is not letters or digits joined by dashes (``BTC-USD``), or an id twice.
+    """
+    products = comma_list(raw)
+    malformed = [product for product in products if not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", product)]
+    if malformed:
+        raise ListValueError(f"not product ids (letters or digits joined by dashes): {', '.join(malformed)}")
+    repeated = sorted({product for product in products if products.count(product) > 1})
+    if repeated:
+        raise ListValueError(f"products listed more than once: {', '.join(repeated)}")
+    return products
 
 
 def _name(raw: str) -> str:
@@ -83,7 +106,7 @@ def _url(*schemes: str) -> Callable[[str], str]:
 
 
 def _host_ports(raw: str) -> str:
-    for item in _csv(raw):
+    for item in comma_list(raw):
         host, sep, port = item.rpartition(":")
         if not sep or not host:
             raise ValueError("must be comma-separated host:port pairs")
@@ -246,7 +269,9 @@ class Settings:
         "COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com", _url("ws", "wss"), "Market-data WebSocket.",
         group="ingest",
     )
-    product_ids: tuple[str, ...] = setting("PRODUCT_IDS", "BTC-USD", _csv, "Products to subscribe to.", group="ingest")
+    product_ids: tuple[str, ...] = setting(
+        "PRODUCT_IDS", "BTC-USD", parse_products, "Products to subscribe to, comma-separated ids such as BTC-USD, each once.", group="ingest"
+    )
     stale_feed_seconds: float = setting(
         "STALE_FEED_SECONDS", "20", _positive_float, "Silence (heartbeats included) that means a dead feed.",
         group="ingest",

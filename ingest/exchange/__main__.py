@@ -17,6 +17,7 @@ import orjson
 
 from ingest.exchange.server import LocalExchange
 from ingest.sources import Tick, load_recording, replay_ticks, synthetic_ticks
+from volpipe.config import parse_products
 from volpipe.dates import day_of_ns
 from volpipe.logs import configure_logging
 from volpipe.market import Sessions
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-timestamps", action="store_true",
                         help="stamp ticker frames with their recorded (replay) or simulated time, not the send time")
     parser.add_argument("--speed", type=float, default=1.0, help="1 = real time, N = N times faster, 0 = full speed")
-    parser.add_argument("--products", default="BTC-USD", help="comma-separated products (synthetic; default BTC-USD)")
+    parser.add_argument("--products", type=parse_products, default=("BTC-USD",), help="comma-separated products (synthetic; default BTC-USD)")
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
     parser.add_argument("--start", type=_utc_time, help="synthetic: time of the market's first tick, ISO-8601 "
                         "(e.g. 2026-01-05T14:00:00Z; default now); with --keep-timestamps the frames carry it")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging()
-    products = [p.strip() for p in args.products.split(",") if p.strip()]
+    products = list(args.products)
     if args.source == "replay":
         if args.replay_file is None:
             parser.error("--source replay needs --replay-file")

@@ -21,19 +21,12 @@ from deltalake.exceptions import TableNotFoundError
 from tests.spark.pipeline_helpers import reference_features, same_bits
 from volpipe.config import PROJECT_ROOT
 from volpipe.features import FEATURE_COLUMNS
-from volpipe.ops.harness import (
-    ExchangeProcess,
-    IngestorProcess,
-    ingestor_env,
-    ndjson_records,
-    process_tree,
-    survivors,
-    topic_records,
-    wait_until,
-)
+from volpipe.ops.harness import (ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, survivors,
+                                 topic_records, wait_until)
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import KAFKA
 from volpipe.ops.services.live import program_env
+from volpipe.ops.services.process import process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 

@@ -18,10 +18,10 @@ import psutil
 import pytest
 
 from volpipe.config import PROJECT_ROOT
-from volpipe.ops.harness import process_tree, survivors
+from volpipe.ops.harness import survivors
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import SERVICES
-from volpipe.ops.services.process import port_open
+from volpipe.ops.services.process import port_open, process_tree
 
 pytestmark = pytest.mark.integration
 

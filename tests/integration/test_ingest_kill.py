@@ -64,7 +64,10 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
                         for line in path.read_bytes().splitlines(True) if line.endswith(b"\n")]  # not a cut one
         acknowledged = collections.Counter(
             v for _, _, v in topic_records(settings, settings.kafka_input_topic, len(killed_lines)))
-        time.sleep(1)  # the exchange's tape runs on: nobody receives these ticks
+        # The exchange's tape runs on: nobody receives these ticks (a count, not a time: a busy
+        # machine only makes the outage longer).
+        wait_until(lambda: (s := exchange.stats())["ticks_generated"] - s["tickers_sent"] > 300, 120,
+                   "ticks generated while no ingestor runs")
         down = exchange.stats()
         second = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "second.log")
         wait_until(lambda: _complete_lines(raw) > 2000, 120, "ticks after the restart")

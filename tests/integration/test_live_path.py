@@ -19,10 +19,10 @@ from deltalake import DeltaTable
 
 from tests.spark.pipeline_helpers import pipeline_settings
 from volpipe.config import PROJECT_ROOT
-from volpipe.ops.harness import ExchangeProcess, ndjson_records, process_tree, survivors, wait_until
+from volpipe.ops.harness import ExchangeProcess, ndjson_records, survivors, wait_until
 from volpipe.ops.services import INGESTOR, STREAM
 from volpipe.ops.services.live import program_env, state_file, stream_lag
-from volpipe.ops.services.process import SupervisorState
+from volpipe.ops.services.process import SupervisorState, process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -91,7 +91,10 @@ def test_each_supervised_process_killed_comes_back_counted_and_nothing_is_lost(k
         wait_until(lambda: _restarted(settings, "ingestor", 1, killed), 120, "ingestor restarted", interval=0.5)
 
         jvm = _state(settings, "stream").pid
-        (driver,) = [p for p in psutil.Process(jvm).children() if _runs(p, "features_stream.py")]
+        # The driver is the JVM's first child running the script (a short-lived helper may show the
+        # same command line for a moment).
+        driver = min((p for p in psutil.Process(jvm).children() if _runs(p, "features_stream.py")),
+                     key=lambda p: p.create_time())
         batch = _last(settings, "commits")
         os.kill(driver.pid, signal.SIGKILL)  # the Python driver: its JVM exits, the supervisor restarts both
         wait_until(lambda: _restarted(settings, "stream", 1, jvm), 120, "stream restarted after its driver died", 0.5)

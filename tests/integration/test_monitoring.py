@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.monitoring_helpers import T0_NS, TICK_NS, feature_rows, prediction_rows, write_table
 from volpipe.config import Settings
 from volpipe.errors import DriftDetected, MonitoringDataError, ReferenceWindowError
 from volpipe.features import FEATURE_COLUMNS
+from volpipe.modeling.synthetic import write_features
+from volpipe.monitoring.synthetic import (HORIZON, T0_NS, TICK_NS, contract_params, feature_rows, prediction_rows,
+                                         register_champion)
 from volpipe.tables import PREDICTIONS, PREDICTIONS_LIVE
 
 pytestmark = pytest.mark.integration
@@ -26,34 +28,6 @@ DAY_NS = 86_400 * 1_000_000_000
 CURRENT_START_NS = T0_NS + DAY_NS
 CURRENT_END_NS = CURRENT_START_NS + N * TICK_NS
 PRODUCTS = ("BTC-USD", "ETH-USD")
-HORIZON = 20
-# The champion's label, logged as training logs it: labels here come from this definition.
-LABEL_PARAMS = {"label_mode": "relative", "horizon": str(HORIZON), "relative_k": "1.0",
-                "relative_column": "rolling_vol"}
-
-
-def register_champion(settings: Settings, name: str, params: dict[str, str]) -> str:
-    """Logs a run with ``params`` and a trivial sklearn model, registers it as ``name`` and makes it champion."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-    from sklearn.linear_model import LogisticRegression
-
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment("monitoring-tests")
-    X = pd.DataFrame({"rolling_vol": [1e-4, 2e-4, 3e-4, 4e-4], "imbalance_1t": [0.1, -0.2, 0.3, -0.4]})
-    with mlflow.start_run() as run:
-        mlflow.log_params(params)
-        # Requirements given, not inferred: inferring them costs seconds per model.
-        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), name="model",
-                                        registered_model_name=name, pip_requirements=["scikit-learn"])
-    MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(name, "champion",
-                                                                          info.registered_model_version)
-    return run.info.run_id
-
-
-def contract_params(start_ns: int, end_ns: int, columns=FEATURE_COLUMNS, products=PRODUCTS) -> dict[str, str]:
-    return {"train_start_ns": str(start_ns), "train_end_ns": str(end_ns), "products": ",".join(products),
-            "feature_columns": ",".join(columns), **LABEL_PARAMS}
 
 
 def test_reference_window_follows_the_champion(mlflow_server):
@@ -73,6 +47,9 @@ def test_reference_window_follows_the_champion(mlflow_server):
     with pytest.raises(ReferenceWindowError, match=r"lacks params \['train_end_ns', 'products', 'feature_columns'\] "
                                                    rf"\(model={name} version=3 run_id="):
         reference_window(uri, name)
+    register_champion(mlflow_server, name, contract_params(30, 40, products=["BTC-USD", "BTC-USD"]))
+    with pytest.raises(ReferenceWindowError, match=r"products listed more than once: BTC-USD \(model=.* version=4"):
+        reference_window(uri, name)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +65,7 @@ def monitored_tables(settings: Settings, root: Path, *, shifted: bool) -> tuple[
     reference = feature_rows(N, seed=1)
     current = feature_rows(N, seed=2, start_ns=CURRENT_START_NS, vol=1.6 if shifted else 1.0,
                            imbalance=0.3 if shifted else 0.0)
-    write_table(settings.delta_table("features"), pd.concat([reference, current], ignore_index=True))
+    write_features(settings.delta_table("features"), pd.concat([reference, current], ignore_index=True))
     previous = feature_rows(N, seed=3, start_ns=CURRENT_START_NS - N * TICK_NS)
     return settings, previous, current
 
@@ -100,13 +77,13 @@ def test_a_shifted_window_is_flagged_reported_and_logged(mlflow_server, champion
 
     settings, previous, current = monitored_tables(mlflow_server, tmp_path, shifted=True)
     settings = dataclasses.replace(settings, drift_action="fail", drift_trigger_retrain=True)
-    write_table(settings.delta_table(PREDICTIONS), pd.concat(
+    write_features(settings.delta_table(PREDICTIONS), pd.concat(
         [prediction_rows(previous, 4, model_name=champion),
          prediction_rows(current, 5, shift=0.15, model_name=champion),
          prediction_rows(current, 6, model_name="another-model"),
          prediction_rows(current, 7, shift=0.3, model_name=champion, model_version="9")], ignore_index=True))
     # The stream's live predictions of the same rows: the champion's scores did not move there.
-    write_table(settings.delta_table(PREDICTIONS_LIVE), pd.concat(
+    write_features(settings.delta_table(PREDICTIONS_LIVE), pd.concat(
         [prediction_rows(previous, 8, model_name=champion), prediction_rows(current, 9, model_name=champion)]))
 
     verdict = run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
@@ -157,7 +134,7 @@ def test_a_window_from_the_reference_distribution_stays_quiet(mlflow_server, cha
 
     settings, _, current = monitored_tables(mlflow_server, tmp_path, shifted=False)
     settings = dataclasses.replace(settings, drift_action="fail", drift_trigger_retrain=True)
-    write_table(settings.delta_table(PREDICTIONS), prediction_rows(current, 5, model_name=champion))
+    write_features(settings.delta_table(PREDICTIONS), prediction_rows(current, 5, model_name=champion))
 
     verdict = enforce(run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS,
                                      current_end_ns=CURRENT_END_NS, report_date="quiet"))
@@ -187,7 +164,7 @@ def test_predictions_are_compared_within_one_version_and_the_versions_are_named(
     # Version 1 scored the window before; version 2 scores higher throughout, in a window where
     # version 1 still scored some rows (a batch re-run, say).
     predictions = settings.delta_table(PREDICTIONS)
-    write_table(predictions, pd.concat([
+    write_features(predictions, pd.concat([
         prediction_rows(previous, 4, model_name=name, model_version="1"),
         prediction_rows(current, 5, shift=0.15, model_name=name, model_version="2"),
         prediction_rows(current.iloc[:100], 6, model_name=name, model_version="1")], ignore_index=True))
@@ -202,7 +179,7 @@ def test_predictions_are_compared_within_one_version_and_the_versions_are_named(
                                 "(training window or previous window)")
     # Version 2's own scores of its training window (as batch inference writes them): now compared.
     reference = feature_rows(N, seed=1)
-    write_table(predictions, prediction_rows(reference, 7, shift=0.15, model_name=name, model_version="2"))
+    write_features(predictions, prediction_rows(reference, 7, shift=0.15, model_name=name, model_version="2"))
     second = judge()
     assert second["reference"] == "training window" and second["share"] == 0.0, second
 
@@ -213,7 +190,7 @@ def test_missing_table_or_empty_window_is_a_clear_error(mlflow_server, champion,
     settings = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", reports_dir=tmp_path / "reports")
     with pytest.raises(MonitoringDataError, match=f"no Delta table at {tmp_path / 'delta' / 'features'}"):
         run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
-    write_table(settings.delta_table("features"), feature_rows(100, seed=1))
+    write_features(settings.delta_table("features"), feature_rows(100, seed=1))
     with pytest.raises(MonitoringDataError, match=rf"current window is empty: .* start_ns={CURRENT_START_NS} "
                                                   rf"end_ns={CURRENT_END_NS} products=BTC-USD,ETH-USD"):
         run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)

@@ -23,7 +23,8 @@ from deltalake import DeltaTable
 from tests.spark.pipeline_helpers import pipeline_settings, produce
 from volpipe.config import PROJECT_ROOT
 from volpipe.market import synthetic_raw_records
-from volpipe.ops.harness import process_tree, survivors, wait_until
+from volpipe.ops.harness import survivors, wait_until
+from volpipe.ops.services.process import process_tree
 from volpipe.ops.services.live import program_env, stream_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]

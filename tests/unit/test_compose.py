@@ -17,6 +17,8 @@ from volpipe.config import PROJECT_ROOT, Settings, env_names
 from volpipe.ops.services.airflow import airflow_env
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+# A Go build through make (a minute on a cold module cache): not the quick tier.
+pytestmark = pytest.mark.integration
 CHECKER = PROJECT_ROOT / ".tools" / "compose-check"
 EXPECTED_SERVICES = {
     "kafka",

@@ -1,4 +1,4 @@
-"""Configuration: defaults from the seed, overrides, and clear errors for bad values."""
+"""Configuration: the first version's defaults, overrides, and clear errors for bad values."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from volpipe.config import PROJECT_ROOT, Settings, env_names
 from volpipe.errors import ConfigError
 
 
-def test_defaults_match_the_seed_configuration_table():
+def test_defaults_match_the_first_versions_configuration_table():
     settings = Settings.from_env({})
     assert settings.kafka_bootstrap_servers == "localhost:9092"
     assert settings.kafka_input_topic == "ticks.raw"
@@ -63,6 +63,8 @@ def test_overrides_win_over_the_environment():
         ("COINBASE_WS_URL", "https://example.com", "ws/wss URL"),
         ("STALE_FEED_SECONDS", "-1", "STALE_FEED_SECONDS"),
         ("PRODUCT_IDS", " , ", "PRODUCT_IDS"),
+        ("PRODUCT_IDS", "BTC-USD,ETH-USD,BTC-USD", "products listed more than once: BTC-USD"),
+        ("PRODUCT_IDS", "BTC-USD,ETH USD", "not product ids (letters or digits joined by dashes): ETH USD"),
         ("SPARK_MASTER", "local-ish", "SPARK_MASTER"),
         ("KAFKA_OUTPUT_TOPIC", "ticks.raw", "must differ"),
     ],
@@ -133,3 +135,12 @@ def test_sasl_without_credentials_or_with_an_unreadable_password_file_is_refused
     })
     with pytest.raises(ConfigError, match=r"KAFKA_SASL_PASSWORD_FILE=.*cannot be read"):
         settings.kafka_client_config()
+
+
+def test_a_products_flag_fails_with_the_parsers_reason(capsys):
+    from ingest.ingestor import build_parser
+
+    assert build_parser().parse_args(["--products", " BTC-USD,,ETH-USD "]).products == ("BTC-USD", "ETH-USD")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--products", "BTC-USD,BTC-USD"])
+    assert "argument --products: products listed more than once: BTC-USD" in capsys.readouterr().err

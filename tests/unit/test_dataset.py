@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.unit.monitoring_helpers import T0_NS, TICK_NS, feature_rows, prediction_rows, write_table
+from volpipe.modeling.synthetic import write_features
+from volpipe.monitoring.synthetic import T0_NS, TICK_NS, feature_rows, prediction_rows
 from volpipe.dates import NS_PER_DAY
 from volpipe.errors import MonitoringDataError, TableReadError, TrainingDataError
 from volpipe.modeling.dataset import read_window
@@ -17,7 +18,7 @@ PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
 def test_filters_time_half_open_and_products_in_key_order(tmp_path):
     path = tmp_path / "predictions"
     rows = prediction_rows(feature_rows(100, seed=1, products=PRODUCTS), seed=1)
-    write_table(path, rows.sample(frac=1.0, random_state=3))  # stored out of order
+    write_features(path, rows.sample(frac=1.0, random_state=3))  # stored out of order
     start, end = T0_NS + 10 * TICK_NS, T0_NS + 40 * TICK_NS
     got = read_window(path, ["probability"], start, end, ("BTC-USD", "SOL-USD")).frame
     expected = rows[(rows.exchange_ts_ns >= start) & (rows.exchange_ts_ns < end) & (rows.product_id != "ETH-USD")]
@@ -53,7 +54,7 @@ def test_only_the_windows_days_are_opened(tmp_path):
 
 
 def test_a_missing_table_or_column_is_every_readers_data_error(tmp_path):
-    write_table(tmp_path / "features", feature_rows(10, seed=1))
+    write_features(tmp_path / "features", feature_rows(10, seed=1))
     with pytest.raises(TableReadError, match=r"lacks columns \['nope'\]") as caught:
         read_window(tmp_path / "features", ["rolling_vol", "nope"])
     # Training skips on it, monitoring stops with it as its reason.

@@ -6,6 +6,7 @@
 - The pure modules (names, dates, kernel, labels, wire format) import no pyspark, so the
   trainer, the monitor and the DAG files can use them without a JVM.
 - DAG files import only the standard library, Airflow and ``volpipe``.
+- No entrypoint (benchmarks included) imports the tests: what both need lives in ``volpipe``.
 """
 
 from __future__ import annotations
@@ -68,3 +69,9 @@ def test_pure_modules_import_no_spark(relative):
 def test_dag_files_import_only_airflow_and_the_shared_package(path):
     allowed = {"airflow", "volpipe", "__future__", *sys.stdlib_module_names}
     assert {m for m in imported_modules(path) if _top(m) not in allowed} == set()
+
+
+@pytest.mark.parametrize("path", [*_sources("bench"), *_sources("ingest"), *_sources("spark_jobs")],
+                         ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_no_entrypoint_imports_the_tests(path):
+    assert not {m for m in imported_modules(path) if _top(m) == "tests"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.monitoring_helpers import feature_rows, prediction_rows
+from volpipe.monitoring.synthetic import feature_rows, prediction_rows
 from volpipe.errors import DriftDetected, MonitoringDataError
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.monitoring import data, drift

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from volpipe.errors import SetupError
-from volpipe.ops.harness import process_tree, survivors, wait_until
+from volpipe.ops.harness import survivors, wait_until
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services.kafka import _cluster_id, server_properties
-from volpipe.ops.services.process import ManagedProcess
+from volpipe.ops.services.process import ManagedProcess, process_tree
 
 
 def test_cluster_ids_are_kafka_uuids_that_never_look_like_options():

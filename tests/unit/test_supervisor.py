@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from volpipe.config import PROJECT_ROOT, Settings
-from volpipe.ops.harness import process_tree, survivors, wait_until
-from volpipe.ops.services.process import SupervisorState
+from volpipe.ops.harness import survivors, wait_until
+from volpipe.ops.services.process import SupervisorState, process_tree
 from volpipe.ops.services.supervisor import backoff
 
 

@@ -12,6 +12,7 @@ registered version's run logged, the one lookup of it.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 from volpipe.dates import DateRange, day_of_ns, parse_range
 from volpipe.errors import TableReadError
 from volpipe.modeling import label as L
@@ -29,6 +30,14 @@ from volpipe.tables import FEATURES, PARTITION_COLUMN, PREDICTIONS, ROW_KEYS
 log = logging.getLogger(__name__)
 # The time every windowed table is read by (and stores exactly, as integer UTC nanoseconds).
 TIME_COLUMN = "exchange_ts_ns"
+
+
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--start``/``--end`` (UTC dates, default: every row) and ``--products``: the window the
+    trainer and the walk-forward evaluation read (``volpipe.dates.optional_bounds_ns`` turns the dates into bounds)."""
+    parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
+    parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
+    parser.add_argument("--products", type=parse_products, help="comma-separated")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import logging
 import sys
@@ -389,11 +388,10 @@ def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None =
 def main(argv: list[str] | None = None) -> int:
     from volpipe.dates import optional_bounds_ns
     from volpipe.logs import configure_logging
+    from volpipe.modeling.dataset import add_window_arguments
 
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
-    parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
-    parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
+    add_window_arguments(parser)
     parser.add_argument("--folds", type=int, help="WALK_FORWARD_FOLDS")
     parser.add_argument("--samples", type=int, help="BOOTSTRAP_SAMPLES")
     L.add_arguments(parser)

@@ -37,8 +37,8 @@ import pandas as pd
 
 from volpipe.config import LABEL_MODES, Settings
 from volpipe.features import EXTRA_WINDOWS
+from volpipe.tables import ROW_KEYS
 
-ORDER_COLUMNS = ("product_id", "ingest_seq", "ticker_idx")
 # Split codes; rows of an embargo (their label window reaches the next split) get EMBARGO.
 TRAIN, VALIDATION, TEST, EMBARGO = 0, 1, 2, -1
 SPLIT_NAMES = {TRAIN: "train", VALIDATION: "validation", TEST: "test"}
@@ -173,8 +173,8 @@ def logged_definition(params: Mapping[str, str], fallback: LabelSpec) -> tuple[L
 
 
 def order_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted by (product_id, ingest_seq, ticker_idx) with a fresh 0..n-1 index."""
-    return frame.sort_values(list(ORDER_COLUMNS), kind="stable").reset_index(drop=True)
+    """Rows sorted by ``ROW_KEYS`` with a fresh 0..n-1 index."""
+    return frame.sort_values(list(ROW_KEYS), kind="stable").reset_index(drop=True)
 
 
 def _group_starts(products: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import logging
 import subprocess
@@ -32,7 +31,7 @@ from volpipe.config import PROJECT_ROOT, Settings
 from volpipe.errors import TrackingUnavailable, TrainingDataError
 from volpipe.modeling import label as L
 from volpipe.modeling import models as M
-from volpipe.modeling.dataset import FeatureData, read_window
+from volpipe.modeling.dataset import FeatureData, add_window_arguments, read_window
 from volpipe.tables import FEATURES
 
 log = logging.getLogger(__name__)
@@ -203,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m volpipe.modeling.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--start", type=dt.date.fromisoformat, help="first UTC date, YYYY-MM-DD (default: all)")
-    parser.add_argument("--end", type=dt.date.fromisoformat, help="last UTC date (default: --start, or all)")
-    parser.add_argument("--products", type=lambda s: [p for p in s.split(",") if p], help="comma-separated")
+    add_window_arguments(parser)
     L.add_arguments(parser)
     parser.add_argument("--model-name", help="MODEL_NAME")
     parser.add_argument("--min-rows", type=int, help="TRAIN_MIN_ROWS")

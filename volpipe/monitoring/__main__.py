@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import sys
 
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 from volpipe.errors import DriftDetected, PipelineError
 
 
@@ -22,13 +22,6 @@ def _utc(text: str) -> dt.datetime:
     """An ISO date or datetime, read as UTC when it carries no offset."""
     value = dt.datetime.fromisoformat(text)
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _products(text: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    if not items:
-        raise argparse.ArgumentTypeError("expected comma-separated products")
-    return items
 
 
 def _share(text: str) -> float:
@@ -55,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=_utc, help="end of the current window, UTC ISO datetime (default: now)")
     parser.add_argument("--start", type=_utc,
                         help="start of the current window (default: end - MONITORING_WINDOW_HOURS)")
-    parser.add_argument("--products", type=_products, help="comma-separated products (default: the champion's)")
+    parser.add_argument("--products", type=parse_products, help="comma-separated products (default: the champion's)")
     parser.add_argument("--date", help="report folder name under REPORTS_DIR/evidently (default: the end's UTC date)")
     parser.add_argument("--max-rows", type=int, default=None, help="sample each window down to this many rows")
     parser.add_argument("--drift-action", choices=["fail", "warn"], help="override DRIFT_ACTION")

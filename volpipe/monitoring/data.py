@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from volpipe.config import comma_list, parse_products
 from volpipe.errors import ReferenceWindowError
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ class ReferenceWindow(NamedTuple):
     feature_columns: tuple[str, ...]
     model_version: str
     run_id: str
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def reference_window(tracking_uri: str, model_name: str) -> ReferenceWindow:
@@ -73,10 +70,11 @@ def reference_window(tracking_uri: str, model_name: str) -> ReferenceWindow:
         raise ReferenceWindowError(f"train_start_ns/train_end_ns are not integers: {exc} ({context})") from None
     if start_ns > end_ns:
         raise ReferenceWindowError(f"train_start_ns={start_ns} is after train_end_ns={end_ns} ({context})")
-    window = ReferenceWindow(start_ns, end_ns, _csv(params["products"]), _csv(params["feature_columns"]),
-                             str(version.version), version.run_id)
-    if not window.products or not window.feature_columns:
-        raise ReferenceWindowError(f"champion run has empty products or feature_columns ({context})")
+    try:
+        products, feature_columns = parse_products(params["products"]), comma_list(params["feature_columns"])
+    except ValueError as exc:
+        raise ReferenceWindowError(f"champion run's products or feature_columns: {exc} ({context})") from None
+    window = ReferenceWindow(start_ns, end_ns, products, feature_columns, str(version.version), version.run_id)
     log.info("reference window %s start_ns=%d end_ns=%d products=%s", context, start_ns, end_ns,
              ",".join(window.products))
     return window

@@ -417,10 +417,10 @@ def newest_features(settings: Settings, limit: int = 5) -> str:
     import duckdb
     from deltalake import DeltaTable
 
-    features = DeltaTable(str(settings.delta_table(FEATURES))).to_pyarrow_dataset()  # noqa: F841 - used by SQL
-    query = duckdb.execute(
+    dataset = DeltaTable(str(settings.delta_table(FEATURES))).to_pyarrow_dataset()
+    query = duckdb.connect().register(FEATURES, dataset).sql(
         "SELECT product_id, ingest_seq, strftime(make_timestamp((exchange_ts_ns // 1000)::BIGINT), '%H:%M:%S.%f'), "
-        "midprice, spread_bps, rolling_vol * 1e4, trade_intensity FROM features ORDER BY ingest_seq DESC "
+        f"midprice, spread_bps, rolling_vol * 1e4, trade_intensity FROM {FEATURES} ORDER BY ingest_seq DESC "
         f"LIMIT {int(limit)}"
     )
     lines = [f"{'product':10s} {'ingest_seq':>10s} {'exchange time':>15s} {'midprice':>12s} {'spread_bps':>10s} "

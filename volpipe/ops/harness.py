@@ -43,12 +43,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
         time.sleep(interval)
 
 
-def process_tree(pid: int) -> list[psutil.Process]:
-    """``pid`` and its descendants now: collect before a stop, then check ``survivors``."""
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
 def survivors(tree: list[psutil.Process]) -> list[str]:
     """The processes of ``tree`` still alive (zombies count as gone), as "pid cmd" strings."""
     alive = []

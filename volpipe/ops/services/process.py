@@ -167,7 +167,7 @@ class ManagedProcess:
             return False
         # Collected first: a child that left the group (Airflow runs each task in a group of its
         # own) or was orphaned by its parent's exit is out of reach of the group signal, not of this list.
-        tree = _tree(pid)
+        tree = process_tree(pid)
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline and _alive(pid):
@@ -180,15 +180,7 @@ class ManagedProcess:
         else:
             # The leader is gone; children that ignored SIGTERM must not linger.
             _signal_group(pid, signal.SIGKILL)
-        for proc in tree:
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    log.warning("service=%s left pid=%s cmd=%s behind: killing it", self.name, proc.pid,
-                                " ".join(proc.cmdline()[:3]))
-                    proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(tree, timeout=10)
+        kill_leftovers(tree, f"service={self.name}")
         self.pid_file.unlink(missing_ok=True)
         log.info("service=%s stopped", self.name)
         return True
@@ -226,13 +218,31 @@ class SupervisorState:
             return None
 
 
-def _tree(pid: int) -> list[psutil.Process]:
-    """The service's process and all its descendants, as of now."""
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and all its descendants, as of now (none when it is gone): collect before a stop."""
     try:
         leader = psutil.Process(pid)
         return [leader, *leader.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def kill_leftovers(processes: list[psutil.Process], owner: str) -> None:
+    """SIGKILLs the processes still alive of those a stop should have ended, and reaps them.
+
+    Args:
+        processes: Collected before the stop (a child that left the group or was orphaned is
+            out of reach of a group signal, not of this list).
+        owner: Who left them, for the log (``service=kafka``, ``program=stream``).
+    """
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:  # zombies are only reaped below
+                log.warning("%s left pid=%d cmd=%s behind: killing it", owner, proc.pid, " ".join(proc.cmdline()[:3]))
+                proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=10)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -30,7 +30,7 @@ import psutil
 
 from volpipe.config import Settings, describe
 from volpipe.logs import configure_logging
-from volpipe.ops.services.process import SupervisorState
+from volpipe.ops.services.process import SupervisorState, kill_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +63,6 @@ def _stop_with_supervisor() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def kill_leftovers(name: str) -> None:
-    """SIGKILLs and reaps every remaining descendant (orphans were re-parented to us)."""
-    leftovers = psutil.Process().children(recursive=True)
-    for proc in leftovers:
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:  # zombies are only reaped below
-                log.warning("program=%s leftover process pid=%d cmd=%s: killing it", name, proc.pid,
-                            " ".join(proc.cmdline()[:3]))
-                proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(leftovers, timeout=10)
-
-
 def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float, settings: Settings) -> int:
     """Runs ``argv`` until SIGTERM/SIGINT, restarting it whenever it exits. Returns 0."""
     _become_subreaper()
@@ -98,7 +84,7 @@ def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float,
         if stopping.is_set():
             break
         ran = time.time() - state.started_at
-        kill_leftovers(name)
+        kill_leftovers(psutil.Process().children(recursive=True), f"program={name}")
         wait = backoff(wait, ran, settings)
         state.restarts += 1
         state.pid, state.last_exit, state.last_exit_at = None, child.returncode, time.time()
@@ -115,7 +101,7 @@ def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float,
             child.wait(stop_timeout)
         except subprocess.TimeoutExpired:
             log.warning("program=%s did not stop in %.0fs: killing it", name, stop_timeout)
-    kill_leftovers(name)
+    kill_leftovers(psutil.Process().children(recursive=True), f"program={name}")
     child.wait()
     state.pid, state.last_exit, state.last_exit_at = None, child.returncode, time.time()
     state.save(state_file)

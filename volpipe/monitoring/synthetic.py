@@ -1,11 +1,22 @@
-"""Synthetic feature and prediction rows for the monitoring tests (seeded, shaped like the Delta tables)."""
+"""Synthetic rows and a stand-in champion for monitoring's tests and benchmarks (no Spark).
+
+Outputs: seeded feature and prediction rows shaped like the ``features`` and ``predictions``
+tables (random draws with the tables' columns, not the kernel's output: the drift reports need
+regimes to tell apart, ``feature_rows(vol=...)``), and a champion registered in MLflow whose run
+carries the reference-window params ``volpipe.monitoring.data`` reads. Write the rows to Delta
+with ``volpipe.modeling.synthetic.write_features``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from volpipe.config import Settings
+from volpipe.features import FEATURE_COLUMNS
+from volpipe.modeling import registry
 
 T0_NS = 1_790_000_000 * 1_000_000_000  # 2026-09-21, an arbitrary UTC instant
 TICK_NS = 100_000_000  # 10 ticks a second
@@ -55,15 +66,35 @@ def prediction_rows(features: pd.DataFrame, seed: int, *, shift: float = 0.0, mo
     })
 
 
-def write_table(path: Path, frame: pd.DataFrame) -> None:
-    """Appends ``frame`` to the Delta table at ``path`` (delta-rs) laid out as the pipeline's tables
-    (``exchange_ts``, ``date`` partitions: readers must read past them); created when missing."""
-    import pyarrow as pa
-    from deltalake import write_deltalake
+# The label the stand-in champion's run logs: rows are labelled by this definition (no label
+# within the last HORIZON rows of a product).
+HORIZON = 20
+LABEL_PARAMS = {"label_mode": "relative", "horizon": str(HORIZON), "relative_k": "1.0",
+                "relative_column": "rolling_vol"}
 
-    from volpipe.tables import FEATURES, PARTITION_COLUMN, arrow_layout_columns
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    for name, column in arrow_layout_columns(FEATURES, frame["exchange_ts_ns"].to_numpy()).items():
-        table = table.append_column(name, column)
-    write_deltalake(str(path), table, mode="append", partition_by=[PARTITION_COLUMN])
+def contract_params(start_ns: int, end_ns: int, columns: Sequence[str] = FEATURE_COLUMNS,
+                    products: Sequence[str] = ("BTC-USD", "ETH-USD")) -> dict[str, str]:
+    """The params of a champion's run that monitoring reads: its training window, products, columns, label."""
+    return {"train_start_ns": str(start_ns), "train_end_ns": str(end_ns), "products": ",".join(products),
+            "feature_columns": ",".join(columns), **LABEL_PARAMS}
+
+
+def register_champion(settings: Settings, name: str, params: Mapping[str, str]) -> str:
+    """Logs a run with ``params`` and a trivial sklearn model, registers it as ``name`` and makes it
+    champion; returns the run id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment("monitoring-tests")
+    X = pd.DataFrame({"rolling_vol": [1e-4, 2e-4, 3e-4, 4e-4], "imbalance_1t": [0.1, -0.2, 0.3, -0.4]})
+    with mlflow.start_run() as run:
+        mlflow.log_params(params)
+        # Requirements given, not inferred: inferring them costs seconds per model.
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, [0, 0, 1, 1]), name="model",
+                                        registered_model_name=name, pip_requirements=["scikit-learn"])
+    MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(name, registry.CHAMPION,
+                                                                          info.registered_model_version)
+    return run.info.run_id

@@ -1,6 +1,6 @@
-"""The seed's featurizer design as a baseline: a Python Kafka consumer recomputing features with pandas per message.
+"""The pipeline's first featurizer as a baseline: a Python Kafka consumer recomputing features with pandas per message.
 
-What it does (``features/featurizer.py`` of the seed, Stage 2 of its pipeline-flow): one
+What it does (``features/featurizer.py`` of the pipeline's first version, Stage 2 of its pipeline-flow): one
 confluent-kafka consumer reads raw records from ``ticks.raw``; for each ticker it appends the
 tick to its product's in-memory buffer (the last 10,000 rows), recomputes the features with
 pandas over the whole buffer (``midprice`` with the price as fallback, ``midprice_return`` =
@@ -20,12 +20,12 @@ own Kafka broker under a temp dir:
 - ``catch-up``: a backlog of N ticks, timed from the first message received to the last one
   published and written (ticks/s; compare with ``features_throughput.py --no-scoring``)::
 
-    .venv/bin/python bench/seed_featurizer.py catch-up --ticks 30000
+    .venv/bin/python bench/first_featurizer.py catch-up --ticks 30000
 
 - ``latency``: ticks stamped now at a fixed rate; latency = receive time of the feature message
   in Kafka - ``exchange_ts_ns`` (p50/p90/p99; compare with ``features_latency.py``)::
 
-    .venv/bin/python bench/seed_featurizer.py latency --rate 100 --seconds 600
+    .venv/bin/python bench/first_featurizer.py latency --rate 100 --seconds 600
 """
 
 from __future__ import annotations
@@ -48,17 +48,17 @@ from bench_kafka import consume_latencies, produce_backlog, produce_live
 from confluent_kafka import Consumer, Producer
 
 from volpipe.coinbase import parse_timestamp
-from volpipe.config import Settings
+from volpipe.config import Settings, parse_products
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import KAFKA, running
 from volpipe.ops.services.kafka import create_topics
 
-BUFFER_ROWS = 10_000  # the seed's in-memory buffer per product
+BUFFER_ROWS = 10_000  # the first version's in-memory buffer per product
 PARQUET_BATCH_ROWS = 10_000
 COLUMNS = ("exchange_ts_ns", "price", "best_bid", "best_ask")
 
 
-class SeedFeaturizer:
+class FirstFeaturizer:
     """Per-message pandas recomputation over a bounded buffer per product, two sinks."""
 
     def __init__(self, settings: Settings, parquet_path: Path) -> None:
@@ -137,11 +137,11 @@ class SeedFeaturizer:
         if self.writer is not None:
             self.writer.close()
         if self.producer.flush(60) != 0:
-            raise RuntimeError("seed featurizer: feature messages still unacknowledged after 60 s")
+            raise RuntimeError("first featurizer: feature messages still unacknowledged after 60 s")
 
     def run(self, stop: threading.Event, limit: int | None = None) -> tuple[int, float]:
         """Consumes until ``stop`` or ``limit`` messages; returns (messages, seconds since the first)."""
-        consumer = Consumer({**self.settings.kafka_client_config(), "group.id": f"seed-featurizer-{uuid.uuid4()}",
+        consumer = Consumer({**self.settings.kafka_client_config(), "group.id": f"first-featurizer-{uuid.uuid4()}",
                              "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
         consumer.subscribe([self.settings.kafka_input_topic])
         consumed, began = 0, None
@@ -152,7 +152,7 @@ class SeedFeaturizer:
                     continue
                 value = message.value()
                 if message.error() is not None or value is None:
-                    raise RuntimeError(f"seed featurizer: consumer error {message.error()} (value {value!r})")
+                    raise RuntimeError(f"first featurizer: consumer error {message.error()} (value {value!r})")
                 began = began or time.perf_counter()
                 self.handle(value)
                 consumed += 1
@@ -166,10 +166,10 @@ def catch_up(settings: Settings, ticks: int, products: tuple[str, ...]) -> None:
     """Backlog first (not timed), then the featurizer until it has handled every record."""
     seconds = produce_backlog(settings, ticks, products)
     print(f"produced {ticks} records in {seconds:.1f} s")
-    featurizer = SeedFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
+    featurizer = FirstFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
     consumed, elapsed = featurizer.run(threading.Event(), limit=ticks)
     rows = pq.ParquetFile(featurizer.parquet_path).metadata.num_rows
-    print(f"seed catch-up: {consumed} ticks in {elapsed:.1f} s = {consumed / elapsed:,.0f} ticks/s "
+    print(f"first featurizer catch-up: {consumed} ticks in {elapsed:.1f} s = {consumed / elapsed:,.0f} ticks/s "
           f"(first message to last published and written; {featurizer.published} feature messages, "
           f"{rows} Parquet rows)")
 
@@ -177,7 +177,7 @@ def catch_up(settings: Settings, ticks: int, products: tuple[str, ...]) -> None:
 def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: float) -> bool:
     """Featurizer and latency consumer running while live ticks are produced at ``rate``; False if none arrived."""
     stop = threading.Event()
-    featurizer = SeedFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
+    featurizer = FirstFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
     values: list[tuple[int, int]] = []
     threads = [threading.Thread(target=featurizer.run, args=(stop,), daemon=True),
                threading.Thread(target=consume_latencies, args=(settings, settings.kafka_output_topic, stop, values),
@@ -194,13 +194,13 @@ def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: flo
             thread.join(30)
     lat_ms = np.array([lat for ts, lat in values if ts >= began_ns + int(warmup_seconds * 1e9)]) / 1e6
     if not lat_ms.size:
-        print(f"seed latency: no feature message after the first {warmup_seconds:.0f} s ({len(values)} in all, "
-              f"{sent} ticks sent): run longer", file=sys.stderr)
+        print(f"first featurizer latency: no feature message after the first {warmup_seconds:.0f} s "
+              f"({len(values)} in all, {sent} ticks sent): run longer", file=sys.stderr)
         return False
     p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
-    print(f"seed latency exchange->{settings.kafka_output_topic} over {lat_ms.size} rows ({sent} ticks sent at "
-          f"{rate}/s for {seconds:.0f} s, first {warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
-          f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
+    print(f"first featurizer latency exchange->{settings.kafka_output_topic} over {lat_ms.size} rows "
+          f"({sent} ticks sent at {rate}/s for {seconds:.0f} s, first {warmup_seconds:.0f} s ignored): "
+          f"p50={p50:.0f} ms p90={p90:.0f} ms p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
     return True
 
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = parser.add_subparsers(dest="mode", required=True)
     backlog = modes.add_parser("catch-up", help="throughput on a backlog of --ticks raw records")
     backlog.add_argument("--ticks", type=int, default=30_000, help="backlog size (30000: about 1 min here)")
-    backlog.add_argument("--products", type=lambda text: tuple(p for p in text.split(",") if p),
+    backlog.add_argument("--products", type=parse_products,
                          default=("BTC-USD", "ETH-USD"), help="comma-separated products (BTC-USD,ETH-USD)")
     live = modes.add_parser("latency", help="p50/p90/p99 at a fixed rate of ticks stamped now")
     live.add_argument("--rate", type=float, default=100.0, help="ticks per second (100)")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--warmup-seconds", type=float, default=30.0, help="ignored at the start (30)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    with scratch_settings("bench-seed-") as settings, running(settings, KAFKA):
+    with scratch_settings("bench-first-featurizer-") as settings, running(settings, KAFKA):
         create_topics(settings)
         if args.mode == "catch-up":
             catch_up(settings, args.ticks, args.products)
