@@ -25,15 +25,23 @@ def synthetic_data_parser(doc: str) -> argparse.ArgumentParser:
     (parsed into a tuple of product ids)."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000, help="synthetic ticks (1000000)")
-    parser.add_argument("--products", type=parse_products,
-                        default=("BTC-USD", "ETH-USD"), help="comma-separated products (BTC-USD,ETH-USD)")
+    parser.add_argument(
+        "--products",
+        type=parse_products,
+        default=("BTC-USD", "ETH-USD"),
+        help="comma-separated products (BTC-USD,ETH-USD)",
+    )
     return parser
 
 
 def add_scoring_flag(parser: argparse.ArgumentParser) -> None:
     """``--scoring``: run the stream with live scoring by a champion trained for the run."""
-    parser.add_argument("--scoring", action=argparse.BooleanOptionalAction, default=True,
-                        help="score live with a champion trained on synthetic features first (default: on)")
+    parser.add_argument(
+        "--scoring",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score live with a champion trained on synthetic features first (default: on)",
+    )
 
 
 def train_champion(settings: Settings) -> dict:
@@ -45,10 +53,14 @@ def train_champion(settings: Settings) -> dict:
     summary = train.run(settings)
     if not summary["promoted"]:
         version = summary["registered_version"]
-        registry.promote(settings.mlflow_tracking_uri, settings.model_name, version,
-                         {"promotion.forced_by": "benchmark"})
-        print(f"gate: {summary['decision']} ({summary['reason']}); version {version} made champion anyway for the "
-              "benchmark", flush=True)
+        registry.promote(
+            settings.mlflow_tracking_uri, settings.model_name, version, {"promotion.forced_by": "benchmark"}
+        )
+        print(
+            f"gate: {summary['decision']} ({summary['reason']}); version {version} made champion anyway for the "
+            "benchmark",
+            flush=True,
+        )
         summary = {**summary, "champion_version": version}
     return summary
 
@@ -66,7 +78,10 @@ def live_champion(settings: Settings, spark: SparkSession, *, enabled: bool) -> 
 
     with running(settings, MLFLOW):
         training = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
-        write_features(training.delta_table("features"), synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
+        write_features(
+            training.delta_table("features"),
+            synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0),
+        )
         summary = train_champion(training)
         print(f"champion: {summary['model_name']} v{summary['champion_version']} ({summary['candidate']})")
         scoring = LiveScoring(spark, settings)

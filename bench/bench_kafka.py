@@ -23,9 +23,16 @@ def produce_backlog(settings: Settings, ticks: int, products: tuple[str, ...]) -
     """Produces ``ticks`` raw records; returns the seconds it took."""
     began = time.perf_counter()
     # Idempotent, as the ingestor's producer is (ingest/sinks.py).
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
-                         "linger.ms": 50, "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
-                         "compression.type": "lz4"})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+            "compression.type": "lz4",
+        }
+    )
     for key, value in synthetic_raw_records(ticks, products, seed=3):
         while True:
             try:
@@ -56,8 +63,14 @@ def produce_live(settings: Settings, rate: float, seconds: float, stop: threadin
 
 def consume_latencies(settings: Settings, topic: str, stop: threading.Event, out: list[tuple[int, int]]) -> None:
     """Appends (exchange_ts_ns, latency_ns) of every message of ``topic`` until ``stop``."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 10,
+        }
+    )
     consumer.subscribe([topic])
     try:
         while not stop.is_set():

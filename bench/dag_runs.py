@@ -41,7 +41,7 @@ def write_raw_files(raw_dir: Path, ticks: int, products: tuple[str, ...]) -> Non
     handles: dict[str, BinaryIO] = {}
     try:
         for _, value in synthetic_raw_records(ticks, products, seed=3):
-            recv_ns = int(value[value.index(b'"recv_ns":') + 10:value.index(b',"conn_id"')])
+            recv_ns = int(value[value.index(b'"recv_ns":') + 10 : value.index(b',"conn_id"')])
             stem = daily_file_stem(recv_ns)
             if stem not in handles:
                 handles[stem] = open(raw_dir / f"{stem}.ndjson", "ab")  # noqa: SIM115 - closed below
@@ -70,20 +70,31 @@ def main(argv: list[str] | None = None) -> int:
         bounds = features.to_table(columns=["exchange_ts_ns"]).column(0)
         first = day_of_ns(min(bounds.to_pylist()))
         last = day_of_ns(max(bounds.to_pylist()))
-        print(f"setup: {args.ticks:,} ticks -> {features.count_rows():,} feature rows over {first}..{last} "
-              f"in {time.perf_counter() - began:.0f} s (not timed)", flush=True)
+        print(
+            f"setup: {args.ticks:,} ticks -> {features.count_rows():,} feature rows over {first}..{last} "
+            f"in {time.perf_counter() - began:.0f} s (not timed)",
+            flush=True,
+        )
         home = settings.data_dir / "airflow"
         home.mkdir()
-        os.environ.update({
-            "PIPELINE_DATA_DIR": str(settings.data_dir), "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark_master}),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        })
-        subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True,
-                       capture_output=True, timeout=300)
+        os.environ.update(
+            {
+                "PIPELINE_DATA_DIR": str(settings.data_dir),
+                "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+                "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark_master}),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            }
+        )
+        subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         from airflow.dag_processing.dagbag import DagBag
 
         dags = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags

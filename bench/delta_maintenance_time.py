@@ -37,12 +37,26 @@ def write_small_files(path: Path, rows: int, appends: int) -> None:
     per = rows // appends
     for batch in range(appends):
         ids = np.arange(batch * per, (batch + 1) * per, dtype=np.int64)
-        frame = pd.DataFrame({
-            "product_id": np.where(ids % 2 == 0, "BTC-USD", "ETH-USD"), "ingest_seq": ids,
-            "ticker_idx": np.zeros(per, np.int64), "exchange_ts_ns": T0_NS + ids * TICK_NS,
-            **{name: rng.normal(size=per) for name in ("midprice_return", "rolling_vol", "spread_bps", "imbalance_1t",
-                                                       "trade_intensity", "vol_300t", "ret_mean_30t")},
-        })
+        frame = pd.DataFrame(
+            {
+                "product_id": np.where(ids % 2 == 0, "BTC-USD", "ETH-USD"),
+                "ingest_seq": ids,
+                "ticker_idx": np.zeros(per, np.int64),
+                "exchange_ts_ns": T0_NS + ids * TICK_NS,
+                **{
+                    name: rng.normal(size=per)
+                    for name in (
+                        "midprice_return",
+                        "rolling_vol",
+                        "spread_bps",
+                        "imbalance_1t",
+                        "trade_intensity",
+                        "vol_300t",
+                        "ret_mean_30t",
+                    )
+                },
+            }
+        )
         write_deltalake(str(path), frame, mode="append")
 
 

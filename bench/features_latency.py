@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             spark = build_spark_session(settings, "bench-latency", extra_conf=dict(args.conf))
             with live_champion(settings, spark, enabled=args.scoring) as scoring:
                 query = features_stream.start(spark, settings, scoring=scoring)
-                consumers = [threading.Thread(target=consume_latencies, args=(settings, topic, stop, out), daemon=True)
-                             for topic, out in latencies.items()]
+                consumers = [
+                    threading.Thread(target=consume_latencies, args=(settings, topic, stop, out), daemon=True)
+                    for topic, out in latencies.items()
+                ]
                 for consumer in consumers:
                     consumer.start()
                 began_ns = time.time_ns()
@@ -65,18 +67,25 @@ def main(argv: list[str] | None = None) -> int:
     for topic, values in latencies.items():
         lat_ms = np.array([lat for ts, lat in values if ts >= cutoff]) / 1e6
         if not lat_ms.size:  # a cold stream on a loaded machine can miss a short run entirely
-            print(f"latency exchange->{topic}: no row after the first {args.warmup_seconds:.0f} s "
-                  f"({len(values)} in all, {sent} ticks sent): run longer", file=sys.stderr)
+            print(
+                f"latency exchange->{topic}: no row after the first {args.warmup_seconds:.0f} s "
+                f"({len(values)} in all, {sent} ticks sent): run longer",
+                file=sys.stderr,
+            )
             code = 1
             continue
         p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
-        print(f"latency exchange->{topic} over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
-              f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
-              f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
+        print(
+            f"latency exchange->{topic} over {lat_ms.size} rows ({sent} ticks sent at {args.rate}/s for "
+            f"{args.seconds:.0f} s, first {args.warmup_seconds:.0f} s ignored): p50={p50:.0f} ms p90={p90:.0f} ms "
+            f"p99={p99:.0f} ms max={lat_ms.max():.0f} ms"
+        )
     if phases:
         durations = [phase["triggerExecution"] for phase in phases]
-        print(f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
-              f"max={max(durations)} ms")
+        print(
+            f"micro-batch duration (last {len(durations)} with data): median={np.median(durations):.0f} ms "
+            f"max={max(durations)} ms"
+        )
         # Spark's own split of a batch (StreamingQueryProgress.durationMs): where a cycle goes.
         split = {key: np.median([phase.get(key, 0) for phase in phases]) for key in sorted(phases[0])}
         print("micro-batch phases, median ms: " + " ".join(f"{key}={value:.0f}" for key, value in split.items()))

@@ -42,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000)
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
     parser.add_argument("--input-topic", help="read this topic, which already holds the backlog (no produce)")
-    parser.add_argument("--compare-scoring", type=int, metavar="ROUNDS", default=0,
-                        help="run ROUNDS pairs of fresh jobs, without and with scoring, on one backlog; print the ratio")
+    parser.add_argument(
+        "--compare-scoring",
+        type=int,
+        metavar="ROUNDS",
+        default=0,
+        help="run ROUNDS pairs of fresh jobs, without and with scoring, on one backlog; print the ratio",
+    )
     add_conf_flag(parser)
     add_scoring_flag(parser)
     args = parser.parse_args(argv)
@@ -76,17 +81,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"query started in {started:.1f} s, first trigger at {first_trigger:.1f} s")
         for p in progress:
             if p["numInputRows"]:
-                print(f"batch {p['batchId']}: Kafka offsets {p['sources'][0]['startOffset']} -> "
-                      f"{p['sources'][0]['endOffset']}")
+                print(
+                    f"batch {p['batchId']}: Kafka offsets {p['sources'][0]['startOffset']} -> "
+                    f"{p['sources'][0]['endOffset']}"
+                )
                 d = p["durationMs"]
                 print(f"batch {p['batchId']}: durations {d}")
-                print(f"batch {p['batchId']}: rows={p['numInputRows']} total={d.get('triggerExecution')}ms "
-                      f"addBatch={d.get('addBatch')}ms rows/s={p['processedRowsPerSecond']:.0f}")
-        scored = (spark.read.format("delta").load(str(settings.delta_table(PREDICTIONS_LIVE))).count()
-                  if args.scoring else 0)
-        print(f"catch-up: {rows} ticks in {elapsed:.1f} s = {rows / elapsed:,.0f} ticks/s "
-              f"(query start to backlog consumed, both sinks, {settings.spark_master}, "
-              f"scoring {'on: ' + str(scored) + ' predictions' if args.scoring else 'off'})")
+                print(
+                    f"batch {p['batchId']}: rows={p['numInputRows']} total={d.get('triggerExecution')}ms "
+                    f"addBatch={d.get('addBatch')}ms rows/s={p['processedRowsPerSecond']:.0f}"
+                )
+        scored = (
+            spark.read.format("delta").load(str(settings.delta_table(PREDICTIONS_LIVE))).count() if args.scoring else 0
+        )
+        print(
+            f"catch-up: {rows} ticks in {elapsed:.1f} s = {rows / elapsed:,.0f} ticks/s "
+            f"(query start to backlog consumed, both sinks, {settings.spark_master}, "
+            f"scoring {'on: ' + str(scored) + ' predictions' if args.scoring else 'off'})"
+        )
         spark.stop()
     return 0
 
@@ -105,8 +117,16 @@ def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"produced {args.ticks} records in {seconds:.1f} s", flush=True)
         for round_ in range(args.compare_scoring):
             for scoring in (False, True) if round_ % 2 == 0 else (True, False):
-                command = [sys.executable, __file__, *passed, "--bootstrap-servers", settings.kafka_bootstrap_servers,
-                           "--input-topic", settings.kafka_input_topic, "--scoring" if scoring else "--no-scoring"]
+                command = [
+                    sys.executable,
+                    __file__,
+                    *passed,
+                    "--bootstrap-servers",
+                    settings.kafka_bootstrap_servers,
+                    "--input-topic",
+                    settings.kafka_input_topic,
+                    "--scoring" if scoring else "--no-scoring",
+                ]
                 out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 found = next(float(m.group(1).replace(",", "")) for line in out.splitlines() if (m := rate.match(line)))
                 results[scoring].append(found)
@@ -115,13 +135,17 @@ def compare_scoring(args: argparse.Namespace, argv: list[str]) -> int:
     for off, on, ratio in zip(results[False], results[True], ratios, strict=True):
         print(f"pair: off {off:,.0f}, on {on:,.0f}: on/off = {ratio:.3f}")
     for scoring, rates in results.items():
-        print(f"catch-up scoring {'on ' if scoring else 'off'}: median {statistics.median(rates):,.0f} ticks/s over "
-              f"{len(rates)} runs ({min(rates):,.0f}-{max(rates):,.0f})")
-    print(f"catch-up with scoring / without, {args.compare_scoring} pairs: "
-          f"{sum(results[True]) / sum(results[False]):.3f} of the summed rates, "
-          f"pairs {min(ratios):.3f}-{max(ratios):.3f} "
-          f"(off {min(results[False]):,.0f}-{max(results[False]):,.0f}, "
-          f"on {min(results[True]):,.0f}-{max(results[True]):,.0f} ticks/s)")
+        print(
+            f"catch-up scoring {'on ' if scoring else 'off'}: median {statistics.median(rates):,.0f} ticks/s over "
+            f"{len(rates)} runs ({min(rates):,.0f}-{max(rates):,.0f})"
+        )
+    print(
+        f"catch-up with scoring / without, {args.compare_scoring} pairs: "
+        f"{sum(results[True]) / sum(results[False]):.3f} of the summed rates, "
+        f"pairs {min(ratios):.3f}-{max(ratios):.3f} "
+        f"(off {min(results[False]):,.0f}-{max(results[False]):,.0f}, "
+        f"on {min(results[True]):,.0f}-{max(results[True]):,.0f} ticks/s)"
+    )
     return 0
 
 

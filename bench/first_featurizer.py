@@ -76,8 +76,7 @@ class FirstFeaturizer:
         buffer = self.buffers.setdefault(product_id, {c: collections.deque(maxlen=BUFFER_ROWS) for c in COLUMNS})
         for column, value in zip(COLUMNS, row, strict=True):
             buffer[column].append(value)
-        frame = pd.DataFrame({c: np.fromiter(buffer[c], float if c != "exchange_ts_ns" else np.int64)
-                              for c in COLUMNS})
+        frame = pd.DataFrame({c: np.fromiter(buffer[c], float if c != "exchange_ts_ns" else np.int64) for c in COLUMNS})
         quote = frame["best_bid"].notna() & frame["best_ask"].notna()
         frame["midprice"] = ((frame["best_bid"] + frame["best_ask"]) / 2).where(quote, frame["price"])
         frame["midprice_return"] = frame["midprice"].pct_change()
@@ -88,10 +87,14 @@ class FirstFeaturizer:
         newest = frame.iloc[-1]
         if newest[["midprice_return", "rolling_vol", "trade_intensity"]].isna().any():
             return None
-        return {"timestamp": pd.Timestamp(int(newest["exchange_ts_ns"]), tz="UTC").isoformat(),
-                "exchange_ts_ns": int(newest["exchange_ts_ns"]), "product_id": product_id,
-                **{c: float(newest[c]) for c in ("midprice", "midprice_return", "rolling_vol", "spread",
-                                                  "trade_intensity")}}
+        return {
+            "timestamp": pd.Timestamp(int(newest["exchange_ts_ns"]), tz="UTC").isoformat(),
+            "exchange_ts_ns": int(newest["exchange_ts_ns"]),
+            "product_id": product_id,
+            **{
+                c: float(newest[c]) for c in ("midprice", "midprice_return", "rolling_vol", "spread", "trade_intensity")
+            },
+        }
 
     def handle(self, value: bytes) -> None:
         """One raw record: every ticker in it through the buffer, then both sinks."""
@@ -99,8 +102,12 @@ class FirstFeaturizer:
         ts_ns = parse_timestamp(msg["timestamp"])  # validates the format; a bad one raises
         for event in msg.get("events", ()):
             for ticker in event.get("tickers", ()):
-                row = (ts_ns, float(ticker["price"]), float(ticker.get("best_bid") or "nan"),
-                       float(ticker.get("best_ask") or "nan"))
+                row = (
+                    ts_ns,
+                    float(ticker["price"]),
+                    float(ticker.get("best_bid") or "nan"),
+                    float(ticker.get("best_ask") or "nan"),
+                )
                 out = self.features(ticker["product_id"], row)
                 if out is not None:
                     self.publish(out)
@@ -109,8 +116,9 @@ class FirstFeaturizer:
         """Newest row to Kafka now, to Parquet in batches."""
         while True:
             try:
-                self.producer.produce(self.settings.kafka_output_topic, key=out["product_id"].encode(),
-                                      value=orjson.dumps(out))
+                self.producer.produce(
+                    self.settings.kafka_output_topic, key=out["product_id"].encode(), value=orjson.dumps(out)
+                )
                 break
             except BufferError:
                 self.producer.poll(0.1)
@@ -141,8 +149,14 @@ class FirstFeaturizer:
 
     def run(self, stop: threading.Event, limit: int | None = None) -> tuple[int, float]:
         """Consumes until ``stop`` or ``limit`` messages; returns (messages, seconds since the first)."""
-        consumer = Consumer({**self.settings.kafka_client_config(), "group.id": f"first-featurizer-{uuid.uuid4()}",
-                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+        consumer = Consumer(
+            {
+                **self.settings.kafka_client_config(),
+                "group.id": f"first-featurizer-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 10,
+            }
+        )
         consumer.subscribe([self.settings.kafka_input_topic])
         consumed, began = 0, None
         try:
@@ -169,9 +183,11 @@ def catch_up(settings: Settings, ticks: int, products: tuple[str, ...]) -> None:
     featurizer = FirstFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
     consumed, elapsed = featurizer.run(threading.Event(), limit=ticks)
     rows = pq.ParquetFile(featurizer.parquet_path).metadata.num_rows
-    print(f"first featurizer catch-up: {consumed} ticks in {elapsed:.1f} s = {consumed / elapsed:,.0f} ticks/s "
-          f"(first message to last published and written; {featurizer.published} feature messages, "
-          f"{rows} Parquet rows)")
+    print(
+        f"first featurizer catch-up: {consumed} ticks in {elapsed:.1f} s = {consumed / elapsed:,.0f} ticks/s "
+        f"(first message to last published and written; {featurizer.published} feature messages, "
+        f"{rows} Parquet rows)"
+    )
 
 
 def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: float) -> bool:
@@ -179,9 +195,12 @@ def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: flo
     stop = threading.Event()
     featurizer = FirstFeaturizer(settings, settings.data_dir / "processed" / "features.parquet")
     values: list[tuple[int, int]] = []
-    threads = [threading.Thread(target=featurizer.run, args=(stop,), daemon=True),
-               threading.Thread(target=consume_latencies, args=(settings, settings.kafka_output_topic, stop, values),
-                                daemon=True)]
+    threads = [
+        threading.Thread(target=featurizer.run, args=(stop,), daemon=True),
+        threading.Thread(
+            target=consume_latencies, args=(settings, settings.kafka_output_topic, stop, values), daemon=True
+        ),
+    ]
     for thread in threads:
         thread.start()
     began_ns = time.time_ns()
@@ -194,13 +213,18 @@ def latency(settings: Settings, rate: float, seconds: float, warmup_seconds: flo
             thread.join(30)
     lat_ms = np.array([lat for ts, lat in values if ts >= began_ns + int(warmup_seconds * 1e9)]) / 1e6
     if not lat_ms.size:
-        print(f"first featurizer latency: no feature message after the first {warmup_seconds:.0f} s "
-              f"({len(values)} in all, {sent} ticks sent): run longer", file=sys.stderr)
+        print(
+            f"first featurizer latency: no feature message after the first {warmup_seconds:.0f} s "
+            f"({len(values)} in all, {sent} ticks sent): run longer",
+            file=sys.stderr,
+        )
         return False
     p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
-    print(f"first featurizer latency exchange->{settings.kafka_output_topic} over {lat_ms.size} rows "
-          f"({sent} ticks sent at {rate}/s for {seconds:.0f} s, first {warmup_seconds:.0f} s ignored): "
-          f"p50={p50:.0f} ms p90={p90:.0f} ms p99={p99:.0f} ms max={lat_ms.max():.0f} ms")
+    print(
+        f"first featurizer latency exchange->{settings.kafka_output_topic} over {lat_ms.size} rows "
+        f"({sent} ticks sent at {rate}/s for {seconds:.0f} s, first {warmup_seconds:.0f} s ignored): "
+        f"p50={p50:.0f} ms p90={p90:.0f} ms p99={p99:.0f} ms max={lat_ms.max():.0f} ms"
+    )
     return True
 
 
@@ -209,8 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     modes = parser.add_subparsers(dest="mode", required=True)
     backlog = modes.add_parser("catch-up", help="throughput on a backlog of --ticks raw records")
     backlog.add_argument("--ticks", type=int, default=30_000, help="backlog size (30000: about 1 min here)")
-    backlog.add_argument("--products", type=parse_products,
-                         default=("BTC-USD", "ETH-USD"), help="comma-separated products (BTC-USD,ETH-USD)")
+    backlog.add_argument(
+        "--products",
+        type=parse_products,
+        default=("BTC-USD", "ETH-USD"),
+        help="comma-separated products (BTC-USD,ETH-USD)",
+    )
     live = modes.add_parser("latency", help="p50/p90/p99 at a fixed rate of ticks stamped now")
     live.add_argument("--rate", type=float, default=100.0, help="ticks per second (100)")
     live.add_argument("--seconds", type=float, default=600.0, help="how long to produce (600)")

@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         with running(settings, MLFLOW):
             spark = build_spark_session(settings, "bench-inference", extra_conf=batch_inference.SPARK_CONF)
             summary = train_champion(settings)
-            print(f"setup: {len(rows):,} rows over {first}..{last}; champion={summary['candidate']} "
-                  f"version={summary['champion_version']} (not timed)")
+            print(
+                f"setup: {len(rows):,} rows over {first}..{last}; champion={summary['candidate']} "
+                f"version={summary['champion_version']} (not timed)"
+            )
             # Warm the JVM on the whole job (read, score, Delta write, metrics) for one day, into a scratch
             # table beside the features: the timed first run still creates its own predictions table.
             scratch = dataclasses.replace(settings, delta_dir=settings.data_dir / "warm-up")
@@ -50,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
                 began = time.perf_counter()
                 out = batch_inference.run(spark, settings, DateRange(first, last))
                 elapsed = time.perf_counter() - began
-                print(f"inference {attempt}: {out['rows']:,} rows scored and written in {elapsed:.1f} s = "
-                      f"{out['rows'] / elapsed:,.0f} rows/s (incl. realised metrics + MLflow run; "
-                      f"{settings.spark_master}, warm session); scoring + Delta write alone "
-                      f"{out['score_write_seconds']:.1f} s = {out['rows'] / out['score_write_seconds']:,.0f} rows/s, "
-                      f"realised metrics {out['metrics_seconds']:.1f} s")
+                print(
+                    f"inference {attempt}: {out['rows']:,} rows scored and written in {elapsed:.1f} s = "
+                    f"{out['rows'] / elapsed:,.0f} rows/s (incl. realised metrics + MLflow run; "
+                    f"{settings.spark_master}, warm session); scoring + Delta write alone "
+                    f"{out['score_write_seconds']:.1f} s = {out['rows'] / out['score_write_seconds']:,.0f} rows/s, "
+                    f"realised metrics {out['metrics_seconds']:.1f} s"
+                )
             spark.stop()
     return 0
 

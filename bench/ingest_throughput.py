@@ -53,7 +53,8 @@ def histogram_quantile(before: dict[str, float], after: dict[str, float], q: flo
     name = "ingest_receive_to_ack_seconds_bucket"
     buckets = sorted(
         (float(key.split('le="')[1].rstrip('"}')), after[key] - before.get(key, 0.0))
-        for key in after if key.startswith(name)
+        for key in after
+        if key.startswith(name)
     )
     total = buckets[-1][1]
     rank, lower, below = q * total, 0.0, 0.0
@@ -70,8 +71,14 @@ def warm_up(settings: Settings, tape: Path) -> None:
     fresh broker's JIT and log segments are warm, like a broker that has been running."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 5,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     with open(tape, "rb") as lines:
         for line in lines:
             producer.produce(settings.kafka_output_topic, line)
@@ -88,8 +95,14 @@ def throughput(settings: Settings, work: Path, ticks: int) -> None:
     exchange = ExchangeProcess("--source", "replay", "--replay-file", str(tape), "--speed", "0")
     metrics_port = free_port()
     data = settings.data_dir / "throughput"
-    env = ingestor_env(settings, exchange.url, PIPELINE_DATA_DIR=str(data), METRICS_PORT=str(metrics_port),
-                       METRICS_LOG_SECONDS="5", LOG_LEVEL="WARNING")
+    env = ingestor_env(
+        settings,
+        exchange.url,
+        PIPELINE_DATA_DIR=str(data),
+        METRICS_PORT=str(metrics_port),
+        METRICS_LOG_SECONDS="5",
+        LOG_LEVEL="WARNING",
+    )
     ingestor = IngestorProcess(env, work / "throughput.log")
     try:
         wait_until(lambda: _delivered(metrics_port) >= ticks, 900, f"{ticks} deliveries", interval=0.05)
@@ -122,8 +135,13 @@ def _delivered(port: int) -> float:
 def latency(settings: Settings, work: Path, rate: float, seconds: float, warmup: float) -> None:
     exchange = ExchangeProcess("--speed", "1", "--rate", str(rate), "--products", PRODUCTS)
     metrics_port = free_port()
-    env = ingestor_env(settings, exchange.url, PIPELINE_DATA_DIR=str(settings.data_dir / "latency"),
-                       METRICS_PORT=str(metrics_port), LOG_LEVEL="WARNING")
+    env = ingestor_env(
+        settings,
+        exchange.url,
+        PIPELINE_DATA_DIR=str(settings.data_dir / "latency"),
+        METRICS_PORT=str(metrics_port),
+        LOG_LEVEL="WARNING",
+    )
     ingestor = IngestorProcess(env, work / "latency.log")
     try:
         wait_until(lambda: _delivered(metrics_port) > 0, 60, "first delivery")
@@ -160,13 +178,16 @@ def baseline(settings: Settings, rate: float, seconds: float) -> None:
         seq += 1
         time.sleep(1 / rate)
     sink.close(10)
-    sample = sorted(latencies[int(rate):])  # skip the first second (producer start)
+    sample = sorted(latencies[int(rate) :])  # skip the first second (producer start)
 
     def pick(q: float) -> float:
         return sample[min(len(sample) - 1, int(q * len(sample)))] / 1e6
 
-    print(f"baseline (bare producer, same broker and config): rate={rate:g}/s acks={len(sample)} "
-          f"p50_ms={pick(0.5):.2f} p99_ms={pick(0.99):.2f} max_ms={pick(1.0):.2f}", flush=True)
+    print(
+        f"baseline (bare producer, same broker and config): rate={rate:g}/s acks={len(sample)} "
+        f"p50_ms={pick(0.5):.2f} p99_ms={pick(0.99):.2f} max_ms={pick(1.0):.2f}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,8 +42,9 @@ def label_definitions(trailing_rows: list[int], relative_k: list[float]) -> dict
     base = L.LabelSpec()
     specs = {"forward q=0.95": dataclasses.replace(base, mode="forward")}
     specs.update({f"relative k={k:g}": dataclasses.replace(base, mode="relative", relative_k=k) for k in relative_k})
-    specs.update({f"trailing S={s}": dataclasses.replace(base, mode="trailing", trailing_rows=s)
-                  for s in trailing_rows})
+    specs.update(
+        {f"trailing S={s}": dataclasses.replace(base, mode="trailing", trailing_rows=s) for s in trailing_rows}
+    )
     return specs
 
 
@@ -65,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trailing-rows", default="600,1500,3000,6000,18000")
     parser.add_argument("--relative-k", default="1.5,2")
     args = parser.parse_args(argv)
-    specs = label_definitions([int(s) for s in args.trailing_rows.split(",")],
-                              [float(k) for k in args.relative_k.split(",")])
+    specs = label_definitions(
+        [int(s) for s in args.trailing_rows.split(",")], [float(k) for k in args.relative_k.split(",")]
+    )
     sets = data_sets(args.ticks, args.seed)
-    print(f"synthetic: {args.ticks:,} ticks, seed {args.seed}; H={L.LabelSpec().horizon}, "
-          f"max gap {L.LabelSpec().max_gap_seconds:g} s; positive rate train / validation / test (test/train)")
+    print(
+        f"synthetic: {args.ticks:,} ticks, seed {args.seed}; H={L.LabelSpec().horizon}, "
+        f"max gap {L.LabelSpec().max_gap_seconds:g} s; positive rate train / validation / test (test/train)"
+    )
     print(f"| label | {' | '.join(sets)} |")
     print("|---|" + "---|" * len(sets))
     for name, spec in specs.items():
@@ -77,12 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         for rows in sets.values():
             rates = split_rates(rows, spec)
             ratio = rates["test"] / rates["train"] if rates["train"] > 0 else float("nan")
-            cells.append(f"{rates['train']:.3f} / {rates['validation']:.3f} / {rates['test']:.3f} "
-                         f"({'**' if not 0.5 <= ratio <= 2 else ''}{ratio:.2f}{'**' if not 0.5 <= ratio <= 2 else ''})")
+            cells.append(
+                f"{rates['train']:.3f} / {rates['validation']:.3f} / {rates['test']:.3f} "
+                f"({'**' if not 0.5 <= ratio <= 2 else ''}{ratio:.2f}{'**' if not 0.5 <= ratio <= 2 else ''})"
+            )
         print(f"| {name} | {' | '.join(cells)} |")
-    print("labelled rows (train/validation/test) under the default: " + "; ".join(
-        f"{name} {'/'.join(str(split_rates(rows, L.LabelSpec())[f'{s}_rows']) for s in L.SPLIT_NAMES.values())}"
-        for name, rows in sets.items()))
+    print(
+        "labelled rows (train/validation/test) under the default: "
+        + "; ".join(
+            f"{name} {'/'.join(str(split_rates(rows, L.LabelSpec())[f'{s}_rows']) for s in L.SPLIT_NAMES.values())}"
+            for name, rows in sets.items()
+        )
+    )
     return 0
 
 

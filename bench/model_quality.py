@@ -50,18 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1,2,3", help="market seeds (1,2,3)")
     parser.add_argument("--shifts", default="2,0.5", help="volatility level factors after 70%% of the ticks")
     parser.add_argument("--folds", type=int, default=5, help="walk-forward folds of a synthetic data set")
-    parser.add_argument("--real-folds", type=int, default=10,
-                        help="folds of a recording (10: a 20-minute recording has too few positives for 5)")
+    parser.add_argument(
+        "--real-folds",
+        type=int,
+        default=10,
+        help="folds of a recording (10: a 20-minute recording has too few positives for 5)",
+    )
     parser.add_argument("--samples", type=int, default=200)
     L.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     spec = L.label_spec(Settings.from_env({}, **L.overrides(args)))
-    sets = data_sets(args.ticks, [int(s) for s in args.seeds.split(",") if s],
-                     [float(f) for f in args.shifts.split(",") if f])
+    sets = data_sets(
+        args.ticks, [int(s) for s in args.seeds.split(",") if s], [float(f) for f in args.shifts.split(",") if f]
+    )
     print(f"label: {spec}")
-    summary = ["| data set | folds | pos. rate train / test split | pos. rate folds | baseline | LR | LR - baseline "
-               "[95% CI] | HGB | HGB - baseline [95% CI] | HGB - LR [95% CI] |", "|---" * 10 + "|"]
+    summary = [
+        "| data set | folds | pos. rate train / test split | pos. rate folds | baseline | LR | LR - baseline "
+        "[95% CI] | HGB | HGB - baseline [95% CI] | HGB - LR [95% CI] |",
+        "|---" * 10 + "|",
+    ]
     means: list[tuple[str, dict[str, float]]] = []
     for name, rows in sets.items():
         began = time.perf_counter()
@@ -72,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name}: {exc}")
             continue
         scores = result.scores
-        versus_lr = block_bootstrap_gain(scores["y"].to_numpy(), {M.BASELINE: scores[M.LOGISTIC].to_numpy(),
-                                                                  M.BOOSTING: scores[M.BOOSTING].to_numpy()},
-                                         result.block, args.samples, 42)[M.BOOSTING]
+        versus_lr = block_bootstrap_gain(
+            scores["y"].to_numpy(),
+            {M.BASELINE: scores[M.LOGISTIC].to_numpy(), M.BOOSTING: scores[M.BOOSTING].to_numpy()},
+            result.block,
+            args.samples,
+            42,
+        )[M.BOOSTING]
         rates = split_rates(rows, spec)
         print(f"\n{name}: {len(rows):,} rows, {time.perf_counter() - began:.0f} s\n{result.table()}")
 
@@ -88,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{rates['test']:.3f} | {min(f['positive_rate'] for f in result.folds):.3f}-"
             f"{max(f['positive_rate'] for f in result.folds):.3f} | {pooled[M.BASELINE]:.3f} | "
             f"{pooled[M.LOGISTIC]:.3f} | {ci(result.gain[M.LOGISTIC])} | {pooled[M.BOOSTING]:.3f} | "
-            f"{ci(result.gain[M.BOOSTING])} | {ci(versus_lr)} |")
+            f"{ci(result.gain[M.BOOSTING])} | {ci(versus_lr)} |"
+        )
     print("\n" + "\n".join(summary))
     synthetic = [pooled for name, pooled in means if not name.startswith("real")]
     if synthetic:
-        print(f"model quality: mean pooled PR-AUC over {len(synthetic)} synthetic data sets: " + ", ".join(
-            f"{model}={np.mean([p[model] for p in synthetic]):.3f}" for model in M.MODEL_NAMES))
+        print(
+            f"model quality: mean pooled PR-AUC over {len(synthetic)} synthetic data sets: "
+            + ", ".join(f"{model}={np.mean([p[model] for p in synthetic]):.3f}" for model in M.MODEL_NAMES)
+        )
     return 0
 
 

@@ -19,8 +19,14 @@ import time
 import pandas as pd
 
 from volpipe.modeling.synthetic import write_features
-from volpipe.monitoring.synthetic import (T0_NS, TICK_NS, contract_params, feature_rows, prediction_rows,
-                                         register_champion)
+from volpipe.monitoring.synthetic import (
+    T0_NS,
+    TICK_NS,
+    contract_params,
+    feature_rows,
+    prediction_rows,
+    register_champion,
+)
 from volpipe.ops.sandbox import scratch_settings
 from volpipe.ops.services import MLFLOW, running
 from volpipe.tables import FEATURES, PREDICTIONS
@@ -41,15 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         reference = feature_rows(args.rows, seed=1)
         current = feature_rows(args.rows, seed=2, start_ns=current_start, vol=1.3)
         write_features(settings.delta_table(FEATURES), pd.concat([reference, current], ignore_index=True))
-        write_features(settings.delta_table(PREDICTIONS), pd.concat(
-            [prediction_rows(reference, 3, model_name=name), prediction_rows(current, 4, model_name=name)]))
+        write_features(
+            settings.delta_table(PREDICTIONS),
+            pd.concat([prediction_rows(reference, 3, model_name=name), prediction_rows(current, 4, model_name=name)]),
+        )
         began = time.perf_counter()
-        verdict = run_monitoring(settings, name, current_start_ns=current_start,
-                                 current_end_ns=current_start + args.rows * TICK_NS, max_rows=args.max_rows)
+        verdict = run_monitoring(
+            settings,
+            name,
+            current_start_ns=current_start,
+            current_end_ns=current_start + args.rows * TICK_NS,
+            max_rows=args.max_rows,
+        )
         elapsed = time.perf_counter() - began
-        print(f"monitoring run: {args.rows:,} reference + {args.rows:,} current rows (sampled to {args.max_rows:,}), "
-              f"predictions for both: {elapsed:.1f} s; drifted {verdict.drifted_count}/{len(verdict.features)}, "
-              f"prediction drift reference: {verdict.predictions[PREDICTIONS]['reference']}")
+        print(
+            f"monitoring run: {args.rows:,} reference + {args.rows:,} current rows (sampled to {args.max_rows:,}), "
+            f"predictions for both: {elapsed:.1f} s; drifted {verdict.drifted_count}/{len(verdict.features)}, "
+            f"prediction drift reference: {verdict.predictions[PREDICTIONS]['reference']}"
+        )
     return 0
 
 

@@ -52,13 +52,19 @@ def ticks(path: Path) -> pd.DataFrame:
             ts_ns = parse_timestamp(msg["timestamp"])
             for event in msg["events"]:
                 for idx, ticker in enumerate(event["tickers"]):
-                    rows.append({
-                        "product_id": ticker["product_id"], "ingest_seq": record.get("ingest_seq", number),
-                        "ticker_idx": idx, "conn_id": record.get("conn_id", "recording"),
-                        "sequence_num": msg.get("sequence_num", -1), "exchange_ts_ns": ts_ns,
-                        "recv_ns": record.get("recv_ns", ts_ns), "event_type": event.get("type", "update"),
-                        **{key: float(ticker[key]) if ticker.get(key) else np.nan for key in AMOUNTS},
-                    })
+                    rows.append(
+                        {
+                            "product_id": ticker["product_id"],
+                            "ingest_seq": record.get("ingest_seq", number),
+                            "ticker_idx": idx,
+                            "conn_id": record.get("conn_id", "recording"),
+                            "sequence_num": msg.get("sequence_num", -1),
+                            "exchange_ts_ns": ts_ns,
+                            "recv_ns": record.get("recv_ns", ts_ns),
+                            "event_type": event.get("type", "update"),
+                            **{key: float(ticker[key]) if ticker.get(key) else np.nan for key in AMOUNTS},
+                        }
+                    )
     return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
 
 
@@ -83,7 +89,8 @@ def shifted_market(ticks: int, factor: float, seed: int, at: float = 0.7, **mark
     sigma = market.pop("sigma_per_sqrt_s", 0.5e-4)
     first = synthetic_features(int(ticks * at), seed=seed, sigma_per_sqrt_s=sigma, **market)
     start_ns = int(first["exchange_ts_ns"].max()) + 1_000_000_000
-    second = synthetic_features(ticks - int(ticks * at), seed=seed + 1000, start_ns=start_ns,
-                                sigma_per_sqrt_s=sigma * factor, **market)
+    second = synthetic_features(
+        ticks - int(ticks * at), seed=seed + 1000, start_ns=start_ns, sigma_per_sqrt_s=sigma * factor, **market
+    )
     second = second.assign(ingest_seq=second["ingest_seq"] + int(ticks * at))
     return order_rows(pd.concat([first, second], ignore_index=True))

@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                 DeltaTable(str(path)).create_checkpoint()
         total = args.days * 24 * args.rows_per_hour
         files = len(DeltaTable(str(path)).file_uris())
-        print(f"{total:,} feature rows over {args.days} days, {args.days * 24} commits; "
-              f"query: product BTC-USD on {day}")
+        print(
+            f"{total:,} feature rows over {args.days} days, {args.days * 24} commits; query: product BTC-USD on {day}"
+        )
         where = {
             "date": f"{PARTITION_COLUMN} = DATE'{day}'",
             "time": f"exchange_ts_ns >= {low} AND exchange_ts_ns < {high}",

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         # 1M ticks at ~9/s span more than a day: spread them over as many daily files as needed.
         files: dict[str, list[bytes]] = {}
         for _, value in synthetic_raw_records(args.ticks, args.products, seed=3):
-            recv_s = int(value[value.index(b'"recv_ns":') + 10:value.index(b',"conn_id"')]) // 10**9
+            recv_s = int(value[value.index(b'"recv_ns":') + 10 : value.index(b',"conn_id"')]) // 10**9
             files.setdefault(time.strftime("%Y%m%d", time.gmtime(recv_s)), []).append(value)
         for name, lines in files.items():
             (settings.raw_dir / f"{name}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         rows = replay.run(spark, settings, DateRange(day, last), warmup_days=0)
         elapsed = time.perf_counter() - began
-        print(f"replay: {args.ticks} ticks in {len(files)} daily files -> {rows} feature rows in {elapsed:.1f} s "
-              f"= {args.ticks / elapsed:,.0f} ticks/s ({settings.spark_master}; "
-              "session started before timing, first job in it)")
+        print(
+            f"replay: {args.ticks} ticks in {len(files)} daily files -> {rows} feature rows in {elapsed:.1f} s "
+            f"= {args.ticks / elapsed:,.0f} ticks/s ({settings.spark_master}; "
+            "session started before timing, first job in it)"
+        )
         spark.stop()
     return 0
 

@@ -28,14 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-rows", type=int, default=60_000, help="synthetic rows to fit on (60000)")
     parser.add_argument("--repeats", type=int, default=7, help="timings per size; the median is shown (7)")
     args = parser.parse_args(argv)
-    rows = synthetic_features(max(args.train_rows, max(SIZES)), seed=5, calm_seconds=120.0, burst_seconds=60.0,
-                              burst_multiplier=5.0)
+    rows = synthetic_features(
+        max(args.train_rows, max(SIZES)), seed=5, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0
+    )
     vol = rows["rolling_vol"].to_numpy()
     y = (vol > np.nanquantile(vol, 0.9)).astype(np.int64)  # any two-class target: this times scoring, not skill
     print(f"{'model':<24} {'rows':>8} {'per call':>12} {'per row':>12}")
     one_row_ms = {}
     for name in (models.LOGISTIC, models.BOOSTING):
-        fitted = models.fit(name, rows.iloc[:args.train_rows], y[:args.train_rows], seed=1)
+        fitted = models.fit(name, rows.iloc[: args.train_rows], y[: args.train_rows], seed=1)
         columns = list(models.FEATURES[name])
         for size in SIZES:
             frame = rows[columns].iloc[:size]

@@ -103,8 +103,9 @@ def stream_jvm(settings: Settings) -> psutil.Process | None:
 def native_memory(jvm: psutil.Process) -> dict[str, float]:
     """Committed MB per native memory tracking category (and ``Total``), by the JVM's own ``jcmd``."""
     jcmd = Path(jvm.exe()).with_name("jcmd")
-    out = subprocess.run([str(jcmd), str(jvm.pid), "VM.native_memory", "summary"], capture_output=True, text=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        [str(jcmd), str(jvm.pid), "VM.native_memory", "summary"], capture_output=True, text=True, timeout=60
+    ).stdout
     committed = {}
     for line in out.splitlines():
         if match := NMT_TOTAL.match(line.strip()):
@@ -118,8 +119,11 @@ def gc_heap_after(gc_log: Path) -> list[tuple[float, str, int, int]]:
     """(JVM uptime s, Young or Full, heap MB after the GC, heap committed MB) of each GC pause in the log."""
     if not gc_log.exists():
         return []
-    return [(float(m["uptime"]), m["kind"], int(m["after"]), int(m["committed"]))
-            for m in map(GC_HEAP.search, gc_log.read_text().splitlines()) if m]
+    return [
+        (float(m["uptime"]), m["kind"], int(m["after"]), int(m["committed"]))
+        for m in map(GC_HEAP.search, gc_log.read_text().splitlines())
+        if m
+    ]
 
 
 def table_files(settings: Settings) -> dict[str, tuple[int, int, int]]:
@@ -135,8 +139,13 @@ def table_files(settings: Settings) -> dict[str, tuple[int, int, int]]:
 
 def spark_job(settings: Settings, job: str, *args: str, check: bool = True) -> str:
     """Runs ``spark_jobs/<job>.py`` with spark-submit as the DAGs do; returns its output."""
-    done = subprocess.run(submit_command(settings, job, *args), cwd=PROJECT_ROOT, env=live.program_env(settings),
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        submit_command(settings, job, *args),
+        cwd=PROJECT_ROOT,
+        env=live.program_env(settings),
+        capture_output=True,
+        text=True,
+    )
     if check and done.returncode:
         raise SystemExit(f"{job} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
@@ -166,24 +175,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=10.0, help="times the real tick rate (10)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples (10)")
     parser.add_argument("--warmup-minutes", type=float, default=3.0, help="left out of the RSS slopes (3)")
-    parser.add_argument("--jvm-diagnostics", type=Path, metavar="DIR",
-                        help="run the stream's JVM with native memory tracking and a GC log in DIR; sample it")
+    parser.add_argument(
+        "--jvm-diagnostics",
+        type=Path,
+        metavar="DIR",
+        help="run the stream's JVM with native memory tracking and a GC log in DIR; sample it",
+    )
     args = parser.parse_args(argv)
     if args.jvm_diagnostics:
         args.jvm_diagnostics.mkdir(parents=True, exist_ok=True)
         # spark-submit adds SPARK_SUBMIT_OPTS to the driver JVM (in local mode, the only JVM).
-        os.environ["SPARK_SUBMIT_OPTS"] = (f"-XX:NativeMemoryTracking=summary "  # %p: the JVM's pid, a log per job
-                                           f"-Xlog:gc:file={args.jvm_diagnostics / 'gc-%p.log'}")
+        os.environ["SPARK_SUBMIT_OPTS"] = (
+            f"-XX:NativeMemoryTracking=summary "  # %p: the JVM's pid, a log per job
+            f"-Xlog:gc:file={args.jvm_diagnostics / 'gc-%p.log'}"
+        )
     nmt: list[tuple[float, dict[str, float], float]] = []  # (elapsed s, committed MB per category, JVM RSS MB)
     jvm_pids: list[int] = []
 
     exchange = ExchangeProcess("--products", ",".join(PRODUCTS), "--speed", str(args.speed))
     try:
-        with scratch_settings("bench-soak-", COINBASE_WS_URL=exchange.url, PRODUCT_IDS=",".join(PRODUCTS)) as settings, \
-                running(settings, KAFKA, MLFLOW):
-            training = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
-            write_features(training.delta_table("features"), synthetic_features(
-                20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0))
+        with (
+            scratch_settings("bench-soak-", COINBASE_WS_URL=exchange.url, PRODUCT_IDS=",".join(PRODUCTS)) as settings,
+            running(settings, KAFKA, MLFLOW),
+        ):
+            training = dataclasses.replace(
+                settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000
+            )
+            write_features(
+                training.delta_table("features"),
+                synthetic_features(20_000, seed=4, calm_seconds=120.0, burst_seconds=60.0, burst_multiplier=5.0),
+            )
             print(f"champion: v{train_champion(training)['champion_version']}", flush=True)
             broker = psutil.Process(KAFKA.process(settings).pid())
             extra = {"exchange": psutil.Process(exchange.proc.pid), "kafka broker": broker}
@@ -194,15 +215,20 @@ def main(argv: list[str] | None = None) -> int:
                 while (elapsed := time.monotonic() - began) < args.minutes * 60:
                     rss, lag = sample(settings, extra), live.stream_lag(settings)
                     samples.append((elapsed, rss, lag))
-                    print(f"{elapsed:6.0f} s lag={lag} " + " ".join(f"{k}={v:.0f}MB" for k, v in sorted(rss.items())),
-                          flush=True)
+                    print(
+                        f"{elapsed:6.0f} s lag={lag} " + " ".join(f"{k}={v:.0f}MB" for k, v in sorted(rss.items())),
+                        flush=True,
+                    )
                     nmt_due = args.jvm_diagnostics and (not nmt or elapsed - nmt[-1][0] >= 60)
                     if nmt_due and (jvm := stream_jvm(settings)):
                         committed = native_memory(jvm)
                         nmt.append((elapsed, committed, jvm.memory_info().rss / 2**20))
                         jvm_pids.append(jvm.pid)
-                        print(f"{elapsed:6.0f} s NMT committed MB: " + " ".join(
-                            f"{k.replace(' ', '_')}={v:.0f}" for k, v in committed.items() if v >= 1), flush=True)
+                        print(
+                            f"{elapsed:6.0f} s NMT committed MB: "
+                            + " ".join(f"{k.replace(' ', '_')}={v:.0f}" for k, v in committed.items() if v >= 1),
+                            flush=True,
+                        )
                     time.sleep(args.interval)
                 exchange.drain(settings, raw_before)  # no ticker left in flight when the ingestor stops
                 INGESTOR.stop(settings)
@@ -216,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
             before = table_files(settings)
             spark_job(settings, "replay", "--start", days[0], "--end", days[-1])
             compared = spark_job(settings, "compare", "--start", days[0], "--end", days[-1], check=False)
-            verdict = next((line for line in compared.splitlines() if line.startswith(("EQUAL", "DIFFERENT"))),
-                           f"no verdict: {compared[-500:]}")
+            verdict = next(
+                (line for line in compared.splitlines() if line.startswith(("EQUAL", "DIFFERENT"))),
+                f"no verdict: {compared[-500:]}",
+            )
             spark_job(settings, "delta_maintenance", "--tables", ",".join(TABLES))
             after = table_files(settings)
     finally:
@@ -225,27 +253,37 @@ def main(argv: list[str] | None = None) -> int:
 
     warm = [(t, rss) for t, rss, _ in samples if t >= args.warmup_minutes * 60]
     lags = [lag for _, _, lag in samples if lag is not None]
-    print(f"\nsoak: {args.minutes:.0f} min at {args.speed:g}x over {len(PRODUCTS)} products; exchange stats: "
-          f"{orjson.dumps(served).decode()[:300]}")
+    print(
+        f"\nsoak: {args.minutes:.0f} min at {args.speed:g}x over {len(PRODUCTS)} products; exchange stats: "
+        f"{orjson.dumps(served).decode()[:300]}"
+    )
     sent = served["tickers_sent"]
-    print(f"tickers sent by the exchange {sent}; NDJSON records {records}, tickers {tickers} "
-          f"({'equal' if tickers == sent else 'DIFFERENT'}); Delta ticks rows {ticks.num_rows} "
-          f"({'equal' if ticks.num_rows == tickers else 'DIFFERENT'}); replay: {verdict}")
-    print(f"stream lag behind ticks.raw (records): max {max(lags) if lags else '?'}, "
-          f"median {int(np.median(lags)) if lags else '?'}, last {lags[-1] if lags else '?'}")
+    print(
+        f"tickers sent by the exchange {sent}; NDJSON records {records}, tickers {tickers} "
+        f"({'equal' if tickers == sent else 'DIFFERENT'}); Delta ticks rows {ticks.num_rows} "
+        f"({'equal' if ticks.num_rows == tickers else 'DIFFERENT'}); replay: {verdict}"
+    )
+    print(
+        f"stream lag behind ticks.raw (records): max {max(lags) if lags else '?'}, "
+        f"median {int(np.median(lags)) if lags else '?'}, last {lags[-1] if lags else '?'}"
+    )
     for name in sorted({k for _, rss in warm for k in rss}):
         points = [(t, rss[name]) for t, rss in warm if name in rss]
         values = [v for _, v in points]
         # A JVM commits heap for its first tens of minutes: the second half's slope says whether it levels off.
         second_half = [(t, v) for t, v in points if t >= (points[0][0] + points[-1][0]) / 2]
-        print(f"RSS {name:15s} first {values[0]:7.0f} MB, last {values[-1]:7.0f} MB, max {max(values):7.0f} MB, "
-              f"slope {slope_mb_per_hour([t for t, _ in points], values):+8.1f} MB/h "
-              f"(after {args.warmup_minutes:g} min), "
-              f"second half {slope_mb_per_hour([t for t, _ in second_half], [v for _, v in second_half]):+8.1f} MB/h")
+        print(
+            f"RSS {name:15s} first {values[0]:7.0f} MB, last {values[-1]:7.0f} MB, max {max(values):7.0f} MB, "
+            f"slope {slope_mb_per_hour([t for t, _ in points], values):+8.1f} MB/h "
+            f"(after {args.warmup_minutes:g} min), "
+            f"second half {slope_mb_per_hour([t for t, _ in second_half], [v for _, v in second_half]):+8.1f} MB/h"
+        )
     for name in TABLES:
         (files, size, disk), (files2, size2, disk2) = before[name], after[name]
-        print(f"Delta {name:16s} before maintenance: {files} files, {size / 2**20:.1f} MB ({disk} Parquet files "
-              f"on disk); after: {files2} files, {size2 / 2**20:.1f} MB ({disk2} on disk)")
+        print(
+            f"Delta {name:16s} before maintenance: {files} files, {size / 2**20:.1f} MB ({disk} Parquet files "
+            f"on disk); after: {files2} files, {size2 / 2**20:.1f} MB ({disk2} on disk)"
+        )
     if args.jvm_diagnostics:
         gc_log = args.jvm_diagnostics / f"gc-{jvm_pids[-1]}.log" if jvm_pids else args.jvm_diagnostics / "none"
         if len(set(jvm_pids)) > 1:
@@ -254,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ticks.num_rows == tickers == sent and "EQUAL" in verdict else 1
 
 
-def report_jvm(nmt: list[tuple[float, dict[str, float], float]], gcs: list[tuple[float, str, int, int]],
-               warmup_s: float) -> None:
+def report_jvm(
+    nmt: list[tuple[float, dict[str, float], float]], gcs: list[tuple[float, str, int, int]], warmup_s: float
+) -> None:
     """The stream JVM's memory: NMT categories first -> last after the warm-up, what NMT does not
     see (RSS - NMT total: RocksDB, glibc arenas), and the live heap: what a full GC leaves."""
     warm = [(t, committed, rss) for t, committed, rss in nmt if t >= warmup_s and "Total" in committed]
@@ -263,16 +302,22 @@ def report_jvm(nmt: list[tuple[float, dict[str, float], float]], gcs: list[tuple
         print("JVM: too few native memory samples")
         return
     (t0, first, rss0), (t1, last, rss1) = warm[0], warm[-1]
-    print(f"JVM native memory tracking, committed MB at {t0 / 60:.0f} min -> {t1 / 60:.0f} min "
-          f"(slope MB/h over {len(warm)} samples):")
+    print(
+        f"JVM native memory tracking, committed MB at {t0 / 60:.0f} min -> {t1 / 60:.0f} min "
+        f"(slope MB/h over {len(warm)} samples):"
+    )
     for name in sorted(last, key=lambda k: -last[k]):
         if max(first.get(name, 0), last[name]) >= 5:
             points = [(t, c[name]) for t, c, _ in warm if name in c]
-            print(f"  {name:28s} {first.get(name, 0):7.0f} -> {last[name]:7.0f}  "
-                  f"{slope_mb_per_hour([t for t, _ in points], [v for _, v in points]):+8.1f}")
+            print(
+                f"  {name:28s} {first.get(name, 0):7.0f} -> {last[name]:7.0f}  "
+                f"{slope_mb_per_hour([t for t, _ in points], [v for _, v in points]):+8.1f}"
+            )
     untracked = [(t, rss - c["Total"]) for t, c, rss in warm]
-    print(f"  {'RSS - NMT total (untracked)':28s} {untracked[0][1]:7.0f} -> {untracked[-1][1]:7.0f}  "
-          f"{slope_mb_per_hour([t for t, _ in untracked], [v for _, v in untracked]):+8.1f}")
+    print(
+        f"  {'RSS - NMT total (untracked)':28s} {untracked[0][1]:7.0f} -> {untracked[-1][1]:7.0f}  "
+        f"{slope_mb_per_hour([t for t, _ in untracked], [v for _, v in untracked]):+8.1f}"
+    )
     print(f"  {'JVM RSS':28s} {rss0:7.0f} -> {rss1:7.0f}")
     full = [(t, after, committed) for t, kind, after, committed in gcs if kind == "Full" and t >= warmup_s]
     if gcs:
@@ -280,9 +325,12 @@ def report_jvm(nmt: list[tuple[float, dict[str, float], float]], gcs: list[tuple
     if len(full) >= 2:
         half = len(full) // 2
         for label, part in (("first", full[:half]), ("second", full[half:])):
-            print(f"  heap after a full GC, {label} half ({len(part)}, {part[0][0] / 60:.0f}-{part[-1][0] / 60:.0f} "
-                  f"min of JVM uptime): min {min(a for _, a, _ in part)}, median "
-                  f"{int(np.median([a for _, a, _ in part]))}, max {max(a for _, a, _ in part)} MB")
+            print(
+                f"  heap after a full GC, {label} half ({len(part)}, {part[0][0] / 60:.0f}-{part[-1][0] / 60:.0f} "
+                f"min of JVM uptime): min {min(a for _, a, _ in part)}, median "
+                f"{int(np.median([a for _, a, _ in part]))}, max {max(a for _, a, _ in part)} MB"
+            )
+
 
 if __name__ == "__main__":
     sys.exit(main())

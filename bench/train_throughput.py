@@ -40,19 +40,28 @@ def main(argv: list[str] | None = None) -> int:
             summary = train.run(settings)
             elapsed = time.perf_counter() - began
             gate = summary["gate"]
-            print(f"train: {len(rows):,} rows -> read, label, 3 models, promotion gate, MLflow logging + registration "
-                  f"in {elapsed:.1f} s = {len(rows) / elapsed:,.0f} rows/s; candidate={summary['candidate']} "
-                  f"version={summary['registered_version']} decision={summary['decision']}")
-            print(f"  gate: {gate['rows']:,} test rows, gain {gate['gain']:+.3f} [{gate['gain_ci'][0]:+.3f}, "
-                  f"{gate['gain_ci'][1]:+.3f}], positive rate {gate['positive_rate']:.3f}")
-            print("  test PR-AUC: " + ", ".join(f"{n}={m['test_pr_auc']:.3f}" for n, m in summary["models"].items())
-                  + f"; test positive rate={summary['positive_rate']['test']:.3f}")
+            print(
+                f"train: {len(rows):,} rows -> read, label, 3 models, promotion gate, MLflow logging + registration "
+                f"in {elapsed:.1f} s = {len(rows) / elapsed:,.0f} rows/s; candidate={summary['candidate']} "
+                f"version={summary['registered_version']} decision={summary['decision']}"
+            )
+            print(
+                f"  gate: {gate['rows']:,} test rows, gain {gate['gain']:+.3f} [{gate['gain_ci'][0]:+.3f}, "
+                f"{gate['gain_ci'][1]:+.3f}], positive rate {gate['positive_rate']:.3f}"
+            )
+            print(
+                "  test PR-AUC: "
+                + ", ".join(f"{n}={m['test_pr_auc']:.3f}" for n, m in summary["models"].items())
+                + f"; test positive rate={summary['positive_rate']['test']:.3f}"
+            )
             if not args.skip_walk_forward:
                 began = time.perf_counter()
                 result = evaluate.run(settings)
                 elapsed = time.perf_counter() - began
-                print(f"walk-forward: {settings.walk_forward_folds} folds, "
-                      f"{settings.bootstrap_samples} bootstrap samples, {len(rows):,} rows in {elapsed:.1f} s")
+                print(
+                    f"walk-forward: {settings.walk_forward_folds} folds, "
+                    f"{settings.bootstrap_samples} bootstrap samples, {len(rows):,} rows in {elapsed:.1f} s"
+                )
                 print(result.table())
     return 0
 

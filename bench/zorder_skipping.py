@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="bench-zorder-"))
     settings = Settings.from_env({"PIPELINE_DATA_DIR": str(root)})
-    spark = build_spark_session(settings, "bench-zorder", extra_conf={
-        "spark.databricks.delta.optimize.maxFileSize": str(int(args.max_file_mb * 2**20))})
+    spark = build_spark_session(
+        settings,
+        "bench-zorder",
+        extra_conf={"spark.databricks.delta.optimize.maxFileSize": str(int(args.max_file_mb * 2**20))},
+    )
     try:
         from delta.tables import DeltaTable
 
@@ -55,14 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         for batch in range(args.appends):
             first = batch * args.rows
             spark.range(first, first + args.rows).selectExpr(
-                "if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id", "id AS ingest_seq",
-                f"{T0_NS}L + id * {TICK_NS}L AS exchange_ts_ns", "rand(1) AS rolling_vol", "rand(2) AS spread_bps",
+                "if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id",
+                "id AS ingest_seq",
+                f"{T0_NS}L + id * {TICK_NS}L AS exchange_ts_ns",
+                "rand(1) AS rolling_vol",
+                "rand(2) AS spread_bps",
                 "rand(3) AS imbalance_1t",
             ).coalesce(1).write.format("delta").mode("append").save(str(base))
         last_ns = T0_NS + (args.appends * args.rows - 1) * TICK_NS
         since_ns = last_ns - 3600 * 10**9
-        print(f"table: {args.appends} appends x {args.rows} rows, last hour = "
-              f"{min(36_000, args.appends * args.rows) / (args.appends * args.rows):.1%} of the rows")
+        print(
+            f"table: {args.appends} appends x {args.rows} rows, last hour = "
+            f"{min(36_000, args.appends * args.rows) / (args.appends * args.rows):.1%} of the rows"
+        )
         for label, how in (("as written", None), ("compaction", "compact"), ("z-order", "zorder")):
             path = root / label.replace(" ", "_")
             shutil.copytree(base, path)
@@ -73,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 optimize.executeZOrderBy("product_id", "exchange_ts_ns")
             hour, files = overlapping(path, since_ns, None)
             product_hour, _ = overlapping(path, since_ns, "BTC-USD")
-            print(f"{label:>10}: {files:4d} files; last hour opens {hour:4d}; BTC-USD last hour opens {product_hour:4d}")
+            print(
+                f"{label:>10}: {files:4d} files; last hour opens {hour:4d}; BTC-USD last hour opens {product_hour:4d}"
+            )
     finally:
         spark.stop()
         shutil.rmtree(root, ignore_errors=True)

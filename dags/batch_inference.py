@@ -49,9 +49,15 @@ SETTINGS = Settings.from_env()
     max_active_runs=1,
     tags=[*TAGS, "modeling"],
     default_args=DEFAULT_ARGS,
-    params={**date_params("to score", empty="what is not scored yet"),
-            "model_version": Param(None, type=["null", "integer"], title="Model version",
-                                   description="A registered version; empty = @champion.")},
+    params={
+        **date_params("to score", empty="what is not scored yet"),
+        "model_version": Param(
+            None,
+            type=["null", "integer"],
+            title="Model version",
+            description="A registered version; empty = @champion.",
+        ),
+    },
 )
 def batch_inference():
     @task.short_circuit
@@ -64,10 +70,16 @@ def batch_inference():
         return {"start": str(dates.start), "end": str(dates.end)} if dates else None
 
     score = PipelineSparkSubmitOperator(
-        task_id="score_features", job="batch_inference",
-        application_args=["--start", "{{ ti.xcom_pull(task_ids='find_rows_to_score')['start'] }}",
-                          "--end", "{{ ti.xcom_pull(task_ids='find_rows_to_score')['end'] }}",
-                          "--model-version", "{{ params.model_version or '' }}"],
+        task_id="score_features",
+        job="batch_inference",
+        application_args=[
+            "--start",
+            "{{ ti.xcom_pull(task_ids='find_rows_to_score')['start'] }}",
+            "--end",
+            "{{ ti.xcom_pull(task_ids='find_rows_to_score')['end'] }}",
+            "--model-version",
+            "{{ params.model_version or '' }}",
+        ],
         inlets=[table_asset(FEATURES, SETTINGS), model_asset(SETTINGS)],
         outlets=[table_asset(PREDICTIONS, SETTINGS)],
     )

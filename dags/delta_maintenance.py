@@ -31,12 +31,16 @@ from volpipe.orchestration import ASSET_TABLES, DEFAULT_ARGS, START_DATE, TAGS, 
     max_active_runs=1,
     tags=[*TAGS, "maintenance"],
     default_args=DEFAULT_ARGS,
-    params={"dry_run": Param(False, type="boolean", title="Dry run",
-                             description="No OPTIMIZE; VACUUM only lists what it would delete.")},
+    params={
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="No OPTIMIZE; VACUUM only lists what it would delete."
+        )
+    },
 )
 def delta_maintenance():
     PipelineSparkSubmitOperator(
-        task_id="optimize_and_vacuum", job="delta_maintenance",
+        task_id="optimize_and_vacuum",
+        job="delta_maintenance",
         application_args=["{{ '--dry-run' if params.dry_run else '--no-dry-run' }}"],
         inlets=[table_asset(name) for name in ASSET_TABLES],
     )

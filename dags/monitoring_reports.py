@@ -60,16 +60,23 @@ SETTINGS = Settings.from_env()
     params={**date_params("to monitor", empty="the hours before the run"), **products_param()},
 )
 def monitoring_reports():
-    @task(inlets=[table_asset(name, SETTINGS) for name in (FEATURES, PREDICTIONS, PREDICTIONS_LIVE)]
-          + [model_asset(SETTINGS)])
+    @task(
+        inlets=[table_asset(name, SETTINGS) for name in (FEATURES, PREDICTIONS, PREDICTIONS_LIVE)]
+        + [model_asset(SETTINGS)]
+    )
     def build_reports() -> dict:
         """Builds and logs the reports; returns the verdict (acted on last, by enforce_drift)."""
         from volpipe.monitoring.run import monitor_window
 
         context = get_current_context()
         params = context["params"]
-        verdict = monitor_window(Settings.from_env(), params.get("start"), params.get("end"),
-                                 context["dag_run"].run_after, products=tuple(params["products"] or ()) or None)
+        verdict = monitor_window(
+            Settings.from_env(),
+            params.get("start"),
+            params.get("end"),
+            context["dag_run"].run_after,
+            products=tuple(params["products"] or ()) or None,
+        )
         print(verdict.summary())
         return verdict.to_dict()
 
@@ -88,9 +95,13 @@ def monitoring_reports():
 
     verdict = build_reports()
     retrain = TriggerDagRunOperator(
-        task_id="trigger_retrain", trigger_dag_id="train_nightly", conf=pick_retrain_window(verdict),
+        task_id="trigger_retrain",
+        trigger_dag_id="train_nightly",
+        conf=pick_retrain_window(verdict),
         # Named after this run, so a re-run of the task finds the retrain it already started.
-        trigger_run_id="drift_retrain__{{ run_id }}", skip_when_already_exists=True, wait_for_completion=False,
+        trigger_run_id="drift_retrain__{{ run_id }}",
+        skip_when_already_exists=True,
+        wait_for_completion=False,
         note="Triggered by monitoring_reports on drift: trains on the drifted days (see the run's conf).",
     )
     retrain >> enforce_drift(verdict)

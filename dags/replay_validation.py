@@ -58,13 +58,20 @@ def replay_validation():
         return {"start": str(dates.start), "end": str(dates.end), "verdict": str(verdict)}
 
     dates = resolve_dates()
-    args = ["--start", "{{ ti.xcom_pull(task_ids='resolve_dates')['start'] }}",
-            "--end", "{{ ti.xcom_pull(task_ids='resolve_dates')['end'] }}"]
-    replay = PipelineSparkSubmitOperator(task_id="replay_features", job="replay", application_args=args,
-                                         outlets=[table_asset(FEATURES_REPLAY)])
+    args = [
+        "--start",
+        "{{ ti.xcom_pull(task_ids='resolve_dates')['start'] }}",
+        "--end",
+        "{{ ti.xcom_pull(task_ids='resolve_dates')['end'] }}",
+    ]
+    replay = PipelineSparkSubmitOperator(
+        task_id="replay_features", job="replay", application_args=args, outlets=[table_asset(FEATURES_REPLAY)]
+    )
     compare = ComparisonOperator(
-        task_id="compare_with_stream", inlets=[table_asset(FEATURES), table_asset(FEATURES_REPLAY)],
-        application_args=args, verdict="{{ ti.xcom_pull(task_ids='resolve_dates')['verdict'] }}",
+        task_id="compare_with_stream",
+        inlets=[table_asset(FEATURES), table_asset(FEATURES_REPLAY)],
+        application_args=args,
+        verdict="{{ ti.xcom_pull(task_ids='resolve_dates')['verdict'] }}",
     )
     dates >> replay >> compare
 

@@ -55,8 +55,10 @@ SETTINGS = Settings.from_env()
     max_active_runs=1,
     tags=[*TAGS, "modeling"],
     default_args=DEFAULT_ARGS,
-    params={**date_params("of training data", empty=f"the {SETTINGS.train_window_days} days before the run"),
-            **products_param()},
+    params={
+        **date_params("of training data", empty=f"the {SETTINGS.train_window_days} days before the run"),
+        **products_param(),
+    },
 )
 def train_nightly():
     @task(inlets=[table_asset(FEATURES, SETTINGS)])
@@ -72,7 +74,9 @@ def train_nightly():
         dates = trailing_range(context["params"], context["dag_run"].run_after, settings.train_window_days)
         start_ns, end_ns = dates.bounds_ns
         try:
-            summary = train.run(settings, start_ns=start_ns, end_ns=end_ns, products=context["params"]["products"] or None)
+            summary = train.run(
+                settings, start_ns=start_ns, end_ns=end_ns, products=context["params"]["products"] or None
+            )
         except TrainingDataError as exc:  # more tries bring no more rows
             raise AirflowFailException(f"trained nothing on {dates}: {exc}") from exc
         print(train.describe(summary))
@@ -98,7 +102,9 @@ def train_nightly():
         settings = Settings.from_env()
         dates = trailing_range(context["params"], context["dag_run"].run_after, settings.train_window_days)
         start_ns, end_ns = dates.bounds_ns
-        result = evaluate.run(settings, start_ns=start_ns, end_ns=end_ns, products=context["params"]["products"] or None)
+        result = evaluate.run(
+            settings, start_ns=start_ns, end_ns=end_ns, products=context["params"]["products"] or None
+        )
         print(result.table())
         return {"pooled": result.pooled, "gain": result.gain}
 

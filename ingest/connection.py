@@ -113,7 +113,11 @@ class Feed:
         url = self.settings.coinbase_ws_url
         try:
             async with connect(
-                url, compression=None, max_size=self.settings.ws_max_message_bytes, max_queue=4096, open_timeout=10,
+                url,
+                compression=None,
+                max_size=self.settings.ws_max_message_bytes,
+                max_queue=4096,
+                open_timeout=10,
                 close_timeout=2,
             ) as ws:
                 log.info("connected conn_id=%s url=%s", conn_id, url)
@@ -138,8 +142,10 @@ class Feed:
                     if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                         handler.on_oversized(exc.sent.reason)
                         return f"oversized message: {exc.sent.reason}"
-                    return f"stale feed: no message for {self.settings.stale_feed_seconds}s" if stale.is_set() else (
-                        f"closed: {exc}"
+                    return (
+                        f"stale feed: no message for {self.settings.stale_feed_seconds}s"
+                        if stale.is_set()
+                        else (f"closed: {exc}")
                     )
                 self.last_frame = time.monotonic()
                 record = handler.on_frame(frame)

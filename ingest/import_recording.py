@@ -122,17 +122,29 @@ class Importer:
                     f"(conn_id {previous['conn_id']}*, ingest_seq from {previous['first_ingest_seq']}) may be partly "
                     f"stored. Remove them or keep them, then delete {manifest_path} to import the file again"
                 )
-            log.info("already imported, skipped file=%s sha256=%s ingest_seq=%s-%s", path, digest,
-                     previous["first_ingest_seq"], previous["last_ingest_seq"])
+            log.info(
+                "already imported, skipped file=%s sha256=%s ingest_seq=%s-%s",
+                path,
+                digest,
+                previous["first_ingest_seq"],
+                previous["last_ingest_seq"],
+            )
             return {**previous, "status": "already imported", "file": str(path)}
         ingestor = self.ingestor
         conn_prefix = f"import-{digest[:12]}"
-        manifest = {"file": str(path), "sha256": digest, "conn_id": conn_prefix, "status": "started",
-                    "first_ingest_seq": ingestor.next_seq, "started_ns": time.time_ns()}
+        manifest = {
+            "file": str(path),
+            "sha256": digest,
+            "conn_id": conn_prefix,
+            "status": "started",
+            "first_ingest_seq": ingestor.next_seq,
+            "started_ns": time.time_ns(),
+        }
         self.settings.imports_dir.mkdir(parents=True, exist_ok=True)
         manifest_path.write_bytes(_dump(manifest))
-        log.info("importing file=%s sha256=%s conn_id=%s first_ingest_seq=%d", path, digest, conn_prefix,
-                 ingestor.next_seq)
+        log.info(
+            "importing file=%s sha256=%s conn_id=%s first_ingest_seq=%d", path, digest, conn_prefix, ingestor.next_seq
+        )
         before = ingestor.stats.snapshot()
         lines = blank = 0
         conn_id = None
@@ -166,16 +178,29 @@ class Importer:
                     if time.monotonic() >= next_progress:
                         next_progress += self.settings.metrics_log_seconds
                         stats = ingestor.stats
-                        log.info("import progress file=%s lines=%d imported=%d deadlettered=%d delivered=%d "
-                                 "failed=%d in_flight=%d", path, lines, stats.tickers - before["tickers"],
-                                 stats.invalid - before["invalid"], stats.delivered, stats.failed,
-                                 kafka.in_flight() if kafka else 0)
+                        log.info(
+                            "import progress file=%s lines=%d imported=%d deadlettered=%d delivered=%d "
+                            "failed=%d in_flight=%d",
+                            path,
+                            lines,
+                            stats.tickers - before["tickers"],
+                            stats.invalid - before["invalid"],
+                            stats.delivered,
+                            stats.failed,
+                            kafka.in_flight() if kafka else 0,
+                        )
         after = ingestor.stats.snapshot()
         delta = {name: after[name] - before[name] for name in after}
         manifest.update(
-            lines=lines, blank=blank, imported=delta["tickers"], deadlettered=delta["invalid"],
-            skipped_heartbeats=delta["heartbeats"], skipped_acks=delta["acks"], gaps=delta["gaps"],
-            repeats=delta["repeats"], last_ingest_seq=ingestor.next_seq - 1,
+            lines=lines,
+            blank=blank,
+            imported=delta["tickers"],
+            deadlettered=delta["invalid"],
+            skipped_heartbeats=delta["heartbeats"],
+            skipped_acks=delta["acks"],
+            gaps=delta["gaps"],
+            repeats=delta["repeats"],
+            last_ingest_seq=ingestor.next_seq - 1,
         )
         log.info("imported file=%s %s", path, " ".join(f"{k}={manifest[k]}" for k in (*LINE_COUNTS, "gaps", "repeats")))
         return manifest
@@ -209,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     total = importer.ingestor.stats.snapshot()
     print(orjson.dumps({"files": results, "total": total}).decode(), flush=True)
     if total["failed"]:
-        log.error("kafka did not take %d records; re-send them with python -m ingest.resend (ranges logged above)",
-                  total["failed"])
+        log.error(
+            "kafka did not take %d records; re-send them with python -m ingest.resend (ranges logged above)",
+            total["failed"],
+        )
         return 1
     return 0
 

@@ -42,6 +42,8 @@ QUEUE_SIZE = 100_000
 RECHECK_RECORDS = 100_000
 # The settings the ingestor reads, listed in its --help.
 ENV_GROUPS = ("storage", "logging", "kafka", "ingest")
+
+
 class Ingestor:
     """Accounts for every frame; owns the queue, the sinks and the counters.
 
@@ -94,8 +96,12 @@ class Ingestor:
     def on_oversized(self, detail: str) -> None:
         """Counts and logs a message the WebSocket refused as too big; the feed reconnects."""
         self.stats.oversized += 1
-        log.error("oversized message dropped conn_id=%s limit_bytes=%d (WS_MAX_MESSAGE_BYTES) detail=%r: reconnecting",
-                  self.conn_id, self.settings.ws_max_message_bytes, detail)
+        log.error(
+            "oversized message dropped conn_id=%s limit_bytes=%d (WS_MAX_MESSAGE_BYTES) detail=%r: reconnecting",
+            self.conn_id,
+            self.settings.ws_max_message_bytes,
+            detail,
+        )
 
     def on_frame(self, frame: bytes, recv_ns: int | None = None) -> Record | None:
         """Classifies and counts one frame; returns its raw record or dead letter, if it has one.
@@ -227,10 +233,14 @@ class Ingestor:
     def _log_resume(last: dict) -> None:
         """The gap a restart leaves, said once: Coinbase has no replay, and its ``sequence_num``
         restarts on every connection, so no counter can tell how many messages it holds."""
-        log.warning("resuming after the last stored record ingest_seq=%d conn_id=%s sequence_num=%s stored_s_ago=%.1f: "
-                    "what the exchange sent after it on that connection, and while no ingestor ran, is lost",
-                    last["ingest_seq"], last["conn_id"], (last.get("msg") or {}).get("sequence_num"),
-                    (time.time_ns() - last["recv_ns"]) / 1e9)
+        log.warning(
+            "resuming after the last stored record ingest_seq=%d conn_id=%s sequence_num=%s stored_s_ago=%.1f: "
+            "what the exchange sent after it on that connection, and while no ingestor ran, is lost",
+            last["ingest_seq"],
+            last["conn_id"],
+            (last.get("msg") or {}).get("sequence_num"),
+            (time.time_ns() - last["recv_ns"]) / 1e9,
+        )
 
     def _resend_unacknowledged(self, kafka: KafkaSink, last_seq: int) -> None:
         """Re-sends what a killed run wrote but Kafka lacks, before any new record is produced,
@@ -239,15 +249,23 @@ class Ingestor:
         try:
             missing = unacknowledged(self.settings, last_seq, RECHECK_RECORDS)
         except KafkaException as exc:
-            log.error("could not check ingest_seq=%d-%d against Kafka (%s): re-send any it lacks with "
-                      "python -m ingest.resend FILE RANGE", first, last_seq, exc)
+            log.error(
+                "could not check ingest_seq=%d-%d against Kafka (%s): re-send any it lacks with "
+                "python -m ingest.resend FILE RANGE",
+                first,
+                last_seq,
+                exc,
+            )
             return
         for record in missing:
             kafka.produce(record)
         self.stats.resent += len(missing)
         if missing:
-            log.warning("re-sent records=%d ingest_seq=%s: stored by the previous run, not in Kafka", len(missing),
-                        _ranges([record.ingest_seq for record in missing]))
+            log.warning(
+                "re-sent records=%d ingest_seq=%s: stored by the previous run, not in Kafka",
+                len(missing),
+                _ranges([record.ingest_seq for record in missing]),
+            )
         else:
             log.info("checked ingest_seq=%d-%d: all in Kafka", first, last_seq)
 
@@ -292,7 +310,8 @@ def _ranges(seqs: list[int]) -> str:
 def settings_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A command line of the ingest path (the ingestor, an import): its environment listed in the epilog."""
     return argparse.ArgumentParser(
-        prog=prog, description=description,
+        prog=prog,
+        description=description,
         epilog="Environment (flags win):\n" + "\n".join(f"  {e}={d!r}: {doc}" for e, d, doc in describe(*ENV_GROUPS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -312,8 +331,9 @@ def settings_from_flags(args: argparse.Namespace, **overrides: Any) -> Settings:
         ConfigError: A variable is malformed.
     """
     data_dir = Path(args.data_dir).resolve() if args.data_dir else None
-    return Settings.from_env(product_ids=args.products, kafka_bootstrap_servers=args.kafka_bootstrap_servers,
-                             data_dir=data_dir, **overrides)
+    return Settings.from_env(
+        product_ids=args.products, kafka_bootstrap_servers=args.kafka_bootstrap_servers, data_dir=data_dir, **overrides
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
-        settings = settings_from_flags(args, coinbase_ws_url=args.coinbase_ws_url,
-                                       stale_feed_seconds=args.stale_feed_seconds, metrics_port=args.metrics_port)
+        settings = settings_from_flags(
+            args,
+            coinbase_ws_url=args.coinbase_ws_url,
+            stale_feed_seconds=args.stale_feed_seconds,
+            metrics_port=args.metrics_port,
+        )
         counts = asyncio.run(_run(settings, kafka=not args.no_kafka))
     except PipelineError as exc:
         log.error("ingestor stopped: %s", exc)

@@ -16,8 +16,29 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-LATENCY_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
-                   0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0)
+LATENCY_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    5.0,
+    30.0,
+    120.0,
+)
 COUNTERS = {
     "messages": "Frames received.",
     "tickers": "Ticker frames accepted (stored, unless counted in unstored).",
@@ -92,8 +113,10 @@ class _Collector:
             cumulative += count
             buckets.append((bound, cumulative))
         yield HistogramMetricFamily(
-            "ingest_receive_to_ack_seconds", "From reading a frame to Kafka's acknowledgement of its record.",
-            buckets=buckets, sum_value=stats.ack_seconds_sum,
+            "ingest_receive_to_ack_seconds",
+            "From reading a frame to Kafka's acknowledgement of its record.",
+            buckets=buckets,
+            sum_value=stats.ack_seconds_sum,
         )
 
 

@@ -73,8 +73,9 @@ def kafka_seqs(settings: Settings, first_seq: int, window: int, timeout: float =
     Raises:
         KafkaException: Kafka did not answer, or the messages were not all read within ``timeout``.
     """
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "volpipe-ingest-recheck",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {**settings.kafka_client_config(), "group.id": "volpipe-ingest-recheck", "enable.auto.commit": False}
+    )
     try:
         starts: dict[tuple[str, int], int] = {}
         ends: dict[tuple[str, int], int] = {}
@@ -135,8 +136,16 @@ def unacknowledged(settings: Settings, last_seq: int, window: int) -> list[Recor
             for line in tail_lines(path, first_seq):
                 record = orjson.loads(line)
                 if record["ingest_seq"] not in have:
-                    missing.append(Record(deadletter, record_key(record), line, record["ingest_seq"], record["recv_ns"],
-                                          time.time_ns()))
+                    missing.append(
+                        Record(
+                            deadletter,
+                            record_key(record),
+                            line,
+                            record["ingest_seq"],
+                            record["recv_ns"],
+                            time.time_ns(),
+                        )
+                    )
     return sorted(missing, key=lambda record: record.ingest_seq)
 
 
@@ -147,8 +156,9 @@ def resend(settings: Settings, path: Path, ranges: list[tuple[int, int]], timeou
         ResendError: Some were still not acknowledged after ``timeout`` seconds.
     """
     chosen = select(path, ranges)
-    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True,
-                         "acks": "all", "compression.type": "lz4"})
+    producer = Producer(
+        {**settings.kafka_client_config(), "enable.idempotence": True, "acks": "all", "compression.type": "lz4"}
+    )
     for key, value in chosen:
         producer.produce(settings.kafka_deadletter_topic if key is None else settings.kafka_input_topic, value, key)
     left = producer.flush(timeout)

@@ -69,8 +69,10 @@ def last_record(*dirs: Path) -> dict | None:
     """
     records = [
         _tail_record(path)
-        for folder in dirs if folder.is_dir()
-        for path in folder.glob("*.ndjson") if _FILE_NAME.match(path.name)
+        for folder in dirs
+        if folder.is_dir()
+        for path in folder.glob("*.ndjson")
+        if _FILE_NAME.match(path.name)
     ]
     return max((r for r in records if r is not None), key=lambda r: r["ingest_seq"], default=None)
 
@@ -172,8 +174,11 @@ class DailyFiles:
         try:
             os.truncate(path, self.size)
         except OSError as exc:
-            log.error("could not cut the failed write off path=%s errno=%s: the next start cuts a partial last line",
-                      path, errno.errorcode.get(exc.errno or 0, exc.errno))
+            log.error(
+                "could not cut the failed write off path=%s errno=%s: the next start cuts a partial last line",
+                path,
+                errno.errorcode.get(exc.errno or 0, exc.errno),
+            )
 
     def close(self) -> None:
         """Flushes, fsyncs (they survive a crash of the machine) and closes the file.
@@ -244,14 +249,16 @@ class KafkaSink:
                 topic,
                 record.value,
                 record.key,
-                on_delivery=functools.partial(self._delivery, record.ingest_seq, record.recv_ns, record.read_ns,
-                                              record.deadletter),
+                on_delivery=functools.partial(
+                    self._delivery, record.ingest_seq, record.recv_ns, record.read_ns, record.deadletter
+                ),
             )
         except (BufferError, KafkaException) as exc:
             self._on_failed(record.ingest_seq, record.recv_ns, record.deadletter, f"produce: {exc}")
 
-    def _delivery(self, ingest_seq: int, recv_ns: int, read_ns: int, deadletter: bool, err: KafkaError | None,
-                  _msg) -> None:
+    def _delivery(
+        self, ingest_seq: int, recv_ns: int, read_ns: int, deadletter: bool, err: KafkaError | None, _msg
+    ) -> None:
         if err is None:
             self._on_delivered(read_ns)
         else:
@@ -293,8 +300,9 @@ class Writer:
     After a failed write it writes nothing more: the ingestor stops (docs/reliability.md).
     """
 
-    def __init__(self, settings: Settings, queue: asyncio.Queue, kafka: KafkaSink | None, stats: Stats,
-                 batch: int = 2000) -> None:
+    def __init__(
+        self, settings: Settings, queue: asyncio.Queue, kafka: KafkaSink | None, stats: Stats, batch: int = 2000
+    ) -> None:
         self.queue = queue
         self.raw = DailyFiles(settings.raw_dir)
         self.quarantine = DailyFiles(settings.quarantine_dir)

@@ -35,8 +35,9 @@ class Tick(NamedTuple):
     timestamp: str | None = None
 
 
-def synthetic_ticks(product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None,
-                    **market: Any) -> Iterator[Tick]:
+def synthetic_ticks(
+    product_ids: Sequence[str], seed: int, start_ns: int | None = None, rate: float | None = None, **market: Any
+) -> Iterator[Tick]:
     """Ticks of the synthetic market (see ``volpipe.market``): endless, unless a session schedule
     ends. ``rate`` is over all products; ``market`` holds other ``SyntheticMarket`` keyword
     arguments (market defaults when absent).

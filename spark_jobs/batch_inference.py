@@ -42,8 +42,12 @@ SPARK_CONF = {"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"}
 
 def read(spark: SparkSession, settings: Settings, dates: DateRange) -> DataFrame:
     """Feature rows of ``dates`` (the partition filter prunes, the nanosecond one is exact)."""
-    return (spark.read.format("delta").load(str(settings.delta_table(FEATURES)))
-            .where(dates.where_partitions()).where(dates.where_ns("exchange_ts_ns")))
+    return (
+        spark.read.format("delta")
+        .load(str(settings.delta_table(FEATURES)))
+        .where(dates.where_partitions())
+        .where(dates.where_ns("exchange_ts_ns"))
+    )
 
 
 def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringModel) -> DataFrame:
@@ -61,8 +65,9 @@ def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringMod
         estimator = registry.load_estimator(tracking_uri, model)
         for batch in batches:
             probability = probabilities(estimator, batch[columns])
-            yield batch[list(PREDICTION_KEYS)].assign(probability=probability,
-                                                      predicted_label=decide(probability, model.threshold))
+            yield batch[list(PREDICTION_KEYS)].assign(
+                probability=probability, predicted_label=decide(probability, model.threshold)
+            )
 
     scored = features.select(*PREDICTION_KEYS, *columns).mapInPandas(predict, SCORED_SCHEMA)
     columns_out = (*PREDICTION_KEYS, "probability", "predicted_label", *model_sql(model))
@@ -72,19 +77,24 @@ def transform(features: DataFrame, tracking_uri: str, model: registry.ScoringMod
 def write(predictions: DataFrame, settings: Settings, dates: DateRange) -> None:
     """Replaces the days of ``dates`` in ``predictions`` (created with its layout on first use)."""
     ensure_table(predictions.sparkSession, settings, PREDICTIONS, predictions.schema)
-    (predictions.write.format("delta").mode("overwrite")
-     .option("replaceWhere", dates.where_partitions())
-     .save(str(settings.delta_table(PREDICTIONS))))
+    (
+        predictions.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", dates.where_partitions())
+        .save(str(settings.delta_table(PREDICTIONS)))
+    )
 
 
 def written_rows(spark: SparkSession, settings: Settings, dates: DateRange) -> int:
     """Rows of ``predictions`` in the range (an empty range may commit nothing)."""
-    return (spark.read.format("delta").load(str(settings.delta_table(PREDICTIONS)))
-            .where(dates.where_partitions()).count())
+    return (
+        spark.read.format("delta").load(str(settings.delta_table(PREDICTIONS))).where(dates.where_partitions()).count()
+    )
 
 
-def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns: int,
-                     end_ns: int) -> dict[str, float] | None:
+def realised_metrics(
+    settings: Settings, model: registry.ScoringModel, start_ns: int, end_ns: int
+) -> dict[str, float] | None:
     """Metrics of the written predictions against labels of the model's definition; None if unlabelled."""
     from volpipe.modeling import label as L
     from volpipe.modeling import models as M
@@ -102,8 +112,9 @@ def realised_metrics(settings: Settings, model: registry.ScoringModel, start_ns:
     return M.metrics(joined["y"].to_numpy(), joined["probability"].to_numpy(), model.threshold)
 
 
-def log_evaluation(settings: Settings, model: registry.ScoringModel, metrics: dict[str, float], start_ns: int,
-                   end_ns: int) -> str:
+def log_evaluation(
+    settings: Settings, model: registry.ScoringModel, metrics: dict[str, float], start_ns: int, end_ns: int
+) -> str:
     """One MLflow run with the realised metrics of a scored range; returns its id."""
     import mlflow
 
@@ -111,14 +122,19 @@ def log_evaluation(settings: Settings, model: registry.ScoringModel, metrics: di
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run(run_name="batch-inference-evaluation") as run:
         mlflow.set_tags({"model_name": model.name, "model_version": model.version, "model_run_id": model.run_id})
-        mlflow.log_params({"start_ns": start_ns, "end_ns": end_ns, "label_mode": model.label_mode,
-                           "decision_threshold": model.threshold})
+        mlflow.log_params(
+            {
+                "start_ns": start_ns,
+                "end_ns": end_ns,
+                "label_mode": model.label_mode,
+                "decision_threshold": model.threshold,
+            }
+        )
         mlflow.log_metrics({f"realised_{key}": value for key, value in metrics.items()})
     return run.info.run_id
 
 
-def run(spark: SparkSession, settings: Settings, dates: DateRange,
-        model_version: str | None = None) -> dict[str, Any]:
+def run(spark: SparkSession, settings: Settings, dates: DateRange, model_version: str | None = None) -> dict[str, Any]:
     """Scores [start, end] into ``predictions`` and logs realised metrics when labels exist.
 
     Returns:
@@ -135,12 +151,26 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange,
     scored = time.perf_counter()
     metrics = realised_metrics(settings, model, start_ns, end_ns)
     evaluation = log_evaluation(settings, model, metrics, start_ns, end_ns) if metrics else None
-    log.info("predictions written range=%s rows=%d model=%s version=%s evaluation_run=%s score_write_s=%.2f "
-             "metrics_s=%.2f", dates, rows, model.name, model.version, evaluation, scored - began,
-             time.perf_counter() - scored)
-    return {"rows": rows, "model_name": model.name, "model_version": model.version,
-            "run_id": model.run_id, "evaluation_run_id": evaluation, "metrics": metrics,
-            "score_write_seconds": scored - began, "metrics_seconds": time.perf_counter() - scored}
+    log.info(
+        "predictions written range=%s rows=%d model=%s version=%s evaluation_run=%s score_write_s=%.2f metrics_s=%.2f",
+        dates,
+        rows,
+        model.name,
+        model.version,
+        evaluation,
+        scored - began,
+        time.perf_counter() - scored,
+    )
+    return {
+        "rows": rows,
+        "model_name": model.name,
+        "model_version": model.version,
+        "run_id": model.run_id,
+        "evaluation_run_id": evaluation,
+        "metrics": metrics,
+        "score_write_seconds": scored - began,
+        "metrics_seconds": time.perf_counter() - scored,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,8 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run(spark, settings, args.dates, args.model_version or None), default=str))
         return 0
 
-    return run_job(parser, argv, "volpipe-batch-inference", score, failure="batch inference failed",
-                   overrides=lambda args: {"model_name": args.model_name}, extra_conf=SPARK_CONF)
+    return run_job(
+        parser,
+        argv,
+        "volpipe-batch-inference",
+        score,
+        failure="batch inference failed",
+        overrides=lambda args: {"model_name": args.model_name},
+        extra_conf=SPARK_CONF,
+    )
 
 
 if __name__ == "__main__":

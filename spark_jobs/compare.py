@@ -51,8 +51,10 @@ class ComparisonReport:
     def summary(self) -> str:
         """One line for logs and the Airflow task."""
         diffs = ", ".join(f"{c}={n}" for c, n in self.differing.items() if n) or "none"
-        return (f"range={self.start}..{self.end} stream_rows={self.stream_rows} replay_rows={self.replay_rows} "
-                f"only_stream={self.only_stream} only_replay={self.only_replay} differing_values: {diffs}")
+        return (
+            f"range={self.start}..{self.end} stream_rows={self.stream_rows} replay_rows={self.replay_rows} "
+            f"only_stream={self.only_stream} only_replay={self.only_replay} differing_values: {diffs}"
+        )
 
 
 def kernels_match(settings: Settings) -> None:
@@ -69,8 +71,10 @@ def kernels_match(settings: Settings) -> None:
             raise ReplayMismatch(f"table {table} does not exist at {settings.delta_table(table)}")
         recorded[table] = recorded_kernel(properties)
     if recorded[FEATURES] != recorded[FEATURES_REPLAY]:
-        raise ReplayMismatch(f"the tables were computed by different kernels: {FEATURES} {recorded[FEATURES]}, "
-                             f"{FEATURES_REPLAY} {recorded[FEATURES_REPLAY]}")
+        raise ReplayMismatch(
+            f"the tables were computed by different kernels: {FEATURES} {recorded[FEATURES]}, "
+            f"{FEATURES_REPLAY} {recorded[FEATURES_REPLAY]}"
+        )
 
 
 def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, examples: int = 10) -> ComparisonReport:
@@ -90,12 +94,17 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
     try:
         both = F.col("s_present").isNotNull() & F.col("r_present").isNotNull()
         unequal = {c: both & ~F.col(f"s_{c}").eqNullSafe(F.col(f"r_{c}")) for c in COMPARED}
-        counts = joined.agg(
-            F.count("s_present").alias("stream_rows"), F.count("r_present").alias("replay_rows"),
-            F.count_if(F.col("r_present").isNull()).alias("only_stream"),
-            F.count_if(F.col("s_present").isNull()).alias("only_replay"),
-            *(F.count_if(cond).alias(c) for c, cond in unequal.items()),
-        ).take(1)[0].asDict()  # an aggregate: one row
+        counts = (
+            joined.agg(
+                F.count("s_present").alias("stream_rows"),
+                F.count("r_present").alias("replay_rows"),
+                F.count_if(F.col("r_present").isNull()).alias("only_stream"),
+                F.count_if(F.col("s_present").isNull()).alias("only_replay"),
+                *(F.count_if(cond).alias(c) for c, cond in unequal.items()),
+            )
+            .take(1)[0]
+            .asDict()
+        )  # an aggregate: one row
         any_diff = F.lit(False)
         for cond in unequal.values():
             any_diff = any_diff | cond
@@ -105,9 +114,14 @@ def compare(spark: SparkSession, settings: Settings, dates: DateRange, *, exampl
     finally:
         joined.unpersist()
     report = ComparisonReport(
-        start=str(dates.start), end=str(dates.end), stream_rows=counts["stream_rows"], replay_rows=counts["replay_rows"],
-        only_stream=counts["only_stream"], only_replay=counts["only_replay"],
-        differing={c: counts[c] for c in COMPARED}, examples=rows,
+        start=str(dates.start),
+        end=str(dates.end),
+        stream_rows=counts["stream_rows"],
+        replay_rows=counts["replay_rows"],
+        only_stream=counts["only_stream"],
+        only_replay=counts["only_replay"],
+        differing={c: counts[c] for c in COMPARED},
+        examples=rows,
     )
     log.info("comparison %s", report.summary())
     return report
@@ -130,10 +144,13 @@ def write_verdict(report: ComparisonReport | None, dates: DateRange, path: Path,
 
     Written atomically, so a reader never sees half a verdict.
     """
-    verdict = {"range": {"start": str(dates.start), "end": str(dates.end)},
-               "equal": bool(report and report.ok), "error": error,
-               "report": dataclasses.asdict(report) if report else None,
-               "summary": report.summary() if report else error}
+    verdict = {
+        "range": {"start": str(dates.start), "end": str(dates.end)},
+        "equal": bool(report and report.ok),
+        "error": error,
+        "report": dataclasses.asdict(report) if report else None,
+        "summary": report.summary() if report else error,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(verdict, indent=2, default=str) + "\n")

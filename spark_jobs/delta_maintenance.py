@@ -157,8 +157,9 @@ def _vacuum(spark: SparkSession, path: Path, hours: float, *, dry_run: bool) -> 
     return len(listed) if dry_run else on_disk - _data_files_on_disk(path)
 
 
-def maintain_table(spark: SparkSession, name: str, path: Path, *, retention_hours: float,
-                   zorder: bool = True, dry_run: bool = False) -> TableSummary:
+def maintain_table(
+    spark: SparkSession, name: str, path: Path, *, retention_hours: float, zorder: bool = True, dry_run: bool = False
+) -> TableSummary:
     """OPTIMIZE then VACUUM one table; checks that neither changed a row count.
 
     OPTIMIZE: its commit's snapshot is compared with the one just before it, so appends the
@@ -188,19 +189,33 @@ def maintain_table(spark: SparkSession, name: str, path: Path, *, retention_hour
     vacuumed = _vacuum(spark, path, retention_hours, dry_run=dry_run)
     check_rows(name, "VACUUM", latest, rows, count_rows(path, latest))
     summary = TableSummary(
-        table=name, files_before=files_before, files_after=_detail(spark, path)["numFiles"],
-        rows=rows, zorder=zorder_by, data_files_on_disk_before=on_disk_before,
-        data_files_on_disk_after=_data_files_on_disk(path), vacuumed_files=vacuumed, retention_hours=retention_hours,
-        optimize_seconds=round(optimized_at - began, 2), vacuum_seconds=round(time.perf_counter() - optimized_at, 2),
+        table=name,
+        files_before=files_before,
+        files_after=_detail(spark, path)["numFiles"],
+        rows=rows,
+        zorder=zorder_by,
+        data_files_on_disk_before=on_disk_before,
+        data_files_on_disk_after=_data_files_on_disk(path),
+        vacuumed_files=vacuumed,
+        retention_hours=retention_hours,
+        optimize_seconds=round(optimized_at - began, 2),
+        vacuum_seconds=round(time.perf_counter() - optimized_at, 2),
         dry_run=dry_run,
     )
     log.info("maintained %s", " ".join(f"{k}={v}" for k, v in dataclasses.asdict(summary).items()))
     return summary
 
 
-def maintain(spark: SparkSession, settings: Settings, tables: tuple[str, ...] = TABLES, *,
-             retention_hours: float | None = None, force: bool = False, zorder: bool = True,
-             dry_run: bool = False) -> list[TableSummary]:
+def maintain(
+    spark: SparkSession,
+    settings: Settings,
+    tables: tuple[str, ...] = TABLES,
+    *,
+    retention_hours: float | None = None,
+    force: bool = False,
+    zorder: bool = True,
+    dry_run: bool = False,
+) -> list[TableSummary]:
     """Maintains each of ``tables`` that exists under DELTA_DIR (missing ones are skipped and logged).
 
     Args:
@@ -246,17 +261,29 @@ def _tables(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     """Prints one JSON summary per table; exit code 1 on a refused retention or a row mismatch."""
     parser = job_parser("spark_jobs.delta_maintenance", __doc__, date_range=False)
-    parser.add_argument("--tables", type=_tables, default=TABLES,
-                        help=f"comma-separated tables (default: {','.join(TABLES)})")
+    parser.add_argument(
+        "--tables", type=_tables, default=TABLES, help=f"comma-separated tables (default: {','.join(TABLES)})"
+    )
     parser.add_argument("--retention-hours", type=float, help="VACUUM retention (default DELTA_VACUUM_RETENTION_HOURS)")
     parser.add_argument("--force", action="store_true", help="allow a retention below DELTA_VACUUM_MIN_RETENTION_HOURS")
     parser.add_argument("--no-zorder", action="store_true", help="plain compaction (Z-order rewrites what it selects)")
-    parser.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=False,
-                        help="no OPTIMIZE; VACUUM DRY RUN (the DAG passes --no-dry-run for a real run)")
+    parser.add_argument(
+        "--dry-run",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="no OPTIMIZE; VACUUM DRY RUN (the DAG passes --no-dry-run for a real run)",
+    )
 
     def maintain_tables(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
-        for summary in maintain(spark, settings, args.tables, retention_hours=args.retention_hours, force=args.force,
-                                zorder=not args.no_zorder, dry_run=args.dry_run):
+        for summary in maintain(
+            spark,
+            settings,
+            args.tables,
+            retention_hours=args.retention_hours,
+            force=args.force,
+            zorder=not args.no_zorder,
+            dry_run=args.dry_run,
+        ):
             print(json.dumps(dataclasses.asdict(summary)))
         return 0
 

@@ -94,15 +94,20 @@ def stream_rows(rows: DataFrame, model: ScoringModel | None = None) -> tuple[Dat
 def table_frames(rows: DataFrame, model: ScoringModel | None = None) -> dict[str, DataFrame]:
     """``PROCESSOR_COLUMNS`` rows -> what goes into each stream table, in its stored columns."""
     frame, stored = stream_rows(rows, model)
-    return {table: frame.where(F.col(_member(table))).select(*(F.col(f"`{column}`").alias(name)
-                                                                for name, column in columns.items()))
-            for table, columns in stored.items()}
+    return {
+        table: frame.where(F.col(_member(table))).select(
+            *(F.col(f"`{column}`").alias(name) for name, column in columns.items())
+        )
+        for table, columns in stored.items()
+    }
 
 
 def split_tables(batch: pa.Table, stored: dict[str, dict[str, str]]) -> dict[str, pa.Table]:
     """The collected ``stream_rows`` frame -> each table's rows, in its stored columns (``table_frames`` in Arrow)."""
-    return {table: batch.filter(batch[_member(table)]).select(list(columns.values())).rename_columns(list(columns))
-            for table, columns in stored.items()}
+    return {
+        table: batch.filter(batch[_member(table)]).select(list(columns.values())).rename_columns(list(columns))
+        for table, columns in stored.items()
+    }
 
 
 def _delta_log(path: str) -> deltalake.DeltaTable | None:
@@ -208,10 +213,19 @@ class BatchWriter:
         counts = {name: rows.num_rows for name, rows in tables.items()}
         scored = counts[PREDICTIONS_LIVE]
         scoring_s = self.scoring.record(scored, counts[FEATURES] - scored) if self.scoring else 0.0
-        log.info("batch written batch_id=%d ticks=%d features=%d quarantine=%d predictions=%d model_version=%s "
-                 "compute_s=%.2f scoring_s=%.3f delta_s=%.2f", batch_id, counts["ticks"], counts["features"],
-                 counts["quarantine"], scored, model.version if model else None, computed - began, scoring_s,
-                 time.perf_counter() - computed)
+        log.info(
+            "batch written batch_id=%d ticks=%d features=%d quarantine=%d predictions=%d model_version=%s "
+            "compute_s=%.2f scoring_s=%.3f delta_s=%.2f",
+            batch_id,
+            counts["ticks"],
+            counts["features"],
+            counts["quarantine"],
+            scored,
+            model.version if model else None,
+            computed - began,
+            scoring_s,
+            time.perf_counter() - computed,
+        )
         self.checkpointer.committed(pending)
 
     def _marker(self, batch_id: int) -> str:
@@ -241,6 +255,9 @@ class BatchWriter:
         # (0.06 s to 0.25 s per batch over 1,200 batches, docs/streaming.md); a path reads the log
         # from its last checkpoint, which DeltaCheckpointer keeps recent.
         deltalake.write_deltalake(
-            str(self.settings.delta_table(name)), rows, mode="append", writer_properties=WRITER_PROPERTIES,
+            str(self.settings.delta_table(name)),
+            rows,
+            mode="append",
+            writer_properties=WRITER_PROPERTIES,
             commit_properties=CommitProperties(custom_metadata={"userMetadata": self._marker(batch_id)}),
         )

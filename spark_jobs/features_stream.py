@@ -55,10 +55,14 @@ from volpipe.tables import (
 log = logging.getLogger(__name__)
 
 WINDOW_STATE = StructType([StructField("mids", ArrayType(DoubleType())), StructField("ts_ns", ArrayType(LongType()))])
-DEDUPE_STATE = StructType([
-    StructField("last_ingest_seq", LongType()), StructField("last_ticker_idx", LongType()),
-    StructField("last_conn_id", StringType()), StructField("max_sequence_num", LongType()),
-])
+DEDUPE_STATE = StructType(
+    [
+        StructField("last_ingest_seq", LongType()),
+        StructField("last_ticker_idx", LongType()),
+        StructField("last_conn_id", StringType()),
+        StructField("max_sequence_num", LongType()),
+    ]
+)
 
 
 def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
@@ -68,17 +72,28 @@ def tick_output(rows: pd.DataFrame) -> pd.DataFrame:
     selection copied the whole frame twice, per 500k-row catch-up batch a measurable share.
     """
     n = len(rows)
-    added = {"kind": np.full(n, "tick", object), "produced_ns": np.full(n, time.time_ns(), np.int64),
-             "probability": np.full(n, np.nan), "predicted_label": np.full(n, -1, np.int32),
-             "error": np.full(n, None, object), "raw": np.full(n, None, object), "source": np.full(n, None, object)}
-    return pd.DataFrame({name: added[name] if name in added else rows[name].to_numpy() for name in PROCESSOR_COLUMNS},
-                        copy=False)
+    added = {
+        "kind": np.full(n, "tick", object),
+        "produced_ns": np.full(n, time.time_ns(), np.int64),
+        "probability": np.full(n, np.nan),
+        "predicted_label": np.full(n, -1, np.int32),
+        "error": np.full(n, None, object),
+        "raw": np.full(n, None, object),
+        "source": np.full(n, None, object),
+    }
+    return pd.DataFrame(
+        {name: added[name] if name in added else rows[name].to_numpy() for name in PROCESSOR_COLUMNS}, copy=False
+    )
 
 
 def quarantine_output(rows: pd.DataFrame) -> pd.DataFrame:
     """Parsed bad rows -> ``PROCESSOR_COLUMNS`` rows of kind 'quarantine' (features null)."""
-    out = rows.assign(kind="quarantine", produced_ns=np.full(len(rows), time.time_ns(), np.int64),
-                      probability=np.nan, predicted_label=np.int32(-1))
+    out = rows.assign(
+        kind="quarantine",
+        produced_ns=np.full(len(rows), time.time_ns(), np.int64),
+        probability=np.nan,
+        predicted_label=np.int32(-1),
+    )
     for name in FEATURE_COLUMNS:
         out[name] = False if name == "mid_fallback" else np.nan
     return out[list(PROCESSOR_COLUMNS)]
@@ -134,11 +149,20 @@ class FeatureProcessor(StatefulProcessor):
                 probability, label = scored
                 output["probability"] = _spread(probability, ready, np.nan)
                 output["predicted_label"] = _spread(label, ready, -1)
-                self.publisher.produce(self.predictions_topic, pd.DataFrame({
-                    **{name: features[name].to_numpy() for name in PREDICTION_KEYS},
-                    "probability": probability, "predicted_label": label, "threshold": model.threshold,
-                    "model_name": model.name, "model_version": model.version,
-                }), PREDICTION_MESSAGE_COLUMNS)
+                self.publisher.produce(
+                    self.predictions_topic,
+                    pd.DataFrame(
+                        {
+                            **{name: features[name].to_numpy() for name in PREDICTION_KEYS},
+                            "probability": probability,
+                            "predicted_label": label,
+                            "threshold": model.threshold,
+                            "model_name": model.name,
+                            "model_version": model.version,
+                        }
+                    ),
+                    PREDICTION_MESSAGE_COLUMNS,
+                )
             self.publisher.flush()
             yield output
 
@@ -169,23 +193,29 @@ def read_raw(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool
     )
 
 
-def transform(raw: DataFrame, window: int, publisher: RowPublisher, topics: tuple[str, str],
-              scorer: LiveScorer) -> DataFrame:
+def transform(
+    raw: DataFrame, window: int, publisher: RowPublisher, topics: tuple[str, str], scorer: LiveScorer
+) -> DataFrame:
     """Raw records -> ``PROCESSOR_COLUMNS`` rows: kind 'tick' (features null before W returns) or 'quarantine'.
 
     Feature rows and their predictions are also published to Kafka ``topics`` (features,
     predictions) by ``publisher`` as they are computed.
     """
-    return parse_raw(raw).groupBy("product_id").transformWithStateInPandas(
-        statefulProcessor=FeatureProcessor(window, publisher, topics, scorer),
-        outputStructType=struct_of(PROCESSOR_COLUMNS),
-        outputMode="Append",
-        timeMode="None",
+    return (
+        parse_raw(raw)
+        .groupBy("product_id")
+        .transformWithStateInPandas(
+            statefulProcessor=FeatureProcessor(window, publisher, topics, scorer),
+            outputStructType=struct_of(PROCESSOR_COLUMNS),
+            outputMode="Append",
+            timeMode="None",
+        )
     )
 
 
-def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float,
-          scoring: LiveScoring | None = None) -> StreamingQuery:
+def write(
+    rows: DataFrame, settings: Settings, *, trigger_seconds: float, scoring: LiveScoring | None = None
+) -> StreamingQuery:
     """Starts the query: ``BatchWriter`` per micro-batch, checkpoint under ``settings.checkpoint('features')``.
 
     The tables are prepared while the first micro-batch computes: a cold JVM spends seconds on
@@ -201,8 +231,9 @@ def write(rows: DataFrame, settings: Settings, *, trigger_seconds: float,
     return writer.start()
 
 
-def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True,
-          scoring: LiveScoring | None = None) -> StreamingQuery:
+def start(
+    spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = True, scoring: LiveScoring | None = None
+) -> StreamingQuery:
     """Read -> transform -> write with ``settings``; returns the running query.
 
     With ``scoring`` (started by the caller), feature rows are scored live with the model it pins.
@@ -217,11 +248,20 @@ def start(spark: SparkSession, settings: Settings, *, fail_on_data_loss: bool = 
     publisher = RowPublisher(settings.kafka_client_config(), settings.producer_message_timeout_seconds)
     topics = (settings.kafka_output_topic, settings.kafka_predictions_topic)
     scorer = scoring.scorer() if scoring else LiveScorer(None)
-    query = write(transform(raw, settings.feature_window_size, publisher, topics, scorer), settings,
-                  trigger_seconds=settings.stream_trigger_seconds, scoring=scoring)
-    log.info("features stream started query_id=%s checkpoint=%s topic=%s window=%d scoring=%s", query.id,
-             settings.checkpoint("features"), settings.kafka_input_topic, settings.feature_window_size,
-             "on" if scoring else "off")
+    query = write(
+        transform(raw, settings.feature_window_size, publisher, topics, scorer),
+        settings,
+        trigger_seconds=settings.stream_trigger_seconds,
+        scoring=scoring,
+    )
+    log.info(
+        "features stream started query_id=%s checkpoint=%s topic=%s window=%d scoring=%s",
+        query.id,
+        settings.checkpoint("features"),
+        settings.kafka_input_topic,
+        settings.feature_window_size,
+        "on" if scoring else "off",
+    )
     return query
 
 
@@ -286,12 +326,14 @@ def _stop_after_batch_in_flight(query: StreamingQuery, settings: Settings) -> bo
     deadline = time.monotonic() + settings.stream_stop_timeout_seconds
     while query.isActive and _last_batch(checkpoint / "commits") < in_flight:
         if time.monotonic() > deadline:
-            log.warning("batch_id=%d still running after STREAM_STOP_TIMEOUT_SECONDS=%.0f: interrupting it",
-                        in_flight, settings.stream_stop_timeout_seconds)
+            log.warning(
+                "batch_id=%d still running after STREAM_STOP_TIMEOUT_SECONDS=%.0f: interrupting it",
+                in_flight,
+                settings.stream_stop_timeout_seconds,
+            )
             query.stop()
             if _last_batch(checkpoint / "commits") >= in_flight:
-                log.info("batch_id=%d was already writing its Delta tables: it committed before the stop",
-                         in_flight)
+                log.info("batch_id=%d was already writing its Delta tables: it committed before the stop", in_flight)
                 return False
             return True
         time.sleep(0.1)
@@ -311,19 +353,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, help="W, returns per window (FEATURE_WINDOW_SIZE)")
     parser.add_argument("--trigger-seconds", type=float, help="micro-batch interval, 0 = asap (STREAM_TRIGGER_SECONDS)")
     parser.add_argument("--max-offsets-per-trigger", type=int, help="(STREAM_MAX_OFFSETS_PER_TRIGGER)")
-    parser.add_argument("--no-fail-on-data-loss", action="store_true",
-                        help="keep running when Kafka deleted offsets the checkpoint still needs")
+    parser.add_argument(
+        "--no-fail-on-data-loss",
+        action="store_true",
+        help="keep running when Kafka deleted offsets the checkpoint still needs",
+    )
     parser.add_argument("--timeout-seconds", type=float, help="stop after this long (benchmarks); default: run forever")
     parser.add_argument("--ui", action="store_true", help="serve the Spark UI")
     parser.add_argument("--no-scoring", action="store_true", help="features only, no live predictions (STREAM_SCORING)")
-    parser.add_argument("--stop-timeout-seconds", type=float,
-                        help="how long a stop waits for the batch in flight (STREAM_STOP_TIMEOUT_SECONDS)")
+    parser.add_argument(
+        "--stop-timeout-seconds",
+        type=float,
+        help="how long a stop waits for the batch in flight (STREAM_STOP_TIMEOUT_SECONDS)",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(
-        kafka_bootstrap_servers=args.bootstrap_servers, feature_window_size=args.window,
-        stream_trigger_seconds=args.trigger_seconds, stream_max_offsets_per_trigger=args.max_offsets_per_trigger,
-        stream_scoring=False if args.no_scoring else None, stream_stop_timeout_seconds=args.stop_timeout_seconds,
+        kafka_bootstrap_servers=args.bootstrap_servers,
+        feature_window_size=args.window,
+        stream_trigger_seconds=args.trigger_seconds,
+        stream_max_offsets_per_trigger=args.max_offsets_per_trigger,
+        stream_scoring=False if args.no_scoring else None,
+        stream_stop_timeout_seconds=args.stop_timeout_seconds,
     )
     spark = build_spark_session(settings, "volpipe-features-stream", ui=args.ui)
     scoring = LiveScoring(spark, settings) if settings.stream_scoring else None
@@ -361,8 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     failure = query.exception()
     if failure is not None and interrupted:
         # The stop asked for it: the interrupted batch is redone on the next start.
-        log.warning("features stream stopped mid-batch; the batch is redone on the next start (%s)",
-                    str(failure).splitlines()[0])
+        log.warning(
+            "features stream stopped mid-batch; the batch is redone on the next start (%s)",
+            str(failure).splitlines()[0],
+        )
     elif failure is not None:
         log.error("features stream failed: %s", failure)
         return 1

@@ -86,19 +86,21 @@ class RowPublisher:
         """This worker's producer and the list its failed deliveries are reported to."""
         if self._key not in _PRODUCERS:
             failures: list[KafkaError] = []
-            producer = Producer({
-                **self.client_config,
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "lz4",
-                "linger.ms": 5,
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 2_097_151,
-                "message.timeout.ms": int(self.timeout_seconds * 1000),
-                # A Python callback per delivered message cost a third of the publishing time.
-                "delivery.report.only.error": True,
-                "on_delivery": lambda err, _msg: failures.append(err),
-            })
+            producer = Producer(
+                {
+                    **self.client_config,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "compression.type": "lz4",
+                    "linger.ms": 5,
+                    "queue.buffering.max.messages": 1_000_000,
+                    "queue.buffering.max.kbytes": 2_097_151,
+                    "message.timeout.ms": int(self.timeout_seconds * 1000),
+                    # A Python callback per delivered message cost a third of the publishing time.
+                    "delivery.report.only.error": True,
+                    "on_delivery": lambda err, _msg: failures.append(err),
+                }
+            )
             _PRODUCERS[self._key] = (producer, failures)
         return _PRODUCERS[self._key]
 

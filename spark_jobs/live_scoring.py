@@ -59,20 +59,29 @@ class ScoringMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.rows_scored = Counter("volpipe_stream_rows_scored", "Feature rows scored by the live model.",
-                                   registry=self.registry)
-        self.rows_unscored = Counter("volpipe_stream_rows_unscored", "Feature rows left without a prediction.",
-                                     registry=self.registry)
-        self.swaps = Counter("volpipe_stream_model_swaps", "Times the stream changed the model it scores with.",
-                             registry=self.registry)
-        self.model_version = Gauge("volpipe_stream_model_version", "Registered version scoring now; 0 = none.",
-                                   registry=self.registry)
-        self.usable = Gauge("volpipe_stream_champion_usable",
-                            "1 when the champion could be checked and used at the last look, else 0.",
-                            registry=self.registry)
+        self.rows_scored = Counter(
+            "volpipe_stream_rows_scored", "Feature rows scored by the live model.", registry=self.registry
+        )
+        self.rows_unscored = Counter(
+            "volpipe_stream_rows_unscored", "Feature rows left without a prediction.", registry=self.registry
+        )
+        self.swaps = Counter(
+            "volpipe_stream_model_swaps", "Times the stream changed the model it scores with.", registry=self.registry
+        )
+        self.model_version = Gauge(
+            "volpipe_stream_model_version", "Registered version scoring now; 0 = none.", registry=self.registry
+        )
+        self.usable = Gauge(
+            "volpipe_stream_champion_usable",
+            "1 when the champion could be checked and used at the last look, else 0.",
+            registry=self.registry,
+        )
         self.batch_scoring_seconds = Histogram(
-            "volpipe_stream_batch_scoring_seconds", "Model time per micro-batch, summed over its tasks.",
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=self.registry)
+            "volpipe_stream_batch_scoring_seconds",
+            "Model time per micro-batch, summed over its tasks.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
 
 
 class LiveScoring:
@@ -146,15 +155,23 @@ class LiveScoring:
         previous, self._current = self.model, (model, pin)
         self.metrics.swaps.inc()
         self.metrics.model_version.set(int(model.version))
-        log.info("live scoring model swapped model=%s version=%s previous=%s threshold=%.6g columns=%s", name,
-                 model.version, previous.version if previous else None, model.threshold, ",".join(model.columns))
+        log.info(
+            "live scoring model swapped model=%s version=%s previous=%s threshold=%.6g columns=%s",
+            name,
+            model.version,
+            previous.version if previous else None,
+            model.threshold,
+            ",".join(model.columns),
+        )
         self._usable()
 
     def _usable(self) -> None:
         self.metrics.usable.set(1)
         if self._problem is not None:
-            log.info("live scoring: champion usable again, scoring with version %s",
-                     self.model.version if self.model else None)
+            log.info(
+                "live scoring: champion usable again, scoring with version %s",
+                self.model.version if self.model else None,
+            )
         self._problem = None
 
     def _unusable(self, problem: str) -> None:
@@ -167,8 +184,9 @@ class LiveScoring:
     def _distribute(self, model: registry.ScoringModel) -> str:
         """Downloads ``model``'s estimator, loads it once here, adds the file to the Spark job's
         files; returns the pin the workers read (model, file name, ``LinearScorer`` or null)."""
-        downloaded = registry.download_estimator(self.settings.mlflow_tracking_uri, model,
-                                                 self._files / f"download-{model.version}")
+        downloaded = registry.download_estimator(
+            self.settings.mlflow_tracking_uri, model, self._files / f"download-{model.version}"
+        )
         # Named by content: Spark fails a task whose job file changed under the same name (a
         # registry reset while the stream runs, or tests sharing a session, reuse versions).
         digest = hashlib.sha256(downloaded.read_bytes()).hexdigest()[:16]
@@ -182,8 +200,9 @@ class LiveScoring:
         self.spark.sparkContext.addFile(str(file))
         # Scored from its arrays, a worker needs no scikit-learn (seconds of a first batch's CPU).
         linear = LinearScorer.of(estimator)
-        return json.dumps({"model": dataclasses.asdict(model), "file": file.name,
-                           "linear": linear.to_dict() if linear else None})
+        return json.dumps(
+            {"model": dataclasses.asdict(model), "file": file.name, "linear": linear.to_dict() if linear else None}
+        )
 
     def pin(self, spark: Any) -> registry.ScoringModel | None:
         """Pins the current model for the micro-batch about to run on this thread; returns it."""

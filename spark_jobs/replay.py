@@ -71,9 +71,12 @@ def write(features: DataFrame, settings: Settings, dates: DateRange) -> None:
         KernelMismatch: The table holds rows of another W or kernel version.
     """
     ensure_table(features.sparkSession, settings, FEATURES_REPLAY, features.schema)
-    (features.write.format("delta").mode("overwrite")
-     .option("replaceWhere", dates.where_ns("recv_ns"))
-     .save(str(settings.delta_table(FEATURES_REPLAY))))
+    (
+        features.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", dates.where_ns("recv_ns"))
+        .save(str(settings.delta_table(FEATURES_REPLAY)))
+    )
 
 
 def run(spark: SparkSession, settings: Settings, dates: DateRange, *, warmup_days: int = 1) -> int:
@@ -84,10 +87,19 @@ def run(spark: SparkSession, settings: Settings, dates: DateRange, *, warmup_day
     """
     files = raw_files(settings, dates, warmup_days)
     write(transform(read_raw(spark, files), settings.feature_window_size, dates), settings, dates)
-    written = (spark.read.format("delta").load(str(settings.delta_table(FEATURES_REPLAY)))
-               .where(dates.where_ns("recv_ns")).count())
-    log.info("replay written range=%s files=%d rows=%d table=%s", dates, len(files), written,
-             settings.delta_table(FEATURES_REPLAY))
+    written = (
+        spark.read.format("delta")
+        .load(str(settings.delta_table(FEATURES_REPLAY)))
+        .where(dates.where_ns("recv_ns"))
+        .count()
+    )
+    log.info(
+        "replay written range=%s files=%d rows=%d table=%s",
+        dates,
+        len(files),
+        written,
+        settings.delta_table(FEATURES_REPLAY),
+    )
     return written
 
 
@@ -100,8 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         run(spark, settings, args.dates, warmup_days=args.warmup_days)
         return 0
 
-    return run_job(parser, argv, "volpipe-replay", replay, failure="replay failed",
-                   overrides=lambda args: {"feature_window_size": args.window})
+    return run_job(
+        parser,
+        argv,
+        "volpipe-replay",
+        replay,
+        failure="replay failed",
+        overrides=lambda args: {"feature_window_size": args.window},
+    )
 
 
 if __name__ == "__main__":

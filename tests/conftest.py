@@ -19,7 +19,6 @@ import pytest
 from volpipe.config import Settings
 from volpipe.ops.sandbox import isolated_settings
 
-
 SERVICE_FIXTURES = frozenset({"kafka_broker", "spark", "mlflow_server"})
 
 

@@ -20,6 +20,10 @@ def fuzz_settings(examples: int) -> settings:
         derandomize=os.environ.get("VOLPIPE_FUZZ_RANDOM") != "1",
         database=None,
         # Batches of many (sometimes megabyte) records are slow and large to generate on purpose.
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                               HealthCheck.data_too_large, HealthCheck.large_base_example],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
     )

@@ -107,9 +107,18 @@ def ticker_object(event: TickerEvent) -> bytes:
     return (
         _TICKER
         % (
-            e.product_id, _cents(e.price_c), _units(e.volume_24h), _cents(e.low_24h_c), _cents(e.high_24h_c),
-            _cents(e.low_52w_c), _cents(e.high_52w_c), _percent(e.pct_chg_24h), _cents(e.best_bid_c),
-            _cents(e.best_ask_c), _units(e.best_bid_qty), _units(e.best_ask_qty),
+            e.product_id,
+            _cents(e.price_c),
+            _units(e.volume_24h),
+            _cents(e.low_24h_c),
+            _cents(e.high_24h_c),
+            _cents(e.low_52w_c),
+            _cents(e.high_52w_c),
+            _percent(e.pct_chg_24h),
+            _cents(e.best_bid_c),
+            _cents(e.best_ask_c),
+            _units(e.best_bid_qty),
+            _units(e.best_ask_qty),
         )
     ).encode()
 

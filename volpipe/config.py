@@ -194,19 +194,31 @@ class Settings:
     # PIPELINE_DATA_DIR at construction (__post_init__), so these paths are never None.
     data_dir: Path = setting("PIPELINE_DATA_DIR", "data", _path, "Root of all runtime data.", group="storage")
     raw_dir: Path = setting(
-        "RAW_DIR", "", _optional_path, "Daily NDJSON of raw exchange messages (default DATA_DIR/raw).",
+        "RAW_DIR",
+        "",
+        _optional_path,
+        "Daily NDJSON of raw exchange messages (default DATA_DIR/raw).",
         group="storage",
     )
     quarantine_dir: Path = setting(
-        "QUARANTINE_DIR", "", _optional_path, "Rejected messages with reasons (default DATA_DIR/quarantine).",
+        "QUARANTINE_DIR",
+        "",
+        _optional_path,
+        "Rejected messages with reasons (default DATA_DIR/quarantine).",
         group="storage",
     )
     delta_dir: Path = setting(
-        "DELTA_DIR", "", _optional_path, "Root of the Delta tables (default DATA_DIR/delta).",
+        "DELTA_DIR",
+        "",
+        _optional_path,
+        "Root of the Delta tables (default DATA_DIR/delta).",
         group="storage",
     )
     checkpoint_dir: Path = setting(
-        "CHECKPOINT_DIR", "", _optional_path, "Structured Streaming checkpoints (default DATA_DIR/checkpoints).",
+        "CHECKPOINT_DIR",
+        "",
+        _optional_path,
+        "Structured Streaming checkpoints (default DATA_DIR/checkpoints).",
         group="storage",
     )
 
@@ -217,7 +229,10 @@ class Settings:
 
     # Kafka.
     kafka_bootstrap_servers: str = setting(
-        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", _host_ports, "Kafka brokers, host:port[,host:port].",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "localhost:9092",
+        _host_ports,
+        "Kafka brokers, host:port[,host:port].",
         group="kafka",
     )
     kafka_input_topic: str = setting("KAFKA_INPUT_TOPIC", "ticks.raw", _name, "Raw exchange messages.", group="kafka")
@@ -225,28 +240,44 @@ class Settings:
         "KAFKA_OUTPUT_TOPIC", "ticks.features", _name, "Feature rows as JSON.", group="kafka"
     )
     kafka_predictions_topic: str = setting(
-        "KAFKA_PREDICTIONS_TOPIC", "ticks.predictions", _name, "Live predictions of the stream as JSON.",
+        "KAFKA_PREDICTIONS_TOPIC",
+        "ticks.predictions",
+        _name,
+        "Live predictions of the stream as JSON.",
         group="kafka",
     )
     kafka_deadletter_topic: str = setting(
-        "KAFKA_DEADLETTER_TOPIC", "ticks.deadletter", _name, "Rejected messages with their reason.",
+        "KAFKA_DEADLETTER_TOPIC",
+        "ticks.deadletter",
+        _name,
+        "Rejected messages with their reason.",
         group="kafka",
     )
     kafka_topic_partitions: int = setting(
-        "KAFKA_TOPIC_PARTITIONS", "2", _positive_int, "Partitions of the topics the project creates.",
+        "KAFKA_TOPIC_PARTITIONS",
+        "2",
+        _positive_int,
+        "Partitions of the topics the project creates.",
         group="kafka",
     )
     kafka_controller_port: int = setting(
-        "KAFKA_CONTROLLER_PORT", "9093", _port, "KRaft controller port of the embedded broker.",
+        "KAFKA_CONTROLLER_PORT",
+        "9093",
+        _port,
+        "KRaft controller port of the embedded broker.",
         group="kafka",
     )
     kafka_security_protocol: str = setting(
-        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
         "How every Kafka client talks to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
         group="kafka",
     )
     kafka_sasl_mechanism: str = setting(
-        "KAFKA_SASL_MECHANISM", "PLAIN", _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
         "SASL mechanism (with SASL_*): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
         group="kafka",
     )
@@ -254,56 +285,88 @@ class Settings:
         "KAFKA_SASL_USERNAME", "", str, "SASL user name (required with SASL_*).", group="kafka"
     )
     kafka_sasl_password_file: Path | None = setting(
-        "KAFKA_SASL_PASSWORD_FILE", "", _optional_path,
+        "KAFKA_SASL_PASSWORD_FILE",
+        "",
+        _optional_path,
         "File holding the SASL password (required with SASL_*); outside git, mode 0600.",
         group="kafka",
     )
     kafka_ssl_ca_file: Path | None = setting(
-        "KAFKA_SSL_CA_FILE", "", _optional_path,
+        "KAFKA_SSL_CA_FILE",
+        "",
+        _optional_path,
         "PEM file of the CA that signed the brokers' certificates (with SSL/SASL_SSL; default: the system's).",
         group="kafka",
     )
 
     # Exchange and ingestor.
     coinbase_ws_url: str = setting(
-        "COINBASE_WS_URL", "wss://advanced-trade-ws.coinbase.com", _url("ws", "wss"), "Market-data WebSocket.",
+        "COINBASE_WS_URL",
+        "wss://advanced-trade-ws.coinbase.com",
+        _url("ws", "wss"),
+        "Market-data WebSocket.",
         group="ingest",
     )
     product_ids: tuple[str, ...] = setting(
-        "PRODUCT_IDS", "BTC-USD", parse_products, "Products to subscribe to, comma-separated ids such as BTC-USD, each once.", group="ingest"
+        "PRODUCT_IDS",
+        "BTC-USD",
+        parse_products,
+        "Products to subscribe to, comma-separated ids such as BTC-USD, each once.",
+        group="ingest",
     )
     stale_feed_seconds: float = setting(
-        "STALE_FEED_SECONDS", "20", _positive_float, "Silence (heartbeats included) that means a dead feed.",
+        "STALE_FEED_SECONDS",
+        "20",
+        _positive_float,
+        "Silence (heartbeats included) that means a dead feed.",
         group="ingest",
     )
     reconnect_initial_seconds: float = setting(
-        "RECONNECT_INITIAL_SECONDS", "0.5", _positive_float, "First reconnect backoff.",
+        "RECONNECT_INITIAL_SECONDS",
+        "0.5",
+        _positive_float,
+        "First reconnect backoff.",
         group="ingest",
     )
     reconnect_max_seconds: float = setting(
-        "RECONNECT_MAX_SECONDS", "30", _positive_float, "Backoff cap.",
+        "RECONNECT_MAX_SECONDS",
+        "30",
+        _positive_float,
+        "Backoff cap.",
         group="ingest",
     )
     reconnect_max_attempts: int = setting(
-        "RECONNECT_MAX_ATTEMPTS", "0", int, "Consecutive failed attempts before giving up; 0 = never.",
+        "RECONNECT_MAX_ATTEMPTS",
+        "0",
+        int,
+        "Consecutive failed attempts before giving up; 0 = never.",
         group="ingest",
     )
     producer_buffer_messages: int = setting(
-        "PRODUCER_BUFFER_MESSAGES", "1000000", _positive_int,
+        "PRODUCER_BUFFER_MESSAGES",
+        "1000000",
+        _positive_int,
         "Messages the Kafka producer holds while the broker is down.",
         group="ingest",
     )
     producer_message_timeout_seconds: float = setting(
-        "PRODUCER_MESSAGE_TIMEOUT_SECONDS", "600", _positive_float,
+        "PRODUCER_MESSAGE_TIMEOUT_SECONDS",
+        "600",
+        _positive_float,
         "How long the producer retries a message (broker down) before counting it failed.",
         group="ingest",
     )
     shutdown_flush_seconds: float = setting(
-        "SHUTDOWN_FLUSH_SECONDS", "10", _non_negative_float, "How long SIGTERM waits for Kafka deliveries.",
+        "SHUTDOWN_FLUSH_SECONDS",
+        "10",
+        _non_negative_float,
+        "How long SIGTERM waits for Kafka deliveries.",
         group="ingest",
     )
     ws_max_message_bytes: int = setting(
-        "WS_MAX_MESSAGE_BYTES", "1048576", _positive_int,
+        "WS_MAX_MESSAGE_BYTES",
+        "1048576",
+        _positive_int,
         "Largest WebSocket message the ingestor accepts; a bigger one drops the connection (counted as oversized).",
         group="ingest",
     )
@@ -312,18 +375,26 @@ class Settings:
         "METRICS_HOST", "127.0.0.1", _host, "Address the ingestor's Prometheus endpoint binds to.", group="ingest"
     )
     metrics_log_seconds: float = setting(
-        "METRICS_LOG_SECONDS", "30", _positive_float, "Interval of the one-line metrics summary.",
+        "METRICS_LOG_SECONDS",
+        "30",
+        _positive_float,
+        "Interval of the one-line metrics summary.",
         group="ingest",
     )
 
     # Features and the streaming job.
     feature_window_size: int = setting(
-        "FEATURE_WINDOW_SIZE", "60", _positive_int, "W: returns in the rolling window (ticks).",
+        "FEATURE_WINDOW_SIZE",
+        "60",
+        _positive_int,
+        "W: returns in the rolling window (ticks).",
         group="stream",
     )
     spark_master: str = setting("SPARK_MASTER", "local[2]", _spark_master, "Spark master URL.", group="stream")
     spark_shuffle_partitions: int = setting(
-        "SPARK_SHUFFLE_PARTITIONS", "2", _positive_int,
+        "SPARK_SHUFFLE_PARTITIONS",
+        "2",
+        _positive_int,
         "Shuffle partitions; frozen into a stateful query's checkpoint.",
         group="stream",
     )
@@ -334,84 +405,126 @@ class Settings:
         "SPARK_JARS_DIR", ".jars/spark", _path, "Jars fetched by `make setup`.", group="stream"
     )
     stream_trigger_seconds: float = setting(
-        "STREAM_TRIGGER_SECONDS", "0", _non_negative_float, "Micro-batch interval; 0 = as fast as possible.",
+        "STREAM_TRIGGER_SECONDS",
+        "0",
+        _non_negative_float,
+        "Micro-batch interval; 0 = as fast as possible.",
         group="stream",
     )
     stream_max_offsets_per_trigger: int = setting(
-        "STREAM_MAX_OFFSETS_PER_TRIGGER", "500000", _positive_int, "Kafka records per micro-batch at most.",
+        "STREAM_MAX_OFFSETS_PER_TRIGGER",
+        "500000",
+        _positive_int,
+        "Kafka records per micro-batch at most.",
         group="stream",
     )
     stream_scoring: bool = setting(
-        "STREAM_SCORING", "true", _bool, "Score feature rows in the stream with the registered champion.",
+        "STREAM_SCORING",
+        "true",
+        _bool,
+        "Score feature rows in the stream with the registered champion.",
         group="stream",
     )
     model_refresh_seconds: float = setting(
-        "MODEL_REFRESH_SECONDS", "30", _positive_float,
-        "How often the stream asks the registry where the champion alias points.", group="stream",
+        "MODEL_REFRESH_SECONDS",
+        "30",
+        _positive_float,
+        "How often the stream asks the registry where the champion alias points.",
+        group="stream",
     )
     stream_metrics_port: int = setting(
         "STREAM_METRICS_PORT", "9109", int, "Stream driver Prometheus port (127.0.0.1); 0 = off.", group="stream"
     )
     stream_stop_timeout_seconds: float = setting(
-        "STREAM_STOP_TIMEOUT_SECONDS", "120", _non_negative_float,
+        "STREAM_STOP_TIMEOUT_SECONDS",
+        "120",
+        _non_negative_float,
         "How long SIGTERM/Ctrl-C waits for the micro-batch in flight to commit before interrupting it.",
         group="stream",
     )
     stream_delta_checkpoint_commits: int = setting(
-        "STREAM_DELTA_CHECKPOINT_COMMITS", "100", _positive_int,
+        "STREAM_DELTA_CHECKPOINT_COMMITS",
+        "100",
+        _positive_int,
         "Stream commits to a Delta table between the log checkpoints it writes in the background.",
         group="stream",
     )
 
     # MLflow.
     mlflow_tracking_uri: str = setting(
-        "MLFLOW_TRACKING_URI", "http://localhost:5001", _url("http", "https"), "MLflow tracking server.",
+        "MLFLOW_TRACKING_URI",
+        "http://localhost:5001",
+        _url("http", "https"),
+        "MLflow tracking server.",
         group="mlflow",
     )
     mlflow_backend_store_uri: str = setting(
-        "MLFLOW_BACKEND_STORE_URI", "", str, "Server's backend store (default sqlite:///DATA_DIR/mlflow/mlflow.db).",
+        "MLFLOW_BACKEND_STORE_URI",
+        "",
+        str,
+        "Server's backend store (default sqlite:///DATA_DIR/mlflow/mlflow.db).",
         group="mlflow",
     )
 
     # Airflow (the embedded scheduler, dag-processor, triggerer and api-server).
     airflow_port: int = setting("AIRFLOW_PORT", "8080", _port, "Airflow API server and UI port.", group="airflow")
     airflow_parallelism: int = setting(
-        "AIRFLOW_PARALLELISM", "4", _positive_int, "Task slots; each LocalExecutor worker costs ~50 MB.",
+        "AIRFLOW_PARALLELISM",
+        "4",
+        _positive_int,
+        "Task slots; each LocalExecutor worker costs ~50 MB.",
         group="airflow",
     )
 
     # Modeling.
     label_mode: str = setting(
-        "LABEL_MODE", "relative", _label_mode,
+        "LABEL_MODE",
+        "relative",
+        _label_mode,
         "Label: relative (forward vol >= k x a trailing vol), trailing (tau from the product's recent past), "
         "forward (tau fixed in training), or current (a leak).",
         group="modeling",
     )
     label_horizon: int = setting(
-        "LABEL_HORIZON", "60", _positive_int, "H: future returns (ticks) of the forward volatility; also the embargo.",
+        "LABEL_HORIZON",
+        "60",
+        _positive_int,
+        "H: future returns (ticks) of the forward volatility; also the embargo.",
         group="modeling",
     )
     label_quantile: float = setting(
-        "LABEL_QUANTILE", "0.95", _fraction,
+        "LABEL_QUANTILE",
+        "0.95",
+        _fraction,
         "tau = this quantile of the forward volatility: over the trailing rows (trailing) or the training split "
         "(forward).",
         group="modeling",
     )
     label_relative_k: float = setting(
-        "LABEL_RELATIVE_K", "2.0", _positive_float, "relative mode: y = 1 when forward vol >= k x the trailing vol.",
+        "LABEL_RELATIVE_K",
+        "2.0",
+        _positive_float,
+        "relative mode: y = 1 when forward vol >= k x the trailing vol.",
         group="modeling",
     )
     label_relative_column: str = setting(
-        "LABEL_RELATIVE_COLUMN", "vol_300t", _name, "relative mode: the trailing volatility column.",
+        "LABEL_RELATIVE_COLUMN",
+        "vol_300t",
+        _name,
+        "relative mode: the trailing volatility column.",
         group="modeling",
     )
     label_trailing_rows: int = setting(
-        "LABEL_TRAILING_ROWS", "1500", _positive_int,
+        "LABEL_TRAILING_ROWS",
+        "1500",
+        _positive_int,
         "trailing mode: S, the product's past rows whose forward volatilities set tau (half of them needed).",
         group="modeling",
     )
     label_max_gap_seconds: float = setting(
-        "LABEL_MAX_GAP_SECONDS", "30", _positive_float,
+        "LABEL_MAX_GAP_SECONDS",
+        "30",
+        _positive_float,
         "Longest silence between two ticks of a product that a label window (or a row's trailing windows) may span.",
         group="modeling",
     )
@@ -419,19 +532,30 @@ class Settings:
         "MODEL_NAME", "volpipe-volatility", _name, "Registered model name in MLflow.", group="modeling"
     )
     mlflow_experiment: str = setting(
-        "MLFLOW_EXPERIMENT", "volpipe-volatility", _name, "Experiment of training and evaluation runs.",
+        "MLFLOW_EXPERIMENT",
+        "volpipe-volatility",
+        _name,
+        "Experiment of training and evaluation runs.",
         group="modeling",
     )
     train_min_rows: int = setting(
-        "TRAIN_MIN_ROWS", "1000", _positive_int, "Labelled rows a training needs at least (else TrainingDataError).",
+        "TRAIN_MIN_ROWS",
+        "1000",
+        _positive_int,
+        "Labelled rows a training needs at least (else TrainingDataError).",
         group="modeling",
     )
     walk_forward_folds: int = setting(
-        "WALK_FORWARD_FOLDS", "5", _positive_int, "Expanding-window folds of the walk-forward evaluation.",
+        "WALK_FORWARD_FOLDS",
+        "5",
+        _positive_int,
+        "Expanding-window folds of the walk-forward evaluation.",
         group="modeling",
     )
     bootstrap_samples: int = setting(
-        "BOOTSTRAP_SAMPLES", "200", _positive_int,
+        "BOOTSTRAP_SAMPLES",
+        "200",
+        _positive_int,
         "Moving-block bootstrap resamples of the PR-AUC differences (walk-forward and the promotion gate).",
         group="modeling",
     )
@@ -440,57 +564,90 @@ class Settings:
         "TRAIN_SCHEDULE", "0 2 * * *", _cron, "Cron schedule (UTC) of the train_nightly DAG.", group="modeling"
     )
     train_window_days: int = setting(
-        "TRAIN_WINDOW_DAYS", "7", _positive_int, "Days of features before the run that train_nightly trains on.",
+        "TRAIN_WINDOW_DAYS",
+        "7",
+        _positive_int,
+        "Days of features before the run that train_nightly trains on.",
         group="modeling",
     )
 
     # Supervision of the live path (`python -m volpipe.ops.services up ingestor stream`).
     restart_initial_seconds: float = setting(
-        "RESTART_INITIAL_SECONDS", "1", _positive_float,
+        "RESTART_INITIAL_SECONDS",
+        "1",
+        _positive_float,
         "Wait before restarting a supervised process (ingestor, stream) that exited; doubles per restart.",
         group="supervise",
     )
     restart_max_seconds: float = setting(
-        "RESTART_MAX_SECONDS", "60", _positive_float, "Cap of the restart backoff.", group="supervise",
+        "RESTART_MAX_SECONDS",
+        "60",
+        _positive_float,
+        "Cap of the restart backoff.",
+        group="supervise",
     )
     restart_reset_seconds: float = setting(
-        "RESTART_RESET_SECONDS", "300", _positive_float,
+        "RESTART_RESET_SECONDS",
+        "300",
+        _positive_float,
         "A supervised process that ran this long before exiting is restarted after RESTART_INITIAL_SECONDS again.",
         group="supervise",
     )
 
     # Monitoring and maintenance.
     reports_dir: Path = setting(
-        "REPORTS_DIR", "", _optional_path, "Reports: Evidently under evidently/<date>/ (default DATA_DIR/reports).",
+        "REPORTS_DIR",
+        "",
+        _optional_path,
+        "Reports: Evidently under evidently/<date>/ (default DATA_DIR/reports).",
         group="monitoring",
     )
     monitoring_experiment: str = setting(
-        "MONITORING_EXPERIMENT", "volpipe-monitoring", _name, "MLflow experiment of the monitoring runs.",
+        "MONITORING_EXPERIMENT",
+        "volpipe-monitoring",
+        _name,
+        "MLflow experiment of the monitoring runs.",
         group="monitoring",
     )
     monitoring_window_hours: float = setting(
-        "MONITORING_WINDOW_HOURS", "24", _positive_float, "Current window of the drift reports: hours before its end.",
+        "MONITORING_WINDOW_HOURS",
+        "24",
+        _positive_float,
+        "Current window of the drift reports: hours before its end.",
         group="monitoring",
     )
     drift_share_threshold: float = setting(
-        "DRIFT_SHARE_THRESHOLD", "0.5", _share, "Share of drifted features from which the data counts as drifted.",
+        "DRIFT_SHARE_THRESHOLD",
+        "0.5",
+        _share,
+        "Share of drifted features from which the data counts as drifted.",
         group="monitoring",
     )
     drift_action: str = setting(
-        "DRIFT_ACTION", "warn", _choice("fail", "warn"), "What the monitoring run does on drift: fail or warn.",
+        "DRIFT_ACTION",
+        "warn",
+        _choice("fail", "warn"),
+        "What the monitoring run does on drift: fail or warn.",
         group="monitoring",
     )
     drift_trigger_retrain: bool = setting(
-        "DRIFT_TRIGGER_RETRAIN", "false", _bool, "On drift, ask for an early retrain (train_nightly).",
+        "DRIFT_TRIGGER_RETRAIN",
+        "false",
+        _bool,
+        "On drift, ask for an early retrain (train_nightly).",
         group="monitoring",
     )
     delta_vacuum_retention_hours: float = setting(
-        "DELTA_VACUUM_RETENTION_HOURS", "168", _positive_float,
+        "DELTA_VACUUM_RETENTION_HOURS",
+        "168",
+        _positive_float,
         "VACUUM deletes unreferenced data files older than this (Delta's default: 7 days).",
         group="monitoring",
     )
     delta_vacuum_min_retention_hours: float = setting(
-        "DELTA_VACUUM_MIN_RETENTION_HOURS", "168", _positive_float,
+        "DELTA_VACUUM_MIN_RETENTION_HOURS",
+        "168",
+        _positive_float,
         "Lowest retention maintenance accepts without --force (readers and the stream need the files).",
         group="monitoring",
     )
@@ -546,8 +703,12 @@ class Settings:
                 f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
                 "KAFKA_SASL_PASSWORD_FILE"
             )
-        topics = (self.kafka_input_topic, self.kafka_output_topic, self.kafka_predictions_topic,
-                  self.kafka_deadletter_topic)
+        topics = (
+            self.kafka_input_topic,
+            self.kafka_output_topic,
+            self.kafka_predictions_topic,
+            self.kafka_deadletter_topic,
+        )
         if len(set(topics)) != len(topics):
             raise ConfigError(
                 "KAFKA_INPUT_TOPIC, KAFKA_OUTPUT_TOPIC, KAFKA_PREDICTIONS_TOPIC and KAFKA_DEADLETTER_TOPIC must differ"
@@ -569,8 +730,11 @@ class Settings:
             return str(value)
 
         defaults = Settings.from_env({})
-        return {field.metadata["env"]: text(getattr(self, field.name)) for field in dataclasses.fields(self)
-                if getattr(self, field.name) != getattr(defaults, field.name)}
+        return {
+            field.metadata["env"]: text(getattr(self, field.name))
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != getattr(defaults, field.name)
+        }
 
     def __post_init__(self) -> None:
         """Fills what was left empty (the parsers give None or "") from PIPELINE_DATA_DIR."""
@@ -621,11 +785,13 @@ class Settings:
         """
         config = {"bootstrap.servers": self.kafka_bootstrap_servers, "security.protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol.startswith("SASL_"):
-            config.update({
-                "sasl.mechanism": self.kafka_sasl_mechanism,
-                "sasl.username": self.kafka_sasl_username,
-                "sasl.password": self._kafka_sasl_password(),
-            })
+            config.update(
+                {
+                    "sasl.mechanism": self.kafka_sasl_mechanism,
+                    "sasl.username": self.kafka_sasl_username,
+                    "sasl.password": self._kafka_sasl_password(),
+                }
+            )
         if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_ca_file:
             config["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
         return config
@@ -641,8 +807,11 @@ class Settings:
             "kafka.security.protocol": self.kafka_security_protocol,
         }
         if self.kafka_security_protocol.startswith("SASL_"):
-            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.kafka_sasl_mechanism == "PLAIN"
-                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            module = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                if self.kafka_sasl_mechanism == "PLAIN"
+                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+            )
             user, password = (jaas_quoted(v) for v in (self.kafka_sasl_username, self._kafka_sasl_password()))
             options["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
             options["kafka.sasl.jaas.config"] = f"{module} required username={user} password={password};"
@@ -703,8 +872,11 @@ def env_names() -> dict[str, str]:
 
 def describe(*groups: str) -> list[tuple[str, str, str]]:
     """(variable, default, description) rows of ``groups`` (default: all), for docs and ``--help``."""
-    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)
-            if not groups or f.metadata["group"] in groups]
+    return [
+        (f.metadata["env"], f.metadata["default"], f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
+        if not groups or f.metadata["group"] in groups
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,8 +67,15 @@ def _partitions(consumer: Consumer, topic: str, start: int) -> list[TopicPartiti
     return [TopicPartition(topic, partition, start) for partition in sorted(metadata.partitions)]
 
 
-def rows_once(settings: Settings, topic: str, *, from_beginning: bool = True, timeout_seconds: float | None = None,
-              max_rows: int | None = None, repeats: RepeatFilter | None = None) -> Iterator[tuple[bytes, dict]]:
+def rows_once(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    timeout_seconds: float | None = None,
+    max_rows: int | None = None,
+    repeats: RepeatFilter | None = None,
+) -> Iterator[tuple[bytes, dict]]:
     """Reads ``topic`` (``read_committed``, no consumer group) and yields each row once.
 
     Args:
@@ -86,10 +93,14 @@ def rows_once(settings: Settings, topic: str, *, from_beginning: bool = True, ti
         PipelineError: The topic cannot be read, or a message is not a row.
     """
     repeats = repeats if repeats is not None else RepeatFilter()
-    consumer = Consumer({
-        **settings.kafka_client_config(), "group.id": f"volpipe-consume-{uuid.uuid4()}",
-        "isolation.level": "read_committed", "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"volpipe-consume-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         consumer.assign(_partitions(consumer, topic, OFFSET_BEGINNING if from_beginning else OFFSET_END))
         yielded, last_message = 0, time.monotonic()
@@ -111,8 +122,10 @@ def rows_once(settings: Settings, topic: str, *, from_beginning: bool = True, ti
                     row = orjson.loads(value)
                     new = repeats.first_time(row)
                 except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise PipelineError(f"Kafka {topic} partition {message.partition()} offset {message.offset()}: "
-                                        f"not a row with product_id, ingest_seq, ticker_idx: {exc!r}") from exc
+                    raise PipelineError(
+                        f"Kafka {topic} partition {message.partition()} offset {message.offset()}: "
+                        f"not a row with product_id, ingest_seq, ticker_idx: {exc!r}"
+                    ) from exc
                 if new:
                     yield value, row
                     yielded += 1
@@ -127,12 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m volpipe.consume", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--topic", help="topic to read (default: KAFKA_OUTPUT_TOPIC, i.e. ticks.features; "
-                                        "KAFKA_PREDICTIONS_TOPIC is ticks.predictions)")
+    parser.add_argument(
+        "--topic",
+        help="topic to read (default: KAFKA_OUTPUT_TOPIC, i.e. ticks.features; "
+        "KAFKA_PREDICTIONS_TOPIC is ticks.predictions)",
+    )
     parser.add_argument("--bootstrap-servers", help="Kafka (KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--new-only", action="store_true", help="start at the end of the topic, not its beginning")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="exit after SECONDS without a message (default: follow the topic until Ctrl-C)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="exit after SECONDS without a message (default: follow the topic until Ctrl-C)",
+    )
     parser.add_argument("--max-messages", type=int, metavar="N", help="exit after printing N rows")
     args = parser.parse_args(argv)
     configure_logging()
@@ -141,8 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(kafka_bootstrap_servers=args.bootstrap_servers)
         topic = topic or settings.kafka_output_topic
         out = sys.stdout.buffer
-        for value, _row in rows_once(settings, topic, from_beginning=not args.new_only, timeout_seconds=args.timeout,
-                                     max_rows=args.max_messages, repeats=repeats):
+        for value, _row in rows_once(
+            settings,
+            topic,
+            from_beginning=not args.new_only,
+            timeout_seconds=args.timeout,
+            max_rows=args.max_messages,
+            repeats=repeats,
+        ):
             out.write(value + b"\n")
         out.flush()
     except PipelineError as exc:

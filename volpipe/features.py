@@ -25,12 +25,30 @@ KERNEL_VERSION = 1
 EXTRA_WINDOWS = (("vol_300t", "std", 300), ("ret_mean_30t", "mean", 30), ("abs_ret_mean_60t", "abs_mean", 60))
 
 INPUT_COLUMNS = (
-    "product_id", "ingest_seq", "ticker_idx", "conn_id", "sequence_num", "exchange_ts_ns", "recv_ns",
-    "event_type", "price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity",
+    "product_id",
+    "ingest_seq",
+    "ticker_idx",
+    "conn_id",
+    "sequence_num",
+    "exchange_ts_ns",
+    "recv_ns",
+    "event_type",
+    "price",
+    "best_bid",
+    "best_ask",
+    "best_bid_quantity",
+    "best_ask_quantity",
 )
 FEATURE_COLUMNS = (
-    "midprice", "mid_fallback", "spread", "spread_bps", "midprice_return", "rolling_vol",
-    "trade_intensity", *(name for name, _, _ in EXTRA_WINDOWS), "imbalance_1t",
+    "midprice",
+    "mid_fallback",
+    "spread",
+    "spread_bps",
+    "midprice_return",
+    "rolling_vol",
+    "trade_intensity",
+    *(name for name, _, _ in EXTRA_WINDOWS),
+    "imbalance_1t",
 )
 
 
@@ -62,7 +80,10 @@ def history_length(window: int) -> int:
 
 
 def accept_mask(
-    ingest_seq: np.ndarray, ticker_idx: np.ndarray, conn_id: np.ndarray, sequence_num: np.ndarray,
+    ingest_seq: np.ndarray,
+    ticker_idx: np.ndarray,
+    conn_id: np.ndarray,
+    sequence_num: np.ndarray,
     state: WindowState,
 ) -> tuple[np.ndarray, WindowState]:
     """Applies the two dedupe rules to rows already sorted by (ingest_seq, ticker_idx).
@@ -92,7 +113,9 @@ def accept_mask(
     conns = conn_id[rows]
     seqs = sequence_num[rows]
     # Runs of one connection among key-accepted rows; only the first run can continue the state's.
-    starts: np.ndarray | list[int] = np.flatnonzero(np.concatenate(([True], conns[1:] != conns[:-1]))) if len(rows) else []
+    starts: np.ndarray | list[int] = (
+        np.flatnonzero(np.concatenate(([True], conns[1:] != conns[:-1]))) if len(rows) else []
+    )
     bounds = [*starts, len(rows)]
     last_conn, max_seq = state.last_conn_id, state.max_sequence_num
     for a, b in itertools.pairwise(bounds):
@@ -126,7 +149,7 @@ def _window_stat(returns: np.ndarray, first_pos: int, n: int, size: int, stat: s
     start = first_pos + skip - size
 
     def column(j: int) -> np.ndarray:
-        values = returns[start + j:start + j + m]
+        values = returns[start + j : start + j + m]
         return np.abs(values) if stat == "abs_mean" else values
 
     acc = column(0).copy()
@@ -146,8 +169,14 @@ def _window_stat(returns: np.ndarray, first_pos: int, n: int, size: int, stat: s
 
 
 def compute(
-    ts_ns: np.ndarray, price: np.ndarray, best_bid: np.ndarray, best_ask: np.ndarray,
-    bid_qty: np.ndarray, ask_qty: np.ndarray, state: WindowState, window: int,
+    ts_ns: np.ndarray,
+    price: np.ndarray,
+    best_bid: np.ndarray,
+    best_ask: np.ndarray,
+    bid_qty: np.ndarray,
+    ask_qty: np.ndarray,
+    state: WindowState,
+    window: int,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, WindowState]:
     """Features of accepted rows in order, continuing ``state``.
 
@@ -209,8 +238,11 @@ def featurize_frame(rows: pd.DataFrame, state: WindowState, window: int) -> tupl
     order = np.lexsort((rows["ticker_idx"].to_numpy(), rows["ingest_seq"].to_numpy()))
     rows = rows.iloc[order]
     keep, state = accept_mask(
-        rows["ingest_seq"].to_numpy(np.int64), rows["ticker_idx"].to_numpy(np.int64),
-        rows["conn_id"].to_numpy(object), rows["sequence_num"].to_numpy(np.int64), state,
+        rows["ingest_seq"].to_numpy(np.int64),
+        rows["ticker_idx"].to_numpy(np.int64),
+        rows["conn_id"].to_numpy(object),
+        rows["sequence_num"].to_numpy(np.int64),
+        state,
     )
     rows = rows[keep].reset_index(drop=True)
 
@@ -218,8 +250,14 @@ def featurize_frame(rows: pd.DataFrame, state: WindowState, window: int) -> tupl
         return rows[name].to_numpy(np.float64, na_value=np.nan)
 
     features, ready, state = compute(
-        rows["exchange_ts_ns"].to_numpy(np.int64), floats("price"), floats("best_bid"), floats("best_ask"),
-        floats("best_bid_quantity"), floats("best_ask_quantity"), state, window,
+        rows["exchange_ts_ns"].to_numpy(np.int64),
+        floats("price"),
+        floats("best_bid"),
+        floats("best_ask"),
+        floats("best_bid_quantity"),
+        floats("best_ask_quantity"),
+        state,
+        window,
     )
     out = rows.assign(**features, ready=ready)
     return out, state

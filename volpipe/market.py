@@ -94,9 +94,11 @@ class Sessions:
         """Open windows [start_ns, end_ns), in time order."""
         first_day_ns = (self.before - EPOCH).days * NS_PER_DAY - self.days * NS_PER_DAY
         spacing, length = NS_PER_DAY // self.per_day, int(self.minutes * 60 * NS)
-        return [(day + i * spacing + (spacing - length) // 2, day + i * spacing + (spacing - length) // 2 + length)
-                for day in range(first_day_ns, first_day_ns + self.days * NS_PER_DAY, NS_PER_DAY)
-                for i in range(self.per_day)]
+        return [
+            (day + i * spacing + (spacing - length) // 2, day + i * spacing + (spacing - length) // 2 + length)
+            for day in range(first_day_ns, first_day_ns + self.days * NS_PER_DAY, NS_PER_DAY)
+            for i in range(self.per_day)
+        ]
 
 
 class _Regime:
@@ -125,18 +127,27 @@ class _Slow:
     """The market-wide slow layer: OU log-volatility terms, the daily cycle and level steps,
     piecewise constant over 10-second cells, generated lazily from its own random stream."""
 
-    def __init__(self, seed: int, start_ns: int, level_sd: float, day_night_ratio: float,
-                 level_steps: Sequence[tuple[float, float]]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        start_ns: int,
+        level_sd: float,
+        day_night_ratio: float,
+        level_steps: Sequence[tuple[float, float]],
+    ) -> None:
         self._rng = random.Random(f"{seed}:slow")
         self._start_ns = start_ns
         cell = _SLOW_CELL_NS / NS
-        self._terms = [(math.exp(-cell / scale), level_sd * math.sqrt(share * (1 - math.exp(-2 * cell / scale))))
-                       for scale, share in _SLOW_TERMS]
+        self._terms = [
+            (math.exp(-cell / scale), level_sd * math.sqrt(share * (1 - math.exp(-2 * cell / scale))))
+            for scale, share in _SLOW_TERMS
+        ]
         self._state = [0.0] * len(_SLOW_TERMS)  # the calibrated level at the start
         self._amplitude = math.log(day_night_ratio) / 2
         # Normalised so that the cycle's mean over a day is 1 (rate and sigma are daily means).
-        self._norm = math.log(sum(math.exp(self._amplitude * math.cos(2 * math.pi * k / 1440)) for k in range(1440))
-                              / 1440)
+        self._norm = math.log(
+            sum(math.exp(self._amplitude * math.cos(2 * math.pi * k / 1440)) for k in range(1440)) / 1440
+        )
         self._step_ns = [start_ns + int(seconds * NS) for seconds, _ in level_steps]
         self._step_log = [math.log(factor) for _, factor in level_steps]
         self._vol: list[float] = []
@@ -144,7 +155,9 @@ class _Slow:
 
     def _extend(self) -> None:
         rng = self._rng
-        self._state = [x * decay + kick * rng.gauss(0.0, 1.0) for x, (decay, kick) in zip(self._state, self._terms, strict=True)]
+        self._state = [
+            x * decay + kick * rng.gauss(0.0, 1.0) for x, (decay, kick) in zip(self._state, self._terms, strict=True)
+        ]
         begin_ns = self._start_ns + len(self._vol) * _SLOW_CELL_NS
         hour = begin_ns % NS_PER_DAY / (3600 * NS)
         daily = self._amplitude * math.cos(2 * math.pi * (hour - _PEAK_HOUR) / 24) - self._norm
@@ -165,8 +178,9 @@ class _Feed:
     """When the feed is silent: random outages (their own random stream) and the gaps of a
     session schedule, merged into disjoint intervals [start_ns, end_ns)."""
 
-    def __init__(self, seed: int, start_ns: int, sessions: Sessions | None, outages_per_day: float,
-                 outage_median_minutes: float) -> None:
+    def __init__(
+        self, seed: int, start_ns: int, sessions: Sessions | None, outages_per_day: float, outage_median_minutes: float
+    ) -> None:
         self._rng = random.Random(f"{seed}:outages")
         self._outage_rate = outages_per_day / 86_400
         self._outage_median = outage_median_minutes * 60
@@ -189,13 +203,13 @@ class _Feed:
     def _first_ending_after(self, t_ns: int) -> tuple[int, int]:
         candidates = [(NEVER, NEVER)]
         i = bisect.bisect_right(self._gaps, (t_ns, NEVER))
-        for gap in self._gaps[max(0, i - 1): i + 1]:
+        for gap in self._gaps[max(0, i - 1) : i + 1]:
             if gap[1] > t_ns:
                 candidates.append(gap)
         if self._outage_rate > 0:
             self._extend_outages(t_ns)
             j = bisect.bisect_right(self._outages, (t_ns, NEVER))
-            candidates += [o for o in self._outages[max(0, j - 1): j + 1] if o[1] > t_ns]
+            candidates += [o for o in self._outages[max(0, j - 1) : j + 1] if o[1] > t_ns]
         return min(candidates)
 
     def silence_after(self, t_ns: int) -> tuple[int, int]:
@@ -322,8 +336,18 @@ class _Product:
             self._trade(dt)
         self.next_ns = self._after(now, moved)
         return TickerEvent(
-            now, self.product_id, self.price_c, self.bid_c, self.ask_c, self.bid_qty, self.ask_qty,
-            self.volume, self.low_24h_c, self.high_24h_c, self.low_52w_c, self.high_52w_c,
+            now,
+            self.product_id,
+            self.price_c,
+            self.bid_c,
+            self.ask_c,
+            self.bid_qty,
+            self.ask_qty,
+            self.volume,
+            self.low_24h_c,
+            self.high_24h_c,
+            self.low_52w_c,
+            self.high_52w_c,
             (self.price_c - self.open_c) * 100.0 / self.open_c,
         )
 
@@ -410,9 +434,11 @@ class SyntheticMarket:
         if len(set(product_ids)) != len(product_ids):
             raise ValueError(f"duplicate product ids: {list(product_ids)}")
         if rate <= 0 or day_night_ratio <= 0 or level_sd < 0 or outages_per_day < 0 or outage_median_minutes <= 0:
-            raise ValueError("rate, day_night_ratio and outage_median_minutes must be positive, level_sd and "
-                             f"outages_per_day not negative: got {rate}, {day_night_ratio}, {outage_median_minutes}, "
-                             f"{level_sd}, {outages_per_day}")
+            raise ValueError(
+                "rate, day_night_ratio and outage_median_minutes must be positive, level_sd and "
+                f"outages_per_day not negative: got {rate}, {day_night_ratio}, {outage_median_minutes}, "
+                f"{level_sd}, {outages_per_day}"
+            )
         offsets = [seconds for seconds, _ in level_steps]
         if offsets != sorted(offsets) or any(factor <= 0 for _, factor in level_steps):
             raise ValueError(f"level_steps must be in time order with positive factors, got {list(level_steps)}")

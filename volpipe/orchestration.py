@@ -33,18 +33,35 @@ TAGS = ["volpipe"]
 def date_params(what: str, empty: str = "yesterday, UTC") -> dict[str, Param]:
     """The trigger form's date range; ``empty`` says what the DAG does without one."""
     return {
-        "start": Param(None, type=["null", "string"], format="date", title="First UTC date",
-                       description=f"First day {what} (YYYY-MM-DD); empty = {empty}."),
-        "end": Param(None, type=["null", "string"], format="date", title="Last UTC date",
-                     description="Last day, included (YYYY-MM-DD); empty = the first day."),
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="First UTC date",
+            description=f"First day {what} (YYYY-MM-DD); empty = {empty}.",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Last UTC date",
+            description="Last day, included (YYYY-MM-DD); empty = the first day.",
+        ),
     }
 
 
 def products_param() -> dict[str, Param]:
     """The trigger form's product filter: empty means every product."""
     # null allowed: else the UI marks the field required, though empty means every product
-    return {"products": Param([], type=["null", "array"], items={"type": "string"}, title="Products",
-                              description="Product ids, one per line (e.g. BTC-USD); empty = all.")}
+    return {
+        "products": Param(
+            [],
+            type=["null", "array"],
+            items={"type": "string"},
+            title="Products",
+            description="Product ids, one per line (e.g. BTC-USD); empty = all.",
+        )
+    }
 
 
 def resolve_range(params: dict[str, Any], run_after: dt.datetime | None) -> DateRange:
@@ -88,8 +105,7 @@ class PipelineSparkSubmitOperator(SparkSubmitOperator):
     """
 
     def __init__(self, *, job: str, **kwargs: Any) -> None:
-        super().__init__(application=str(PROJECT_ROOT / "spark_jobs" / f"{job}.py"), name=f"volpipe-{job}",
-                         **kwargs)
+        super().__init__(application=str(PROJECT_ROOT / "spark_jobs" / f"{job}.py"), name=f"volpipe-{job}", **kwargs)
 
     def execute(self, context: Any) -> None:
         from volpipe.spark import spark_conf
@@ -124,8 +140,9 @@ class ComparisonOperator(PipelineSparkSubmitOperator):
         except AirflowException as exc:
             verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else None
             if verdict is not None and verdict["error"] is None and not verdict["equal"]:
-                raise AirflowFailException(f"replay differs from the stream, not retried: {verdict['summary']} "
-                                           f"(verdict: {verdict_path})") from exc
+                raise AirflowFailException(
+                    f"replay differs from the stream, not retried: {verdict['summary']} (verdict: {verdict_path})"
+                ) from exc
             raise
 
 

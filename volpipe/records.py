@@ -86,7 +86,7 @@ def unwrap(line: bytes) -> tuple[Envelope | None, bytes]:
     if isinstance(record.get("msg"), dict):
         head = _raw_head(ingest_seq, recv_ns, conn_id)
         if line.startswith(head) and line.endswith(b"}"):
-            return envelope, line[len(head):-1]
+            return envelope, line[len(head) : -1]
         return envelope, orjson.dumps(record["msg"])  # rewritten by another tool: same values, compact
     if isinstance(record.get("raw"), str) and isinstance(record.get("reason"), str):
         return envelope, record["raw"].encode()

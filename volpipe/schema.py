@@ -38,35 +38,69 @@ from volpipe.tables import MODEL_COLUMNS, PARTITION_COLUMN, PLACEHOLDER_INT_COLU
 if TYPE_CHECKING:
     from volpipe.modeling.registry import ScoringModel
 
-_TICKER = StructType([
-    StructField(name, StringType())
-    for name in ("product_id", "price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
-])
-RAW_SCHEMA = StructType([
-    StructField("ingest_seq", LongType()),
-    StructField("recv_ns", LongType()),
-    StructField("conn_id", StringType()),
-    StructField("msg", StructType([
-        StructField("channel", StringType()),
-        StructField("timestamp", StringType()),
-        StructField("sequence_num", LongType()),
-        StructField("events", ArrayType(StructType([
-            StructField("type", StringType()),
-            StructField("tickers", ArrayType(_TICKER)),
-        ]))),
-    ])),
-])
+_TICKER = StructType(
+    [
+        StructField(name, StringType())
+        for name in ("product_id", "price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
+    ]
+)
+RAW_SCHEMA = StructType(
+    [
+        StructField("ingest_seq", LongType()),
+        StructField("recv_ns", LongType()),
+        StructField("conn_id", StringType()),
+        StructField(
+            "msg",
+            StructType(
+                [
+                    StructField("channel", StringType()),
+                    StructField("timestamp", StringType()),
+                    StructField("sequence_num", LongType()),
+                    StructField(
+                        "events",
+                        ArrayType(
+                            StructType(
+                                [
+                                    StructField("type", StringType()),
+                                    StructField("tickers", ArrayType(_TICKER)),
+                                ]
+                            )
+                        ),
+                    ),
+                ]
+            ),
+        ),
+    ]
+)
 
 _PRICES = ("price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
 _TYPES = {
-    "product_id": StringType(), "ingest_seq": LongType(), "ticker_idx": LongType(), "conn_id": StringType(),
-    "sequence_num": LongType(), "exchange_ts_ns": LongType(), "recv_ns": LongType(), "event_type": StringType(),
+    "product_id": StringType(),
+    "ingest_seq": LongType(),
+    "ticker_idx": LongType(),
+    "conn_id": StringType(),
+    "sequence_num": LongType(),
+    "exchange_ts_ns": LongType(),
+    "recv_ns": LongType(),
+    "event_type": StringType(),
     **{name: DoubleType() for name in _PRICES},
-    **{name: DoubleType() for name in FEATURE_COLUMNS}, "mid_fallback": BooleanType(),
-    "produced_ns": LongType(), "error": StringType(), "raw": BinaryType(), "source": StringType(),
-    "kind": StringType(), "reason": StringType(), "probability": DoubleType(), "predicted_label": IntegerType(),
-    "threshold": DoubleType(), "model_name": StringType(), "model_version": StringType(), "run_id": StringType(),
-    "label_mode": StringType(), "exchange_ts": TimestampType(), "recv_ts": TimestampType(),
+    **{name: DoubleType() for name in FEATURE_COLUMNS},
+    "mid_fallback": BooleanType(),
+    "produced_ns": LongType(),
+    "error": StringType(),
+    "raw": BinaryType(),
+    "source": StringType(),
+    "kind": StringType(),
+    "reason": StringType(),
+    "probability": DoubleType(),
+    "predicted_label": IntegerType(),
+    "threshold": DoubleType(),
+    "model_name": StringType(),
+    "model_version": StringType(),
+    "run_id": StringType(),
+    "label_mode": StringType(),
+    "exchange_ts": TimestampType(),
+    "recv_ts": TimestampType(),
     PARTITION_COLUMN: DateType(),
 }
 
@@ -93,8 +127,9 @@ def exchange_ts_ns(text: Column) -> Column:
     overflowed and failed the whole query under ANSI mode.
     """
     seconds = F.try_to_timestamp(F.concat(F.substring(text, 1, 19), F.lit("+00:00")), F.lit("yyyy-MM-dd'T'HH:mm:ssXXX"))
-    fraction = F.rpad(F.when(F.length(text) > 21, text.substr(F.lit(21), F.length(text) - 21))
-                      .otherwise(F.lit("")), 9, "0")
+    fraction = F.rpad(
+        F.when(F.length(text) > 21, text.substr(F.lit(21), F.length(text) - 21)).otherwise(F.lit("")), 9, "0"
+    )
     nanos = F.try_multiply(F.unix_seconds(seconds), F.lit(1_000_000_000))
     return F.when(text.rlike(_TS), F.try_add(nanos, fraction.try_cast("long")))
 
@@ -118,8 +153,12 @@ def parse_raw(records: DataFrame) -> DataFrame:
     parsed = records.select(F.col("value").cast("binary").alias("raw"), "source", rec.alias("r"))
     # Negative ingest_seq/recv_ns would read as the -1 "absent" placeholder downstream (nullable_ints).
     envelope_ok = F.coalesce(
-        (F.col("r.ingest_seq") >= 0) & (F.col("r.recv_ns") >= 0)
-        & F.col("r.conn_id").isNotNull() & F.col("r.msg.channel").isNotNull(), F.lit(False))
+        (F.col("r.ingest_seq") >= 0)
+        & (F.col("r.recv_ns") >= 0)
+        & F.col("r.conn_id").isNotNull()
+        & F.col("r.msg.channel").isNotNull(),
+        F.lit(False),
+    )
     parsed = parsed.withColumn("envelope_ok", envelope_ok)
     # Tickers in message order (null if an event has none), their index the flattened position.
     # All compiled code: a nested transform() building (type, ticker) pairs was interpreted per
@@ -130,37 +169,59 @@ def parse_raw(records: DataFrame) -> DataFrame:
     events = F.col("r.msg.events")
     items = F.when(F.col("envelope_ok") & (F.col("r.msg.channel") == "ticker"), F.flatten(events["tickers"]))
     event_types = F.when(F.size(events) == 1, F.array_repeat(events[0]["type"], F.size(items))).otherwise(
-        F.flatten(F.transform(events, lambda e: F.array_repeat(e["type"], F.size(e["tickers"])))))
+        F.flatten(F.transform(events, lambda e: F.array_repeat(e["type"], F.size(e["tickers"]))))
+    )
     # Only scalars and each row's own ticker cross the explode: carrying the whole message into each
     # of its n ticker rows cost n^2 (one 700 kB message of 10,000 tickers ran a 2 GB driver out of memory).
     flat = parsed.select(
-        "raw", "source", "envelope_ok", F.col("r.ingest_seq").alias("ingest_seq"), F.col("r.recv_ns").alias("recv_ns"),
-        F.col("r.conn_id").alias("conn_id"), F.col("r.msg.channel").alias("channel"),
-        F.col("r.msg.sequence_num").alias("sequence_num"), F.col("r.msg.timestamp").alias("timestamp"),
+        "raw",
+        "source",
+        "envelope_ok",
+        F.col("r.ingest_seq").alias("ingest_seq"),
+        F.col("r.recv_ns").alias("recv_ns"),
+        F.col("r.conn_id").alias("conn_id"),
+        F.col("r.msg.channel").alias("channel"),
+        F.col("r.msg.sequence_num").alias("sequence_num"),
+        F.col("r.msg.timestamp").alias("timestamp"),
         exchange_ts_ns(F.col("r.msg.timestamp")).alias("exchange_ts_ns"),
         F.arrays_zip(items.alias("ticker"), event_types.alias("event_type")).alias("items"),
     )
-    exploded = flat.select(*(c for c in flat.columns if c != "items"),
-                           F.posexplode_outer("items").alias("ticker_idx", "item"))
+    exploded = flat.select(
+        *(c for c in flat.columns if c != "items"), F.posexplode_outer("items").alias("ticker_idx", "item")
+    )
     exploded = exploded.select("*", F.col("ticker_idx").isNull().alias("no_ticker"))
     # Filtered after the explode on purpose: a filter on `r` alone would be pushed below the
     # projection and re-run from_json once per condition.
     exploded = exploded.where(~F.col("no_ticker") | ~F.col("envelope_ok") | (F.col("channel") == "ticker"))
     typed = exploded.select(
-        "raw", "source", "envelope_ok", "no_ticker", "ticker_idx", "ingest_seq", "recv_ns", "conn_id", "sequence_num",
-        "timestamp", "exchange_ts_ns", F.col("item.ticker.product_id").alias("product"),
+        "raw",
+        "source",
+        "envelope_ok",
+        "no_ticker",
+        "ticker_idx",
+        "ingest_seq",
+        "recv_ns",
+        "conn_id",
+        "sequence_num",
+        "timestamp",
+        "exchange_ts_ns",
+        F.col("item.ticker.product_id").alias("product"),
         F.col("item.event_type").alias("event_type"),
         *(F.col(f"item.ticker.{name}").try_cast("double").alias(name) for name in _PRICES),
     )
-    typed = typed.select(*(F.col(c) for c in typed.columns if c not in _PRICES), *(_finite(F.col(n)).alias(n) for n in _PRICES))
+    typed = typed.select(
+        *(F.col(c) for c in typed.columns if c not in _PRICES), *(_finite(F.col(n)).alias(n) for n in _PRICES)
+    )
     bid, ask, product = F.col("best_bid"), F.col("best_ask"), F.col("product")
     usable_price = (F.col("price") > 0) | ((bid > 0) & (ask > 0) & (bid <= ask))
     error = (
         F.when(~F.col("envelope_ok"), F.lit("not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)"))
         .when(F.col("no_ticker"), F.lit("ticker message without tickers"))
         .when(product.isNull() | (product == ""), F.lit("ticker without product_id"))
-        .when(F.col("exchange_ts_ns").isNull() | (F.col("exchange_ts_ns") < 0), F.concat(
-            F.lit("unparseable exchange timestamp: "), F.coalesce(F.col("timestamp"), F.lit("missing"))))
+        .when(
+            F.col("exchange_ts_ns").isNull() | (F.col("exchange_ts_ns") < 0),
+            F.concat(F.lit("unparseable exchange timestamp: "), F.coalesce(F.col("timestamp"), F.lit("missing"))),
+        )
         .when(~F.coalesce(usable_price, F.lit(False)), F.lit("no positive price and no valid book"))
     )
     checked = typed.withColumn("error", error)
@@ -173,7 +234,9 @@ def parse_raw(records: DataFrame) -> DataFrame:
         F.coalesce(F.col("sequence_num"), F.lit(-1)).alias("sequence_num"),
         F.coalesce(F.col("exchange_ts_ns"), F.lit(-1)).alias("exchange_ts_ns"),
         F.coalesce(F.col("recv_ns"), F.lit(-1)).alias("recv_ns"),
-        "event_type", *_PRICES, "error",
+        "event_type",
+        *_PRICES,
+        "error",
         F.when(bad, F.col("raw")).alias("raw"),
         F.when(bad, F.col("source")).alias("source"),
     )

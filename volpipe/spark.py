@@ -99,8 +99,12 @@ def submit_command(settings: Settings, job: str, *args: str) -> list[str]:
     The same command for every master: only SPARK_MASTER differs between local mode and a cluster.
     """
     conf = [arg for key, value in spark_conf(settings).items() for arg in ("--conf", f"{key}={value}")]
-    return [str(Path(sys.executable).with_name("spark-submit")), *conf,
-            str(PROJECT_ROOT / "spark_jobs" / f"{job}.py"), *args]
+    return [
+        str(Path(sys.executable).with_name("spark-submit")),
+        *conf,
+        str(PROJECT_ROOT / "spark_jobs" / f"{job}.py"),
+        *args,
+    ]
 
 
 def add_conf_flag(parser: argparse.ArgumentParser) -> None:
@@ -112,8 +116,14 @@ def add_conf_flag(parser: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
         return key, value
 
-    parser.add_argument("--conf", type=pair, action="append", default=[], metavar="KEY=VALUE",
-                        help="extra Spark setting, repeatable (try a tuning without editing volpipe/spark.py)")
+    parser.add_argument(
+        "--conf",
+        type=pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark setting, repeatable (try a tuning without editing volpipe/spark.py)",
+    )
 
 
 def build_spark_session(
@@ -155,7 +165,8 @@ def table_views(settings: Settings) -> str:
     """
     return "".join(
         f"CREATE OR REPLACE TEMPORARY VIEW {table} AS SELECT * FROM delta.`{settings.delta_table(table)}`;\n"
-        for table in ALL_TABLES if (settings.delta_table(table) / "_delta_log").is_dir()
+        for table in ALL_TABLES
+        if (settings.delta_table(table) / "_delta_log").is_dir()
     )
 
 
@@ -166,9 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         "views that name its tables in a spark-sql shell.",
         epilog="spark-sql $(python -m volpipe.spark submit-args) -i <(python -m volpipe.spark views)",
     )
-    parser.add_argument("what", choices=["submit-args", "views"],
-                        help="submit-args: `--conf k=v` arguments for spark-submit/spark-sql; "
-                        "views: CREATE TEMPORARY VIEW statements for spark-sql -i")
+    parser.add_argument(
+        "what",
+        choices=["submit-args", "views"],
+        help="submit-args: `--conf k=v` arguments for spark-submit/spark-sql; "
+        "views: CREATE TEMPORARY VIEW statements for spark-sql -i",
+    )
     parser.add_argument("--ui", action="store_true", help="enable the Spark UI")
     args = parser.parse_args(argv)
     settings = Settings.from_env()

@@ -41,7 +41,14 @@ PLACEHOLDER_INT_COLUMNS = ("ingest_seq", "ticker_idx", "sequence_num", "exchange
 # pinned, its probability and label) and quarantine rows. The model's constant columns
 # (``MODEL_COLUMNS``) are added by the driver, which pinned the model.
 PROCESSOR_COLUMNS = (
-    "kind", *INPUT_COLUMNS, *FEATURE_COLUMNS, "produced_ns", "probability", "predicted_label", "error", "raw",
+    "kind",
+    *INPUT_COLUMNS,
+    *FEATURE_COLUMNS,
+    "produced_ns",
+    "probability",
+    "predicted_label",
+    "error",
+    "raw",
     "source",
 )
 # The identity of a tick and of its feature row (docs/features.md).
@@ -50,8 +57,15 @@ ROW_KEYS = ("product_id", "ingest_seq", "ticker_idx")
 # Columns each table's writer provides; ``LAYOUT`` adds the derived time columns.
 TICK_COLUMNS = INPUT_COLUMNS
 FEATURE_TABLE_COLUMNS = (
-    "product_id", "ingest_seq", "ticker_idx", "conn_id", "sequence_num", "exchange_ts_ns", "recv_ns",
-    "produced_ns", *FEATURE_COLUMNS,
+    "product_id",
+    "ingest_seq",
+    "ticker_idx",
+    "conn_id",
+    "sequence_num",
+    "exchange_ts_ns",
+    "recv_ns",
+    "produced_ns",
+    *FEATURE_COLUMNS,
 )
 QUARANTINE_COLUMNS = ("source", "ingest_seq", "recv_ns", "conn_id", "reason", "raw")
 # A prediction's identity: the feature row it scores, and that row's exchange time.
@@ -60,11 +74,21 @@ PREDICTION_KEYS = (*ROW_KEYS, "exchange_ts_ns")
 MODEL_COLUMNS = ("threshold", "model_name", "model_version", "run_id", "label_mode")
 PREDICTION_COLUMNS = (*PREDICTION_KEYS, "probability", "predicted_label", *MODEL_COLUMNS)
 # A live prediction's message in Kafka ``ticks.predictions``.
-PREDICTION_MESSAGE_COLUMNS = (*PREDICTION_KEYS, "probability", "predicted_label", "threshold", "model_name",
-                              "model_version")
+PREDICTION_MESSAGE_COLUMNS = (
+    *PREDICTION_KEYS,
+    "probability",
+    "predicted_label",
+    "threshold",
+    "model_name",
+    "model_version",
+)
 COLUMNS = {
-    TICKS: TICK_COLUMNS, FEATURES: FEATURE_TABLE_COLUMNS, QUARANTINE: QUARANTINE_COLUMNS,
-    FEATURES_REPLAY: FEATURE_TABLE_COLUMNS, PREDICTIONS: PREDICTION_COLUMNS, PREDICTIONS_LIVE: PREDICTION_COLUMNS,
+    TICKS: TICK_COLUMNS,
+    FEATURES: FEATURE_TABLE_COLUMNS,
+    QUARANTINE: QUARANTINE_COLUMNS,
+    FEATURES_REPLAY: FEATURE_TABLE_COLUMNS,
+    PREDICTIONS: PREDICTION_COLUMNS,
+    PREDICTIONS_LIVE: PREDICTION_COLUMNS,
 }
 
 # Which processor rows each stream table takes, as SQL over ``PROCESSOR_COLUMNS``.
@@ -80,8 +104,14 @@ PARTITION_COLUMN = "date"
 # derived from them, as is the partition. Quarantined records may have no exchange time, so they
 # go by receipt time.
 _EXCHANGE_TIME = ("exchange_ts_ns", "exchange_ts")
-TIME_COLUMNS = {TICKS: _EXCHANGE_TIME, FEATURES: _EXCHANGE_TIME, FEATURES_REPLAY: _EXCHANGE_TIME,
-                PREDICTIONS: _EXCHANGE_TIME, PREDICTIONS_LIVE: _EXCHANGE_TIME, QUARANTINE: ("recv_ns", "recv_ts")}
+TIME_COLUMNS = {
+    TICKS: _EXCHANGE_TIME,
+    FEATURES: _EXCHANGE_TIME,
+    FEATURES_REPLAY: _EXCHANGE_TIME,
+    PREDICTIONS: _EXCHANGE_TIME,
+    PREDICTIONS_LIVE: _EXCHANGE_TIME,
+    QUARANTINE: ("recv_ns", "recv_ts"),
+}
 
 
 def layout_columns(table: str) -> dict[str, str]:
@@ -100,8 +130,10 @@ def arrow_layout_columns(table: str, ns: np.ndarray) -> dict[str, pa.Array]:
 
     ns = np.asarray(ns, np.int64)
     _, ts = TIME_COLUMNS[table]
-    return {ts: pa.array(ns // 1000, pa.timestamp("us", tz="UTC")),
-            PARTITION_COLUMN: pa.array((ns // NS_PER_DAY).astype(np.int32), pa.int32()).cast(pa.date32())}
+    return {
+        ts: pa.array(ns // 1000, pa.timestamp("us", tz="UTC")),
+        PARTITION_COLUMN: pa.array((ns // NS_PER_DAY).astype(np.int32), pa.int32()).cast(pa.date32()),
+    }
 
 
 def table_columns(table: str) -> tuple[str, ...]:
@@ -135,8 +167,11 @@ KERNEL_PREFIX = "volpipe.kernel."
 def kernel_properties(window: int) -> dict[str, str]:
     """The table properties that say which kernel made a table's rows (version, W, extra windows)."""
     extra = ",".join(f"{name}:{stat}:{size}" for name, stat, size in EXTRA_WINDOWS)
-    return {f"{KERNEL_PREFIX}version": str(KERNEL_VERSION), f"{KERNEL_PREFIX}window": str(window),
-            f"{KERNEL_PREFIX}extraWindows": extra}
+    return {
+        f"{KERNEL_PREFIX}version": str(KERNEL_VERSION),
+        f"{KERNEL_PREFIX}window": str(window),
+        f"{KERNEL_PREFIX}extraWindows": extra,
+    }
 
 
 def table_properties(path: Path | str) -> dict[str, str] | None:

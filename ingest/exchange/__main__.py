@@ -24,8 +24,15 @@ from volpipe.market import Sessions
 
 log = logging.getLogger("ingest.exchange")
 # Flags passed to the synthetic market under their own names (``SyntheticMarket`` arguments).
-MARKET_FLAGS = ("calm_seconds", "burst_seconds", "burst_multiplier", "level_sd", "day_night_ratio", "level_steps",
-                "outages_per_day")
+MARKET_FLAGS = (
+    "calm_seconds",
+    "burst_seconds",
+    "burst_multiplier",
+    "level_sd",
+    "day_night_ratio",
+    "level_steps",
+    "outages_per_day",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,36 +50,74 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=("synthetic", "replay"), default="synthetic", help="what to serve")
     parser.add_argument("--replay-file", type=Path, help="NDJSON of Coinbase frames or raw records (--source replay)")
     parser.add_argument("--loop", action="store_true", help="replay the file again and again")
-    parser.add_argument("--keep-timestamps", action="store_true",
-                        help="stamp ticker frames with their recorded (replay) or simulated time, not the send time")
+    parser.add_argument(
+        "--keep-timestamps",
+        action="store_true",
+        help="stamp ticker frames with their recorded (replay) or simulated time, not the send time",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="1 = real time, N = N times faster, 0 = full speed")
-    parser.add_argument("--products", type=parse_products, default=("BTC-USD",), help="comma-separated products (synthetic; default BTC-USD)")
+    parser.add_argument(
+        "--products",
+        type=parse_products,
+        default=("BTC-USD",),
+        help="comma-separated products (synthetic; default BTC-USD)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
-    parser.add_argument("--start", type=_utc_time, help="synthetic: time of the market's first tick, ISO-8601 "
-                        "(e.g. 2026-01-05T14:00:00Z; default now); with --keep-timestamps the frames carry it")
+    parser.add_argument(
+        "--start",
+        type=_utc_time,
+        help="synthetic: time of the market's first tick, ISO-8601 "
+        "(e.g. 2026-01-05T14:00:00Z; default now); with --keep-timestamps the frames carry it",
+    )
     parser.add_argument("--rate", type=float, help="synthetic ticks per second at 1x, all products (default ~4.4 each)")
     parser.add_argument("--max-ticks", type=int, help="stop serving ticks after this many")
     parser.add_argument("--calm-seconds", type=float, help="synthetic: mean simulated length of a calm stretch (600)")
     parser.add_argument("--burst-seconds", type=float, help="synthetic: mean simulated length of a burst (180)")
     parser.add_argument("--burst-multiplier", type=float, help="synthetic: volatility of a burst over calm (3)")
-    parser.add_argument("--level-sd", type=float,
-                        help="synthetic: sd of the slow log-volatility level that wanders over hours (0.5; 0 = off)")
-    parser.add_argument("--day-night-ratio", type=float,
-                        help="synthetic: volatility and tick rate at 15:00 UTC over 03:00 UTC (2; 1 = no daily cycle)")
-    parser.add_argument("--level-step", dest="level_steps", type=_level_step, action="append", metavar="SECONDS:FACTOR",
-                        help="synthetic: from SECONDS of simulated time after the start, volatility x FACTOR "
-                        "(a regime shift); repeatable, in time order")
-    parser.add_argument("--outages-per-day", type=float,
-                        help="synthetic: mean feed outages per simulated day (0 = none, the default: at --speed 1 "
-                        "an outage silences the tape for real minutes or hours)")
+    parser.add_argument(
+        "--level-sd",
+        type=float,
+        help="synthetic: sd of the slow log-volatility level that wanders over hours (0.5; 0 = off)",
+    )
+    parser.add_argument(
+        "--day-night-ratio",
+        type=float,
+        help="synthetic: volatility and tick rate at 15:00 UTC over 03:00 UTC (2; 1 = no daily cycle)",
+    )
+    parser.add_argument(
+        "--level-step",
+        dest="level_steps",
+        type=_level_step,
+        action="append",
+        metavar="SECONDS:FACTOR",
+        help="synthetic: from SECONDS of simulated time after the start, volatility x FACTOR "
+        "(a regime shift); repeatable, in time order",
+    )
+    parser.add_argument(
+        "--outages-per-day",
+        type=float,
+        help="synthetic: mean feed outages per simulated day (0 = none, the default: at --speed 1 "
+        "an outage silences the tape for real minutes or hours)",
+    )
     parser.add_argument("--outage-minutes", type=float, help="synthetic: median outage length in minutes (10)")
-    parser.add_argument("--history-days", type=int,
-                        help="synthetic: serve a history of N UTC days before --history-before, in sessions, then "
-                        "stop; implies --keep-timestamps (use with --speed 0)")
-    parser.add_argument("--history-before", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
-                        help="synthetic: the day after the history (default: today, UTC)")
-    parser.add_argument("--sessions-per-day", type=int, default=4,
-                        help="synthetic: sessions a day in a history, centred at (i+0.5)*24/N h UTC (4)")
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        help="synthetic: serve a history of N UTC days before --history-before, in sessions, then "
+        "stop; implies --keep-timestamps (use with --speed 0)",
+    )
+    parser.add_argument(
+        "--history-before",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="synthetic: the day after the history (default: today, UTC)",
+    )
+    parser.add_argument(
+        "--sessions-per-day",
+        type=int,
+        default=4,
+        help="synthetic: sessions a day in a history, centred at (i+0.5)*24/N h UTC (4)",
+    )
     parser.add_argument("--session-minutes", type=float, default=15.0, help="synthetic: minutes a session (15)")
     parser.add_argument("--idle-close-seconds", type=float, default=75.0, help="close without heartbeats (75)")
     parser.add_argument("--subscribe-deadline", type=float, default=5.0, help="seconds to subscribe (5)")
@@ -139,8 +184,14 @@ def _level_step(text: str) -> tuple[float, float]:
 
 async def _serve(args: argparse.Namespace, ticks: Iterator[Tick], products: Sequence[str]) -> None:
     exchange = LocalExchange(
-        ticks, products, speed=args.speed, host=args.host, port=args.port, max_ticks=args.max_ticks,
-        idle_close_seconds=args.idle_close_seconds, subscribe_deadline=args.subscribe_deadline,
+        ticks,
+        products,
+        speed=args.speed,
+        host=args.host,
+        port=args.port,
+        max_ticks=args.max_ticks,
+        idle_close_seconds=args.idle_close_seconds,
+        subscribe_deadline=args.subscribe_deadline,
         keep_timestamps=args.keep_timestamps,
     )
     stop = asyncio.Event()

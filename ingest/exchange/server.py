@@ -76,9 +76,18 @@ class LocalExchange:
     """
 
     def __init__(
-        self, ticks: Iterator[Tick], products: Sequence[str], *, speed: float = 1.0, host: str = "127.0.0.1",
-        port: int = 0, max_ticks: int | None = None, subscribe_deadline: float = 5.0,
-        idle_close_seconds: float = 75.0, heartbeat_seconds: float = 1.0, outbox_frames: int = 20_000,
+        self,
+        ticks: Iterator[Tick],
+        products: Sequence[str],
+        *,
+        speed: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_ticks: int | None = None,
+        subscribe_deadline: float = 5.0,
+        idle_close_seconds: float = 75.0,
+        heartbeat_seconds: float = 1.0,
+        outbox_frames: int = 20_000,
         keep_timestamps: bool = False,
     ) -> None:
         self.ticks, self.products, self.speed = ticks, frozenset(products), speed
@@ -102,8 +111,13 @@ class LocalExchange:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks = [asyncio.create_task(self._broadcast()), asyncio.create_task(self._heartbeat())]
-        log.info("exchange listening port=%d speed=%s keep_timestamps=%s products=%s", self.port, self.speed,
-                 self.keep_timestamps, ",".join(self.products))
+        log.info(
+            "exchange listening port=%d speed=%s keep_timestamps=%s products=%s",
+            self.port,
+            self.speed,
+            self.keep_timestamps,
+            ",".join(self.products),
+        )
         return self.port
 
     async def stop(self) -> None:
@@ -119,9 +133,15 @@ class LocalExchange:
         """Counters: connections, ticks generated and sent; per open connection (``clients``)
         and per closed one (``closed``): its number, next ``sequence_num`` and tickers sent."""
         return {
-            "connections": 0, "ticks_generated": 0, "tickers_sent": 0, "frames_sent": 0, **self.counts,
-            "open": len(self.clients), "exhausted": self.exhausted.is_set(),
-            "clients": [c.stats() for c in self.clients], "closed": self.closed,
+            "connections": 0,
+            "ticks_generated": 0,
+            "tickers_sent": 0,
+            "frames_sent": 0,
+            **self.counts,
+            "open": len(self.clients),
+            "exhausted": self.exhausted.is_set(),
+            "clients": [c.stats() for c in self.clients],
+            "closed": self.closed,
         }
 
     # --- faults, applied to every open connection ---
@@ -256,8 +276,13 @@ class LocalExchange:
         subscriptions = {"ticker": sorted(client.tickers)} if client.tickers else {}
         if client.heartbeats:
             subscriptions["heartbeats"] = ["heartbeats"]
-        client.outbox.put_nowait(("seq", b'{"channel":"subscriptions","timestamp":"%s","sequence_num":%d,"events":'
-                                  b'[{"subscriptions":' + orjson.dumps(subscriptions) + b"}]}"))
+        client.outbox.put_nowait(
+            (
+                "seq",
+                b'{"channel":"subscriptions","timestamp":"%s","sequence_num":%d,"events":'
+                b'[{"subscriptions":' + orjson.dumps(subscriptions) + b"}]}",
+            )
+        )
 
     def _update_subscribers(self) -> None:
         if any(c.tickers for c in self.clients):
@@ -353,11 +378,12 @@ class LocalExchange:
                 if c.stalled_until > now:
                     continue
                 if c.heartbeats:
-                    beat = b'{"channel":"heartbeats","timestamp":"%%s","sequence_num":%%d,"events":[{"current_time":"%s",' \
-                           b'"heartbeat_counter":%d}]}' % (time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").encode(), counter)
+                    beat = (
+                        b'{"channel":"heartbeats","timestamp":"%%s","sequence_num":%%d,"events":[{"current_time":"%s",'
+                        b'"heartbeat_counter":%d}]}' % (time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").encode(), counter)
+                    )
                     if not c.outbox.full():
                         c.outbox.put_nowait(("seq", beat))
                 elif now - c.last_sent > self.idle_close_seconds:
                     log.info("idle close client=%d after %.0fs without heartbeats", c.number, now - c.last_sent)
                     asyncio.get_running_loop().create_task(c.ws.close(1000, "idle"))
-

@@ -41,8 +41,12 @@ def airflow_environment(settings: Settings, home: Path, **env: str) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         for key, value in variables.items():
             patch.setenv(key, value)
-        subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         from airflow import settings as airflow_settings
 
         # Airflow binds its metadata DB once per process; another test module may have bound it already.

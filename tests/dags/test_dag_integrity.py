@@ -30,6 +30,7 @@ def dagbag(tmp_path_factory):
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/missing/dir/airflow.db",
         }
     )
+
     def no_network(self, address):
         raise AssertionError(f"a DAG file opened a connection to {address} while being parsed")
 

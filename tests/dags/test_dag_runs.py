@@ -36,9 +36,11 @@ def pipeline(spark, kafka_broker, mlflow_server, tmp_path_factory):
     """The stream's tables and the raw files of 8,000 ticks, and the environment the DAGs read."""
     root = tmp_path_factory.mktemp("dag-runs")
     # Several micro-batches, as a running stream makes: small files for the maintenance DAG to compact.
-    settings = dataclasses.replace(pipeline_settings(kafka_broker, root / "data", window=60),
-                                   mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
-                                   stream_max_offsets_per_trigger=2000)
+    settings = dataclasses.replace(
+        pipeline_settings(kafka_broker, root / "data", window=60),
+        mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
+        stream_max_offsets_per_trigger=2000,
+    )
     records = list(synthetic_raw_records(8000, ("BTC-USD", "ETH-USD"), seed=9, start_ns=DEFAULT_START_NS + 60 * 10**9))
     write_raw_files(settings, records)
     stream_everything(spark, settings, records)
@@ -137,8 +139,11 @@ def _reports(pipeline, day: str) -> tuple[dict, dict[str, str]]:
     """A monitoring run's verdict.json, and the status of each column's test in its data_drift.json."""
     folder = (pipeline.data_dir / "reports") / "evidently" / day
     report = json.loads((folder / "data_drift.json").read_text())
-    status = {t["metric_config"]["params"]["column"]: t["status"] for t in report["tests"]
-              if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"}
+    status = {
+        t["metric_config"]["params"]["column"]: t["status"]
+        for t in report["tests"]
+        if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"
+    }
     return json.loads((folder / "verdict.json").read_text()), status
 
 
@@ -156,11 +161,22 @@ def _add_day(pipeline, days_later: int, scale: float) -> str:
 
     champion = registry.champion(pipeline.mlflow_tracking_uri, "dag-runs")
     params = registry.client(pipeline.mlflow_tracking_uri).get_run(champion.run_id).data.params
-    rows = read_window(pipeline.delta_table(FEATURES), FEATURE_TABLE_COLUMNS, int(params["train_start_ns"]),
-                       int(params["train_end_ns"])).frame.sample(frac=0.5, random_state=days_later).sort_index()
+    rows = (
+        read_window(
+            pipeline.delta_table(FEATURES),
+            FEATURE_TABLE_COLUMNS,
+            int(params["train_start_ns"]),
+            int(params["train_end_ns"]),
+        )
+        .frame.sample(frac=0.5, random_state=days_later)
+        .sort_index()
+    )
     later = {column: rows[column] + days_later * NS_PER_DAY for column in ("exchange_ts_ns", "recv_ns", "produced_ns")}
-    day = rows.assign(**later, ingest_seq=rows["ingest_seq"] + days_later * 10**7,
-                      **{column: rows[column] * scale for column in MOVED})
+    day = rows.assign(
+        **later,
+        ingest_seq=rows["ingest_seq"] + days_later * 10**7,
+        **{column: rows[column] * scale for column in MOVED},
+    )
     write_features(pipeline.delta_table(FEATURES), day[list(FEATURE_TABLE_COLUMNS)])
     return (dt.date.fromisoformat(DAY) + dt.timedelta(days=days_later)).isoformat()
 
@@ -178,8 +194,7 @@ def test_monitoring_finds_a_window_like_the_training_rows_quiet(dags, pipeline):
     assert verdict["predictions"][PREDICTIONS_LIVE]["rows"] == 0
 
 
-def test_drift_writes_the_reports_triggers_the_retrain_on_the_drifted_days_then_fails_once(dags, pipeline,
-                                                                                           monkeypatch):
+def test_drift_writes_the_reports_triggers_the_retrain_on_the_drifted_days_then_fails_once(dags, pipeline, monkeypatch):
     day = _add_day(pipeline, days_later=1, scale=2.0)
     monkeypatch.setenv("DRIFT_ACTION", "fail")
     monkeypatch.setenv("DRIFT_TRIGGER_RETRAIN", "true")
@@ -187,8 +202,12 @@ def test_drift_writes_the_reports_triggers_the_retrain_on_the_drifted_days_then_
     dag_run, states = run(dags, "monitoring_reports", {"start": day, "end": day})
 
     assert dag_run.state == "failed", states
-    assert states == {"build_reports": "success", "pick_retrain_window": "success", "trigger_retrain": "success",
-                      "enforce_drift": "failed"}
+    assert states == {
+        "build_reports": "success",
+        "pick_retrain_window": "success",
+        "trigger_retrain": "success",
+        "enforce_drift": "failed",
+    }
     (enforce,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "enforce_drift"]
     assert enforce.try_number == 1  # a finding: not retried
     verdict, status = _reports(pipeline, day)
@@ -206,8 +225,10 @@ def test_drift_writes_the_reports_triggers_the_retrain_on_the_drifted_days_then_
 def test_delta_maintenance_compacts_and_keeps_every_row(dags, pipeline):
     from deltalake import DeltaTable
 
-    before = {table: (_delta_rows(pipeline, table), len(DeltaTable(str(pipeline.delta_table(table))).file_uris()))
-              for table in (TICKS, FEATURES)}
+    before = {
+        table: (_delta_rows(pipeline, table), len(DeltaTable(str(pipeline.delta_table(table))).file_uris()))
+        for table in (TICKS, FEATURES)
+    }
     dag_run, states = run(dags, "delta_maintenance", {"dry_run": False})
     assert dag_run.state == "success", states
     for table, (rows, files) in before.items():

@@ -46,8 +46,12 @@ class RegimeMarket:
         """(phase, position in it) of ``n`` ticks."""
         phases: list[tuple[str, int]] = []
         while len(phases) < n:
-            for phase, length in (("calm", self.rng.randint(40, 100)), ("lead", LEAD_TICKS),
-                                  ("burst", self.rng.randint(6, 10)), ("after", LEAD_TICKS)):
+            for phase, length in (
+                ("calm", self.rng.randint(40, 100)),
+                ("lead", LEAD_TICKS),
+                ("burst", self.rng.randint(6, 10)),
+                ("after", LEAD_TICKS),
+            ):
                 phases += [(phase, k) for k in range(length)]
         return phases[:n]
 
@@ -75,8 +79,23 @@ class RegimeMarket:
             bid = (self.mid2 - spread) // 2
             ask = bid + spread
             bid_qty, ask_qty = (int(math.exp(rng.gauss(0.0, 1.0)) * 1e8) for _ in range(2))
-            out.append(TickerEvent(t_ns, self.product_id, ask if rng.random() < 0.5 else bid, bid, ask, bid_qty,
-                                   ask_qty, 10**12, bid, ask, bid, ask, 0.0))
+            out.append(
+                TickerEvent(
+                    t_ns,
+                    self.product_id,
+                    ask if rng.random() < 0.5 else bid,
+                    bid,
+                    ask,
+                    bid_qty,
+                    ask_qty,
+                    10**12,
+                    bid,
+                    ask,
+                    bid,
+                    ask,
+                    0.0,
+                )
+            )
         return out
 
     def records(self, n: int, start_ns: int, regime: str, start_seq: int) -> list[tuple[str, bytes]]:

@@ -53,9 +53,14 @@ def rows():
 
 def _launch(settings: Settings, module: str, *args: str, log_path: Path, **env: str) -> subprocess.Popen:
     with log_path.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT,
-                                env={**os.environ, **settings.as_env(), "PYTHONPATH": str(PROJECT_ROOT), **env},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **settings.as_env(), "PYTHONPATH": str(PROJECT_ROOT), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _freeze(proc: subprocess.Popen, settle: float) -> None:
@@ -72,8 +77,15 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def _freeze_when(proc: subprocess.Popen, reached: Callable[[], bool], what: str, log_path: Path,
-                 slice_seconds: float, settle: float = MLFLOW_SETTLE_SECONDS, timeout: float = 400) -> None:
+def _freeze_when(
+    proc: subprocess.Popen,
+    reached: Callable[[], bool],
+    what: str,
+    log_path: Path,
+    slice_seconds: float,
+    settle: float = MLFLOW_SETTLE_SECONDS,
+    timeout: float = 400,
+) -> None:
     """Runs ``proc`` in slices, frozen between them, and returns frozen once ``reached()`` holds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -106,6 +118,7 @@ def _finish(proc: subprocess.Popen, log_path: Path, timeout: float = 400) -> int
 
 # --- training ---------------------------------------------------------------------------------
 
+
 def _search_runs(settings: Settings) -> list:
     client = registry.client(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
@@ -130,12 +143,15 @@ def _retry_closes_the_killed_runs(settings: Settings, log_path: Path) -> None:
 
 def _ending(settings: Settings, run_name: str):
     """Matches the request that ends run ``run_name`` (MLflow's UpdateRun with status FINISHED)."""
+
     def match(method: str, path: str, body) -> bool:
         if method != "POST" or not path.endswith("/runs/update") or not isinstance(body, dict):
             return False
         run_id = body.get("run_id") or body.get("run_uuid")
-        return (body.get("status") == "FINISHED"
-                and registry.client(settings.mlflow_tracking_uri).get_run(run_id).info.run_name == run_name)
+        return (
+            body.get("status") == "FINISHED"
+            and registry.client(settings.mlflow_tracking_uri).get_run(run_id).info.run_name == run_name
+        )
 
     return match
 
@@ -151,8 +167,13 @@ def _champion(settings: Settings) -> str:
 
 def _assert_complete(settings: Settings, version) -> None:
     """A trained version carries its decision, its run's metrics and threshold, and loads from the registry."""
-    assert {"promotion.decision", "promotion.gain", "promotion.gain_ci_low", "promotion.candidate_test_pr_auc",
-            "promotion.champion_version_before"} <= set(version.tags), version.tags
+    assert {
+        "promotion.decision",
+        "promotion.gain",
+        "promotion.gain_ci_low",
+        "promotion.candidate_test_pr_auc",
+        "promotion.champion_version_before",
+    } <= set(version.tags), version.tags
     metrics = registry.client(settings.mlflow_tracking_uri).get_run(version.run_id).data.metrics
     assert {"validation_pr_auc", "test_pr_auc", "test_roc_auc"} <= set(metrics)
     model = registry.scoring_model(settings.mlflow_tracking_uri, settings.model_name, version.version)
@@ -160,20 +181,27 @@ def _assert_complete(settings: Settings, version) -> None:
 
 
 def test_training_killed_at_each_step_then_rerun_registers_only_complete_versions(mlflow_server, rows, tmp_path):
-    settings = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", model_name="faults-training",
-                                   mlflow_experiment="faults-training", train_min_rows=1000)
+    settings = dataclasses.replace(
+        mlflow_server,
+        delta_dir=tmp_path / "delta",
+        model_name="faults-training",
+        mlflow_experiment="faults-training",
+        train_min_rows=1000,
+    )
     write_features(settings.delta_table(FEATURES), rows)
     # A weak champion that any trained candidate beats: the killed training means to move the alias.
     from sklearn.linear_model import LogisticRegression
 
     fit_rows = train.prepare(L.order_rows(rows), L.label_spec(settings), settings.train_min_rows).splits["train"]
     noise = np.random.default_rng(0).integers(0, 2, len(fit_rows))
-    weak = register_champion(settings, LogisticRegression().fit(fit_rows[["midprice_return"]], noise),
-                             ["midprice_return"], fit_rows)
+    weak = register_champion(
+        settings, LogisticRegression().fit(fit_rows[["midprice_return"]], noise), ["midprice_return"], fit_rows
+    )
     log_path = tmp_path / "train-killed.log"
     with MlflowGate(settings.mlflow_tracking_uri).running() as gate:
-        proc = _launch(dataclasses.replace(settings, mlflow_tracking_uri=gate.url), "volpipe.modeling.train",
-                       log_path=log_path)
+        proc = _launch(
+            dataclasses.replace(settings, mlflow_tracking_uri=gate.url), "volpipe.modeling.train", log_path=log_path
+        )
         try:
             # 1. Fitting: the baseline is fitted, the learned models are being fitted.
             _freeze_when(proc, lambda: "model trained name=baseline" in log_path.read_text(), "fitting", log_path, 0.2)
@@ -196,7 +224,8 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
             assert len(_versions(settings)) == 2 and _champion(settings) == weak
             # A training whose process lives (blocked here) keeps its runs open: only a dead one's are closed.
             experiment = registry.client(settings.mlflow_tracking_uri).get_experiment_by_name(
-                settings.mlflow_experiment)
+                settings.mlflow_experiment
+            )
             assert close_abandoned_runs(settings.mlflow_tracking_uri, experiment.experiment_id) == []
             _kill(proc)
         finally:
@@ -214,8 +243,10 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
         _assert_complete(settings, version)
     assert _champion(settings) == versions[-1].version
     # The killed training's version is marked, with its parent run; the retry's is not.
-    assert versions[1].tags[KILLED_TRAINING_TAG] == registry.client(settings.mlflow_tracking_uri).get_run(
-        orphan.run_id).data.tags["mlflow.parentRunId"]
+    assert (
+        versions[1].tags[KILLED_TRAINING_TAG]
+        == registry.client(settings.mlflow_tracking_uri).get_run(orphan.run_id).data.tags["mlflow.parentRunId"]
+    )
     assert KILLED_TRAINING_TAG not in versions[2].tags
     assert versions[-1].tags["promotion.champion_version_before"] == weak  # compared with the same champion
 
@@ -223,8 +254,7 @@ def test_training_killed_at_each_step_then_rerun_registers_only_complete_version
 def test_mlflow_down_while_training_fails_clearly_and_registers_nothing(rows, tmp_path):
     from volpipe.ops.services import MLFLOW
 
-    settings = dataclasses.replace(isolated_settings(tmp_path / "own"), model_name="faults-outage",
-                                   train_min_rows=1000)
+    settings = dataclasses.replace(isolated_settings(tmp_path / "own"), model_name="faults-outage", train_min_rows=1000)
     write_features(settings.delta_table(FEATURES), rows)
     log_path = tmp_path / "train.log"
     MLFLOW.start(settings)
@@ -232,8 +262,9 @@ def test_mlflow_down_while_training_fails_clearly_and_registers_nothing(rows, tm
         # MLflow's HTTP retries (7, backoff up to minutes) would wait for the server: not here.
         proc = _launch(settings, "volpipe.modeling.train", log_path=log_path, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
         try:
-            _freeze_when(proc, lambda: _runs(settings).get("logistic_regression") == "RUNNING", "logging",
-                         log_path, 0.2)
+            _freeze_when(
+                proc, lambda: _runs(settings).get("logistic_regression") == "RUNNING", "logging", log_path, 0.2
+            )
             MLFLOW.stop(settings)
             _thaw(proc)
             code = _finish(proc, log_path)
@@ -260,6 +291,7 @@ def test_mlflow_down_while_training_fails_clearly_and_registers_nothing(rows, tm
 
 
 # --- batch inference ----------------------------------------------------------------------------
+
 
 def _files_on_disk(table: Path) -> set[str]:
     return {str(path) for path in table.rglob("*.parquet") if "_delta_log" not in path.parts}
@@ -293,8 +325,9 @@ def _predictions_per_key(table: Path):
 
 @pytest.mark.spark
 def test_batch_inference_killed_mid_write_then_rerun_leaves_one_prediction_per_row(mlflow_server, rows, tmp_path):
-    settings = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", model_name="faults-inference",
-                                   train_min_rows=1000)
+    settings = dataclasses.replace(
+        mlflow_server, delta_dir=tmp_path / "delta", model_name="faults-inference", train_min_rows=1000
+    )
     write_features(settings.delta_table(FEATURES), rows)
     train.run(settings)
     table = settings.delta_table(PREDICTIONS)
@@ -304,8 +337,16 @@ def test_batch_inference_killed_mid_write_then_rerun_leaves_one_prediction_per_r
 
     def kill_mid_write(log_path: Path) -> int | None:
         old_files = _files_on_disk(table) if table.exists() else set()
-        proc = _launch(settings, "spark_jobs.batch_inference", "--start", DAY, "--end", DAY, log_path=log_path,
-                       SPARK_DRIVER_MEMORY="1g")
+        proc = _launch(
+            settings,
+            "spark_jobs.batch_inference",
+            "--start",
+            DAY,
+            "--end",
+            DAY,
+            log_path=log_path,
+            SPARK_DRIVER_MEMORY="1g",
+        )
         before = None
         try:
             # Files on disk are final once frozen: no settling; the write lasts seconds, slices are short.
@@ -323,8 +364,22 @@ def test_batch_inference_killed_mid_write_then_rerun_leaves_one_prediction_per_r
     assert not table.exists() or _predictions_per_key(table).empty
     # The retry writes every row once; the killed run's files are ignored (no commit names them).
     retry_log = tmp_path / "retry.log"
-    assert _finish(_launch(settings, "spark_jobs.batch_inference", "--start", DAY, "--end", DAY,
-                           log_path=retry_log, SPARK_DRIVER_MEMORY="1g"), retry_log) == 0
+    assert (
+        _finish(
+            _launch(
+                settings,
+                "spark_jobs.batch_inference",
+                "--start",
+                DAY,
+                "--end",
+                DAY,
+                log_path=retry_log,
+                SPARK_DRIVER_MEMORY="1g",
+            ),
+            retry_log,
+        )
+        == 0
+    )
     counts = _predictions_per_key(table)
     assert (counts == 1).all() and set(counts.index) == keys
     # Killed while replacing the day: the day still holds the retry's predictions, once each.

@@ -21,8 +21,15 @@ from deltalake.exceptions import TableNotFoundError
 from tests.spark.pipeline_helpers import reference_features, same_bits
 from volpipe.config import PROJECT_ROOT
 from volpipe.features import FEATURE_COLUMNS
-from volpipe.ops.harness import (ExchangeProcess, IngestorProcess, ingestor_env, ndjson_records, survivors,
-                                 topic_records, wait_until)
+from volpipe.ops.harness import (
+    ExchangeProcess,
+    IngestorProcess,
+    ingestor_env,
+    ndjson_records,
+    survivors,
+    topic_records,
+    wait_until,
+)
 from volpipe.ops.sandbox import isolated_settings
 from volpipe.ops.services import KAFKA
 from volpipe.ops.services.live import program_env
@@ -65,8 +72,14 @@ def _kill_broker(settings) -> list[psutil.Process]:
 
 
 def test_broker_sigkilled_under_load_both_recover_and_nothing_is_lost(tmp_path):
-    settings = isolated_settings(tmp_path / "pipeline", PRODUCT_IDS=PRODUCTS, FEATURE_WINDOW_SIZE="5",
-                                 STREAM_SCORING="false", STREAM_TRIGGER_SECONDS="1", SPARK_DRIVER_MEMORY="1g")
+    settings = isolated_settings(
+        tmp_path / "pipeline",
+        PRODUCT_IDS=PRODUCTS,
+        FEATURE_WINDOW_SIZE="5",
+        STREAM_SCORING="false",
+        STREAM_TRIGGER_SECONDS="1",
+        SPARK_DRIVER_MEMORY="1g",
+    )
     raw = settings.raw_dir
     KAFKA.start(settings)
     exchange = stream = ingestor = None
@@ -75,9 +88,14 @@ def test_broker_sigkilled_under_load_both_recover_and_nothing_is_lost(tmp_path):
         exchange = ExchangeProcess("--products", PRODUCTS, "--rate", "300")
         ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
         with stream_log.open("ab") as out:
-            stream = subprocess.Popen([sys.executable, "-m", "spark_jobs.features_stream"], cwd=PROJECT_ROOT,
-                                      env={**os.environ, **program_env(settings)}, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            stream = subprocess.Popen(
+                [sys.executable, "-m", "spark_jobs.features_stream"],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, **program_env(settings)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_until(lambda: len(_tick_keys(settings)) > 500 or stream.poll() is not None, 240, "ticks in Delta")
         assert stream.poll() is None, stream_log.read_text()[-4000:]
 
@@ -91,15 +109,23 @@ def test_broker_sigkilled_under_load_both_recover_and_nothing_is_lost(tmp_path):
         restarted_at = len(ndjson_records(raw))
 
         # Both recover by themselves: Delta catches up with what was stored after the restart.
-        wait_until(lambda: len(_tick_keys(settings)) > restarted_at or stream.poll() is not None, 240,
-                   "the stream past the outage", interval=1)
+        wait_until(
+            lambda: len(_tick_keys(settings)) > restarted_at or stream.poll() is not None,
+            240,
+            "the stream past the outage",
+            interval=1,
+        )
         assert stream.poll() is None, stream_log.read_text()[-4000:]
         final = ingestor.stop(timeout=120)
         exchange.stop()
         lines = ndjson_records(raw)
         stored = _stored_keys(lines)
-        wait_until(lambda: len(_tick_keys(settings)) >= len(stored) or stream.poll() is not None, 240,
-                   "the stream caught up", interval=1)
+        wait_until(
+            lambda: len(_tick_keys(settings)) >= len(stored) or stream.poll() is not None,
+            240,
+            "the stream caught up",
+            interval=1,
+        )
         stream.send_signal(signal.SIGTERM)  # the polite stop: the batch in flight commits
         assert stream.wait(120) == 0, stream_log.read_text()[-4000:]
         records = topic_records(settings, settings.kafka_input_topic, len(lines), timeout=60)
@@ -121,8 +147,11 @@ def test_broker_sigkilled_under_load_both_recover_and_nothing_is_lost(tmp_path):
     # Delta ticks: every stored ticker exactly once.
     assert _tick_keys(settings) == stored
     # Delta features: the replay of the NDJSON, bit for bit.
-    features = (_table(settings, "features", ["product_id", "ingest_seq", "ticker_idx", *FEATURE_COLUMNS])
-                .sort_values(["product_id", "ingest_seq"]).reset_index(drop=True))
+    features = (
+        _table(settings, "features", ["product_id", "ingest_seq", "ticker_idx", *FEATURE_COLUMNS])
+        .sort_values(["product_id", "ingest_seq"])
+        .reset_index(drop=True)
+    )
     expected = reference_features([(b"", line) for line in lines], window=5)
     assert features["ingest_seq"].tolist() == expected["ingest_seq"].tolist()
     assert features["product_id"].tolist() == expected["product_id"].tolist()

@@ -36,14 +36,26 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path):
         "KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "AIRFLOW_PORT": str(settings.airflow_port),
-        "METRICS_PORT": "0", "STREAM_METRICS_PORT": "0",
+        "METRICS_PORT": "0",
+        "STREAM_METRICS_PORT": "0",
     }
     env.pop("PRODUCT_IDS", None)  # the demo's own default: three products
     env.pop("MLFLOW_REGISTRY_URI", None)  # exported by earlier tests' mlflow.set_registry_uri
-    command = [sys.executable, "-m", "volpipe.ops.demo", "--down", "--history-ticks", "30000", "--live-seconds", "15",
-               "--interval", "5"]
-    with subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as demo:
+    command = [
+        sys.executable,
+        "-m",
+        "volpipe.ops.demo",
+        "--down",
+        "--history-ticks",
+        "30000",
+        "--live-seconds",
+        "15",
+        "--interval",
+        "5",
+    ]
+    with subprocess.Popen(
+        command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as demo:
         watcher = ProcessWatcher(demo.pid, settings)
         watcher.start()
         try:
@@ -83,15 +95,20 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path):
         assert predictions["batch_delta"] > 0
         report_dir = Path(found["monitoring"]["report_dir"])
         assert any(report_dir.glob("*.html")), f"no Evidently report in {report_dir}"
-        assert set(found["demo_runs"]) == {"replay_validation", "train_nightly", "batch_inference",
-                                           "monitoring_reports"}
+        assert set(found["demo_runs"]) == {
+            "replay_validation",
+            "train_nightly",
+            "batch_inference",
+            "monitoring_reports",
+        }
         assert [run for run in runs if run["state"] != "success"] == []
     else:  # the summary says so plainly, nothing scores, and the only failed run is that verdict
         assert found["champion"]["version"] is None and "champion: NONE. no model beat the persistence" in result.stdout
         assert predictions == {"live_delta": 0, "live_kafka": 0, "batch_delta": 0}
         assert set(found["demo_runs"]) == {"replay_validation", "train_nightly"}
         assert [(run["dag_id"], run["state"]) for run in runs if run["state"] != "success"] == [
-            ("train_nightly", "failed")]
+            ("train_nightly", "failed")
+        ]
     # What the Airflow UI shows (its REST API, above: no false failure): the demo's runs, none
     # left queued or running; a scheduled run only if a schedule's tick fell inside a demo run.
     assert set(found["demo_runs"].items()) <= {(run["dag_id"], run["dag_run_id"]) for run in runs}

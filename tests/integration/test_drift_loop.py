@@ -40,9 +40,15 @@ TICKS_AFTER_SWAP = 500
 # The loop, not the label, is under test: the label is pinned (relative: a burst ahead, against
 # the trailing 300-tick volatility), with a horizon that suits bursts of 6-10 ticks.
 ENV = {
-    "LABEL_MODE": "relative", "LABEL_HORIZON": "10", "LABEL_RELATIVE_K": "1.5", "LABEL_RELATIVE_COLUMN": "vol_300t",
-    "TRAIN_MIN_ROWS": "1000", "WALK_FORWARD_FOLDS": "3", "BOOTSTRAP_SAMPLES": "200",
-    "DRIFT_ACTION": "fail", "DRIFT_TRIGGER_RETRAIN": "true",
+    "LABEL_MODE": "relative",
+    "LABEL_HORIZON": "10",
+    "LABEL_RELATIVE_K": "1.5",
+    "LABEL_RELATIVE_COLUMN": "vol_300t",
+    "TRAIN_MIN_ROWS": "1000",
+    "WALK_FORWARD_FOLDS": "3",
+    "BOOTSTRAP_SAMPLES": "200",
+    "DRIFT_ACTION": "fail",
+    "DRIFT_TRIGGER_RETRAIN": "true",
 }
 
 
@@ -60,21 +66,24 @@ def held_out_pr_auc(settings, version: str, rows, y) -> float:
     return pr_auc(y, probabilities(estimator, rows[list(model.columns)]))
 
 
-def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_swaps(spark, kafka_broker,
-                                                                                    mlflow_server, tmp_path):
+def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_swaps(
+    spark, kafka_broker, mlflow_server, tmp_path
+):
     from volpipe.modeling import label as L
     from volpipe.modeling.dataset import logged_label, read_window
     from volpipe.modeling.models import pr_auc
 
     settings = dataclasses.replace(
         pipeline_settings(kafka_broker, tmp_path / "data", window=10),
-        mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri, model_name=f"drift-loop-{uuid.uuid4().hex[:8]}",
+        mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
+        model_name=f"drift-loop-{uuid.uuid4().hex[:8]}",
         model_refresh_seconds=1.0,
     )
     market = RegimeMarket(seed=1)
     old = market.records(TICKS_PER_DAY, parse_range(OLD_DAY).bounds_ns[0], "spread", start_seq=0)
-    new = market.records(TICKS_PER_DAY + TICKS_AFTER_SWAP, parse_range(NEW_DAY).bounds_ns[0], "pace",
-                         start_seq=TICKS_PER_DAY)
+    new = market.records(
+        TICKS_PER_DAY + TICKS_AFTER_SWAP, parse_range(NEW_DAY).bounds_ns[0], "pace", start_seq=TICKS_PER_DAY
+    )
     scoring = LiveScoring(spark, settings)
     scoring.start()
     query = features_stream.start(spark, settings, scoring=scoring)
@@ -88,8 +97,11 @@ def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_s
             assert trained.state == "success", states
             old_champion = champion_version(settings)
             assert old_champion is not None
-            wait_until(lambda: scoring.model is not None and scoring.model.version == old_champion, 120,
-                       "the stream to score with the first champion")
+            wait_until(
+                lambda: scoring.model is not None and scoring.model.version == old_champion,
+                120,
+                "the stream to score with the first champion",
+            )
 
             # The regime shifts; the stream scores the new rows with the old champion.
             produce(settings, new[:TICKS_PER_DAY])
@@ -104,8 +116,11 @@ def test_drift_retrains_on_the_drifted_days_promotes_the_winner_and_the_stream_s
             assert live["model_version"] == old_champion and live["rows"] == TICKS_PER_DAY, live
             assert live["classification"]["rows"] > 0  # the old champion judged on the new rows, by its own label
             queued = find_run("train_nightly", f"drift_retrain__{monitored.run_id}")
-            assert queued is not None and queued["conf"] == {"start": NEW_DAY, "end": NEW_DAY,
-                                                             "products": ["BTC-USD"]}, queued
+            assert queued is not None and queued["conf"] == {
+                "start": NEW_DAY,
+                "end": NEW_DAY,
+                "products": ["BTC-USD"],
+            }, queued
 
             # The scheduler starts the queued retrain: the same DAG with the conf it holds.
             retrained, states = run(dags, "train_nightly", queued["conf"])

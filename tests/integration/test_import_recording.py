@@ -29,8 +29,11 @@ pytestmark = pytest.mark.integration
 def _settings(tmp_path: Path, broker: Settings, products: str) -> Settings:
     tag = uuid.uuid4().hex[:8]
     settings = isolated_settings(
-        tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers, PRODUCT_IDS=products,
-        KAFKA_INPUT_TOPIC=f"import-raw-{tag}", KAFKA_DEADLETTER_TOPIC=f"import-dead-{tag}",
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+        PRODUCT_IDS=products,
+        KAFKA_INPUT_TOPIC=f"import-raw-{tag}",
+        KAFKA_DEADLETTER_TOPIC=f"import-dead-{tag}",
         KAFKA_OUTPUT_TOPIC=f"import-features-{tag}",
     )
     kafka.create_topics(settings)
@@ -39,8 +42,13 @@ def _settings(tmp_path: Path, broker: Settings, products: str) -> Settings:
 
 def _import(settings: Settings, *files: Path) -> dict:
     env = {**os.environ, **ingestor_env(settings, "ws://127.0.0.1:1")}  # the URL is not used by an import
-    done = subprocess.run([sys.executable, "-m", "ingest.import_recording", *map(str, files)], env=env,
-                          cwd=PROJECT_ROOT, capture_output=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest.import_recording", *map(str, files)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     # Kafka's ack latency is timed from the read, not from the recorded time (months ago): seconds at most.
     for p50 in re.findall(rb"ack_p50_ms=([\d.]+)", done.stderr):

@@ -44,9 +44,14 @@ def _complete_lines(folder) -> int:
 
 def _settings(tmp_path, broker):
     tag = uuid.uuid4().hex[:8]
-    settings = isolated_settings(tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
-                                 PRODUCT_IDS=PRODUCTS, KAFKA_INPUT_TOPIC=f"kill-raw-{tag}",
-                                 KAFKA_DEADLETTER_TOPIC=f"kill-dead-{tag}", KAFKA_OUTPUT_TOPIC=f"kill-features-{tag}")
+    settings = isolated_settings(
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+        PRODUCT_IDS=PRODUCTS,
+        KAFKA_INPUT_TOPIC=f"kill-raw-{tag}",
+        KAFKA_DEADLETTER_TOPIC=f"kill-dead-{tag}",
+        KAFKA_OUTPUT_TOPIC=f"kill-features-{tag}",
+    )
     kafka.create_topics(settings)
     return settings
 
@@ -60,14 +65,22 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
         wait_until(lambda: _complete_lines(raw) > 1000, 120, "ticks before the kill")
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.communicate(timeout=30)
-        killed_lines = [line[:-1] for path in sorted(raw.glob("*.ndjson"))
-                        for line in path.read_bytes().splitlines(True) if line.endswith(b"\n")]  # not a cut one
+        killed_lines = [
+            line[:-1]
+            for path in sorted(raw.glob("*.ndjson"))
+            for line in path.read_bytes().splitlines(True)
+            if line.endswith(b"\n")
+        ]  # not a cut one
         acknowledged = collections.Counter(
-            v for _, _, v in topic_records(settings, settings.kafka_input_topic, len(killed_lines)))
+            v for _, _, v in topic_records(settings, settings.kafka_input_topic, len(killed_lines))
+        )
         # The exchange's tape runs on: nobody receives these ticks (a count, not a time: a busy
         # machine only makes the outage longer).
-        wait_until(lambda: (s := exchange.stats())["ticks_generated"] - s["tickers_sent"] > 300, 120,
-                   "ticks generated while no ingestor runs")
+        wait_until(
+            lambda: (s := exchange.stats())["ticks_generated"] - s["tickers_sent"] > 300,
+            120,
+            "ticks generated while no ingestor runs",
+        )
         down = exchange.stats()
         second = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "second.log")
         wait_until(lambda: _complete_lines(raw) > 2000, 120, "ticks after the restart")
@@ -87,8 +100,10 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
     assert [r["ingest_seq"] for r in records] == list(range(len(records)))
     last_before = [r for r in records if r["conn_id"] == first_conn][-1]
     second_log = (tmp_path / "second.log").read_text()
-    assert (f"WARNING ingest.ingestor resuming after the last stored record ingest_seq={last_before['ingest_seq']} "
-            f"conn_id={first_conn} sequence_num={last_before['msg']['sequence_num']} ") in second_log
+    assert (
+        f"WARNING ingest.ingestor resuming after the last stored record ingest_seq={last_before['ingest_seq']} "
+        f"conn_id={first_conn} sequence_num={last_before['msg']['sequence_num']} "
+    ) in second_log
 
     # What Kafka acknowledged before the restart is in the NDJSON, byte for byte, once; what the
     # killed run stored but had not had acknowledged yet is the end of its records, per product
@@ -114,8 +129,10 @@ def test_ingestor_sigkilled_and_restarted_loses_only_what_the_exchange_counts(tm
     assert final["gaps"] == 0 and final["repeats"] == 0
     # While no ingestor ran, the tape ran on: generated, sent to nobody, and counted as such.
     assert down["ticks_generated"] - down["tickers_sent"] > 300
-    print(f"\nlost at the kill (sent, not stored): {lost_at_kill}; stored, not in Kafka, re-sent: {len(missing)}; "
-          f"ticks while down: {down['ticks_generated'] - down['tickers_sent']}; stored: {len(records)}")
+    print(
+        f"\nlost at the kill (sent, not stored): {lost_at_kill}; stored, not in Kafka, re-sent: {len(missing)}; "
+        f"ticks while down: {down['ticks_generated'] - down['tickers_sent']}; stored: {len(records)}"
+    )
 
 
 def test_a_restart_resends_what_the_previous_run_stored_but_kafka_lacks_and_nothing_else(tmp_path, kafka_broker):

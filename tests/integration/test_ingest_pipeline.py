@@ -35,8 +35,11 @@ pytestmark = pytest.mark.integration
 def _settings(tmp_path: Path, broker: Settings, products: str = "BTC-USD") -> Settings:
     tag = uuid.uuid4().hex[:8]
     settings = isolated_settings(
-        tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers, PRODUCT_IDS=products,
-        KAFKA_INPUT_TOPIC=f"ingest-raw-{tag}", KAFKA_DEADLETTER_TOPIC=f"ingest-dead-{tag}",
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+        PRODUCT_IDS=products,
+        KAFKA_INPUT_TOPIC=f"ingest-raw-{tag}",
+        KAFKA_DEADLETTER_TOPIC=f"ingest-dead-{tag}",
         KAFKA_OUTPUT_TOPIC=f"ingest-features-{tag}",
     )
     kafka.create_topics(settings)
@@ -92,14 +95,17 @@ def test_n_ticks_served_are_n_ticks_in_kafka_and_ndjson_in_order(tmp_path, kafka
 def test_reconnects_after_drop_stall_and_clean_close(tmp_path, kafka_broker):
     settings = _settings(tmp_path, kafka_broker)
     exchange = ExchangeProcess("--speed", "1", "--rate", "200")
-    env = ingestor_env(settings, exchange.url, STALE_FEED_SECONDS="1.5", RECONNECT_INITIAL_SECONDS="0.1",
-                       RECONNECT_MAX_SECONDS="0.5")
+    env = ingestor_env(
+        settings, exchange.url, STALE_FEED_SECONDS="1.5", RECONNECT_INITIAL_SECONDS="0.1", RECONNECT_MAX_SECONDS="0.5"
+    )
     ingestor = IngestorProcess(env, tmp_path / "ingest.log")
     try:
+
         def flowing_on(connection: int):
             def check() -> bool:
                 stats = exchange.stats()
                 return stats["connections"] == connection and any(c["tickers_sent"] > 20 for c in stats["clients"])
+
             return check
 
         wait_until(flowing_on(1), 90, "first connection")
@@ -138,8 +144,11 @@ def test_malformed_input_goes_to_the_dead_letter_topic_and_quarantine_with_a_rea
             exchange.control("malformed", kind=kind)
         exchange.control("error", message="injected failure")
         wait_until(lambda: len(ndjson_records(tmp_path / "quarantine")) >= 5, 90, "dead letters")
-        wait_until(lambda: exchange.stats()["clients"][0]["seq"] > 0 and len(ndjson_records(tmp_path / "raw")) > 30,
-                   90, "more ticks")
+        wait_until(
+            lambda: exchange.stats()["clients"][0]["seq"] > 0 and len(ndjson_records(tmp_path / "raw")) > 30,
+            90,
+            "more ticks",
+        )
         final = ingestor.stop()
     finally:
         exchange.stop()
@@ -190,11 +199,13 @@ def test_a_replay_with_kept_timestamps_reaches_the_files_with_the_recorded_times
         frames = [ticker_frame(e, i) for i, e in zip(range(500), events, strict=False)]
         frames[7] = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":"2026-04-05T10:00:01.500000000Z"', frames[7])
         recording.write_bytes(b"\n".join(frames) + b"\n")
-    recorded = [m["timestamp"] for m in map(orjson.loads, recording.read_bytes().splitlines())
-                if m["channel"] == "ticker"]
+    recorded = [
+        m["timestamp"] for m in map(orjson.loads, recording.read_bytes().splitlines()) if m["channel"] == "ticker"
+    ]
     settings = _settings(tmp_path, kafka_broker)
-    exchange = ExchangeProcess("--source", "replay", "--replay-file", str(recording), "--speed", "0",
-                               "--keep-timestamps")
+    exchange = ExchangeProcess(
+        "--source", "replay", "--replay-file", str(recording), "--speed", "0", "--keep-timestamps"
+    )
     ingestor = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
     try:
         wait_until(lambda: len(ndjson_records(tmp_path / "raw")) >= len(recorded), 120, "the whole recording")

@@ -24,9 +24,13 @@ def test_parse_ranges():
 
 def test_resend_produces_the_chosen_lines_unchanged(tmp_path, kafka_broker, monkeypatch, capsys):
     tag = uuid.uuid4().hex[:8]
-    settings = isolated_settings(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka_broker.kafka_bootstrap_servers,
-                                 KAFKA_INPUT_TOPIC=f"resend-raw-{tag}", KAFKA_DEADLETTER_TOPIC=f"resend-dead-{tag}",
-                                 KAFKA_OUTPUT_TOPIC=f"resend-features-{tag}")
+    settings = isolated_settings(
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=kafka_broker.kafka_bootstrap_servers,
+        KAFKA_INPUT_TOPIC=f"resend-raw-{tag}",
+        KAFKA_DEADLETTER_TOPIC=f"resend-dead-{tag}",
+        KAFKA_OUTPUT_TOPIC=f"resend-features-{tag}",
+    )
     kafka.create_topics(settings)
     lines = [value for _, value in synthetic_raw_records(50, ("BTC-USD", "ETH-USD"))]
     lines.append(deadletter_record(50, 1, "c-1", "not JSON", b"{oops"))

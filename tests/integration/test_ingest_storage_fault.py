@@ -36,9 +36,13 @@ LIMIT = 200_000  # bytes: ~400 records, reached in about 2 s at 300 ticks/s
 
 def _settings(tmp_path: Path, broker: Settings) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    settings = isolated_settings(tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
-                                 KAFKA_INPUT_TOPIC=f"full-raw-{tag}", KAFKA_DEADLETTER_TOPIC=f"full-dead-{tag}",
-                                 KAFKA_OUTPUT_TOPIC=f"full-features-{tag}")
+    settings = isolated_settings(
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=broker.kafka_bootstrap_servers,
+        KAFKA_INPUT_TOPIC=f"full-raw-{tag}",
+        KAFKA_DEADLETTER_TOPIC=f"full-dead-{tag}",
+        KAFKA_OUTPUT_TOPIC=f"full-features-{tag}",
+    )
     kafka.create_topics(settings)
     return settings
 
@@ -70,8 +74,11 @@ def test_a_full_disk_stops_the_ingestor_loudly_and_a_restart_loses_nothing(tmp_p
         full = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log", file_size_limit=LIMIT)
         counts, log = _stopped_by_itself(full)
         (path,) = settings.raw_dir.glob("*.ndjson")
-        assert re.search(rf" ERROR ingest\.sinks ndjson storage failed path={path} errno=EFBIG \(File too large\): "
-                         r"stopping; records_not_stored=[1-9]", log), log[-3000:]
+        assert re.search(
+            rf" ERROR ingest\.sinks ndjson storage failed path={path} errno=EFBIG \(File too large\): "
+            r"stopping; records_not_stored=[1-9]",
+            log,
+        ), log[-3000:]
         assert f" ERROR ingest.ingestor ingestor stopped: ndjson storage failed path={path} errno=EFBIG" in log
         data = path.read_bytes()
         assert len(data) <= LIMIT and data.endswith(b"\n")  # the failed write was cut off: whole lines only
@@ -103,6 +110,8 @@ def test_an_unwritable_folder_stops_the_ingestor_before_anything_is_reported_sto
         counts, log = _stopped_by_itself(IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log"))
     finally:
         exchange.stop()
-    assert re.search(rf" ERROR ingest\.sinks ndjson storage failed path={settings.raw_dir}/\d{{8}}\.ndjson {reason}", log)
+    assert re.search(
+        rf" ERROR ingest\.sinks ndjson storage failed path={settings.raw_dir}/\d{{8}}\.ndjson {reason}", log
+    )
     assert counts["stored"] == counts["delivered"] == 0 and counts["unstored"] == counts["tickers"] > 0
     assert topic_records(settings, settings.kafka_input_topic, 0, timeout=5) == []

@@ -33,21 +33,28 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 def test_ingestor_and_stream_work_through_sasl_plain_and_anonymous_clients_are_refused(spark, tmp_path):
     password = private_file(tmp_path / "kafka.password")
     password.write_text(secrets.token_urlsafe(18))
-    sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
-            "KAFKA_SASL_USERNAME": "volpipe", "KAFKA_SASL_PASSWORD_FILE": str(password)}
+    sasl = {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "volpipe",
+        "KAFKA_SASL_PASSWORD_FILE": str(password),
+    }
     settings = isolated_settings(tmp_path / "data", FEATURE_WINDOW_SIZE="5", **sasl)
     n = 400
     with running(settings, KAFKA):
-        for config in ({"bootstrap.servers": settings.kafka_bootstrap_servers},
-                       {**settings.kafka_client_config(), "sasl.password": "wrong"}):
+        for config in (
+            {"bootstrap.servers": settings.kafka_bootstrap_servers},
+            {**settings.kafka_client_config(), "sasl.password": "wrong"},
+        ):
             with pytest.raises(KafkaException):
                 AdminClient(config).list_topics(timeout=5)
 
         exchange = ExchangeProcess("--speed", "0", "--max-ticks", str(n), "--products", "BTC-USD")
         ingestor = IngestorProcess(ingestor_env(settings, exchange.url, **sasl), tmp_path / "ingest.log")
         try:
-            wait_until(lambda: exchange.stats()["exhausted"] and len(ndjson_records(settings.raw_dir)) >= n, 120,
-                       "n ticks")
+            wait_until(
+                lambda: exchange.stats()["exhausted"] and len(ndjson_records(settings.raw_dir)) >= n, 120, "n ticks"
+            )
             final = ingestor.stop()
         finally:
             exchange.stop()

@@ -76,9 +76,14 @@ def _wait_new_batch(settings, after: int, what: str) -> None:
 def test_each_supervised_process_killed_comes_back_counted_and_nothing_is_lost(kafka_broker, tmp_path):
     exchange = ExchangeProcess("--products", "BTC-USD,ETH-USD", "--rate", "20")
     settings = dataclasses.replace(
-        pipeline_settings(kafka_broker, tmp_path, window=5), coinbase_ws_url=exchange.url,
-        product_ids=("BTC-USD", "ETH-USD"), stream_scoring=False, spark_driver_memory="1g",
-        stream_trigger_seconds=2.0, restart_initial_seconds=1.0, restart_max_seconds=4.0,
+        pipeline_settings(kafka_broker, tmp_path, window=5),
+        coinbase_ws_url=exchange.url,
+        product_ids=("BTC-USD", "ETH-USD"),
+        stream_scoring=False,
+        spark_driver_memory="1g",
+        stream_trigger_seconds=2.0,
+        restart_initial_seconds=1.0,
+        restart_max_seconds=4.0,
     )
     trees: list[psutil.Process] = []
     try:
@@ -93,8 +98,9 @@ def test_each_supervised_process_killed_comes_back_counted_and_nothing_is_lost(k
         jvm = _state(settings, "stream").pid
         # The driver is the JVM's first child running the script (a short-lived helper may show the
         # same command line for a moment).
-        driver = min((p for p in psutil.Process(jvm).children() if _runs(p, "features_stream.py")),
-                     key=lambda p: p.create_time())
+        driver = min(
+            (p for p in psutil.Process(jvm).children() if _runs(p, "features_stream.py")), key=lambda p: p.create_time()
+        )
         batch = _last(settings, "commits")
         os.kill(driver.pid, signal.SIGKILL)  # the Python driver: its JVM exits, the supervisor restarts both
         wait_until(lambda: _restarted(settings, "stream", 1, jvm), 120, "stream restarted after its driver died", 0.5)
@@ -106,19 +112,29 @@ def test_each_supervised_process_killed_comes_back_counted_and_nothing_is_lost(k
         wait_until(lambda: _restarted(settings, "stream", 2, jvm), 120, "stream restarted after its JVM died", 0.5)
         _wait_new_batch(settings, batch, "a batch after the JVM's restart")
 
-        status = subprocess.run([sys.executable, "-m", "volpipe.ops.services", "status", "stream", "ingestor"],
-                                cwd=PROJECT_ROOT, env={**os.environ, **program_env(settings)}, capture_output=True,
-                                text=True, timeout=120)
+        status = subprocess.run(
+            [sys.executable, "-m", "volpipe.ops.services", "status", "stream", "ingestor"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **program_env(settings)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert status.returncode == 0, status.stdout + status.stderr
         lines = dict(line.split(None, 1) for line in status.stdout.splitlines())
-        assert re.search(r"^healthy +pid \d+ up \d+s, restarts 2 \(last exit -?\d+\), .*lag \d+ records$",
-                         lines["stream"]), status.stdout
+        assert re.search(
+            r"^healthy +pid \d+ up \d+s, restarts 2 \(last exit -?\d+\), .*lag \d+ records$", lines["stream"]
+        ), status.stdout
         assert re.search(r"^healthy +pid \d+ up \d+s, restarts 1 \(last exit -9\)", lines["ingestor"]), status.stdout
 
         trees = [*process_tree(INGESTOR.process(settings).pid()), *process_tree(STREAM.process(settings).pid())]
         assert INGESTOR.stop(settings)  # as `down` does: the ingestor first, then the stream catches up
-        wait_until(lambda: stream_lag(settings) == 0 and _last(settings, "commits") == _last(settings, "offsets"),
-                   360, "the stream caught up", interval=1)
+        wait_until(
+            lambda: stream_lag(settings) == 0 and _last(settings, "commits") == _last(settings, "offsets"),
+            360,
+            "the stream caught up",
+            interval=1,
+        )
         assert STREAM.stop(settings)
     finally:
         INGESTOR.stop(settings)

@@ -41,8 +41,10 @@ def wait_for(predicate, seconds=60.0) -> None:
 def live(spark, kafka_broker, mlflow_server, tmp_path, request):
     """Stream settings with their own topics, tables and registered model name; refresh every second."""
     settings = dataclasses.replace(
-        pipeline_settings(kafka_broker, tmp_path, window=5), mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
-        model_name=f"live-{request.node.name[:40]}", model_refresh_seconds=1.0,
+        pipeline_settings(kafka_broker, tmp_path, window=5),
+        mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
+        model_name=f"live-{request.node.name[:40]}",
+        model_refresh_seconds=1.0,
     )
     scoring = LiveScoring(spark, settings)
     yield settings, scoring
@@ -62,8 +64,9 @@ def register_both_scoring_paths(settings) -> tuple[str, str]:
     versions = []
     for name in (M.LOGISTIC, M.BOOSTING):
         columns = list(M.FEATURES[name])
-        versions.append(register_champion(settings, M.fit(name, rows, y, seed=0), columns, rows.head(200),
-                                          threshold=0.5))
+        versions.append(
+            register_champion(settings, M.fit(name, rows, y, seed=0), columns, rows.head(200), threshold=0.5)
+        )
     client = registry.client(settings.mlflow_tracking_uri)
     client.delete_registered_model_alias(settings.model_name, registry.CHAMPION)
     return versions[0], versions[1]
@@ -113,8 +116,10 @@ def test_every_feature_row_scored_once_swapped_without_restart_equal_to_batch_on
     # on either path (the batch job takes the linear path for a logistic regression as well).
     day = pd.to_datetime(features["exchange_ts_ns"].min(), unit="ns", utc=True).date()
     for version in (linear, boosting):
-        estimator = registry.load_estimator(settings.mlflow_tracking_uri, registry.scoring_model(
-            settings.mlflow_tracking_uri, settings.model_name, version))
+        estimator = registry.load_estimator(
+            settings.mlflow_tracking_uri,
+            registry.scoring_model(settings.mlflow_tracking_uri, settings.model_name, version),
+        )
         assert (LinearScorer.of(estimator) is None) == (version == boosting)
         batch_inference.run(spark, settings, DateRange(day, day), model_version=version)
         batch = table(spark, settings, PREDICTIONS)
@@ -158,8 +163,7 @@ def test_a_champion_reading_columns_the_kernel_lacks_is_refused(spark, live, mon
     assert scoring.model.version == version
 
 
-def test_a_champion_whose_estimator_does_not_load_is_refused_before_any_batch_pins_it(spark, live, monkeypatch,
-                                                                                      caplog):
+def test_a_champion_whose_estimator_does_not_load_is_refused_before_any_batch_pins_it(spark, live, monkeypatch, caplog):
     settings, scoring = live
     (version,) = register_versions(settings, 1)
 

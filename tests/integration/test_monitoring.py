@@ -17,8 +17,15 @@ from volpipe.config import Settings
 from volpipe.errors import DriftDetected, MonitoringDataError, ReferenceWindowError
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.modeling.synthetic import write_features
-from volpipe.monitoring.synthetic import (HORIZON, T0_NS, TICK_NS, contract_params, feature_rows, prediction_rows,
-                                         register_champion)
+from volpipe.monitoring.synthetic import (
+    HORIZON,
+    T0_NS,
+    TICK_NS,
+    contract_params,
+    feature_rows,
+    prediction_rows,
+    register_champion,
+)
 from volpipe.tables import PREDICTIONS, PREDICTIONS_LIVE
 
 pytestmark = pytest.mark.integration
@@ -37,15 +44,19 @@ def test_reference_window_follows_the_champion(mlflow_server):
     name = f"volpipe-ref-{uuid.uuid4().hex[:8]}"
     with pytest.raises(ReferenceWindowError, match=f"no champion for model '{name}'"):
         reference_window(uri, name)
-    first = register_champion(mlflow_server, name,
-                              contract_params(10, 20, ["rolling_vol", "imbalance_1t"], ["BTC-USD"]))
+    first = register_champion(
+        mlflow_server, name, contract_params(10, 20, ["rolling_vol", "imbalance_1t"], ["BTC-USD"])
+    )
     assert reference_window(uri, name) == (10, 20, ("BTC-USD",), ("rolling_vol", "imbalance_1t"), "1", first)
     # A new champion moves the reference with it.
     second = register_champion(mlflow_server, name, contract_params(30, 40))
     assert reference_window(uri, name) == (30, 40, PRODUCTS, tuple(FEATURE_COLUMNS), "2", second)
     register_champion(mlflow_server, name, {"train_start_ns": "5"})
-    with pytest.raises(ReferenceWindowError, match=r"lacks params \['train_end_ns', 'products', 'feature_columns'\] "
-                                                   rf"\(model={name} version=3 run_id="):
+    with pytest.raises(
+        ReferenceWindowError,
+        match=r"lacks params \['train_end_ns', 'products', 'feature_columns'\] "
+        rf"\(model={name} version=3 run_id=",
+    ):
         reference_window(uri, name)
     register_champion(mlflow_server, name, contract_params(30, 40, products=["BTC-USD", "BTC-USD"]))
     with pytest.raises(ReferenceWindowError, match=r"products listed more than once: BTC-USD \(model=.* version=4"):
@@ -63,8 +74,9 @@ def monitored_tables(settings: Settings, root: Path, *, shifted: bool) -> tuple[
     """Settings whose ``features`` hold the training window and a current one (shifted or not); rows to score."""
     settings = dataclasses.replace(settings, delta_dir=root / "delta", reports_dir=root / "reports")
     reference = feature_rows(N, seed=1)
-    current = feature_rows(N, seed=2, start_ns=CURRENT_START_NS, vol=1.6 if shifted else 1.0,
-                           imbalance=0.3 if shifted else 0.0)
+    current = feature_rows(
+        N, seed=2, start_ns=CURRENT_START_NS, vol=1.6 if shifted else 1.0, imbalance=0.3 if shifted else 0.0
+    )
     write_features(settings.delta_table("features"), pd.concat([reference, current], ignore_index=True))
     previous = feature_rows(N, seed=3, start_ns=CURRENT_START_NS - N * TICK_NS)
     return settings, previous, current
@@ -77,14 +89,25 @@ def test_a_shifted_window_is_flagged_reported_and_logged(mlflow_server, champion
 
     settings, previous, current = monitored_tables(mlflow_server, tmp_path, shifted=True)
     settings = dataclasses.replace(settings, drift_action="fail", drift_trigger_retrain=True)
-    write_features(settings.delta_table(PREDICTIONS), pd.concat(
-        [prediction_rows(previous, 4, model_name=champion),
-         prediction_rows(current, 5, shift=0.15, model_name=champion),
-         prediction_rows(current, 6, model_name="another-model"),
-         prediction_rows(current, 7, shift=0.3, model_name=champion, model_version="9")], ignore_index=True))
+    write_features(
+        settings.delta_table(PREDICTIONS),
+        pd.concat(
+            [
+                prediction_rows(previous, 4, model_name=champion),
+                prediction_rows(current, 5, shift=0.15, model_name=champion),
+                prediction_rows(current, 6, model_name="another-model"),
+                prediction_rows(current, 7, shift=0.3, model_name=champion, model_version="9"),
+            ],
+            ignore_index=True,
+        ),
+    )
     # The stream's live predictions of the same rows: the champion's scores did not move there.
-    write_features(settings.delta_table(PREDICTIONS_LIVE), pd.concat(
-        [prediction_rows(previous, 8, model_name=champion), prediction_rows(current, 9, model_name=champion)]))
+    write_features(
+        settings.delta_table(PREDICTIONS_LIVE),
+        pd.concat(
+            [prediction_rows(previous, 8, model_name=champion), prediction_rows(current, 9, model_name=champion)]
+        ),
+    )
 
     verdict = run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
 
@@ -106,13 +129,23 @@ def test_a_shifted_window_is_flagged_reported_and_logged(mlflow_server, champion
 
     folder = settings.reports_dir / "evidently" / "2026-09-22"
     assert Path(verdict.report_dir) == folder
-    names = {"data_drift", "data_quality", *(f"{report}_{table}" for report in ("prediction_drift", "classification")
-                                             for table in (PREDICTIONS, PREDICTIONS_LIVE))}
+    names = {
+        "data_drift",
+        "data_quality",
+        *(
+            f"{report}_{table}"
+            for report in ("prediction_drift", "classification")
+            for table in (PREDICTIONS, PREDICTIONS_LIVE)
+        ),
+    }
     files = {f"{n}.{ext}" for n in names for ext in ("html", "json")}
     assert {p.name for p in folder.iterdir()} == files | {"verdict.json"}
     report = json.loads((folder / "data_drift.json").read_text())
-    status = {t["metric_config"]["params"]["column"]: t["status"] for t in report["tests"]
-              if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"}
+    status = {
+        t["metric_config"]["params"]["column"]: t["status"]
+        for t in report["tests"]
+        if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"
+    }
     assert status["rolling_vol"] == "FAIL" and status["trade_intensity"] == "SUCCESS"
     assert "rolling_vol" in (folder / "data_drift.html").read_text()
     assert json.loads((folder / "verdict.json").read_text())["drift_share"] == 0.75
@@ -136,16 +169,20 @@ def test_a_window_from_the_reference_distribution_stays_quiet(mlflow_server, cha
     settings = dataclasses.replace(settings, drift_action="fail", drift_trigger_retrain=True)
     write_features(settings.delta_table(PREDICTIONS), prediction_rows(current, 5, model_name=champion))
 
-    verdict = enforce(run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS,
-                                     current_end_ns=CURRENT_END_NS, report_date="quiet"))
+    verdict = enforce(
+        run_monitoring(
+            settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS, report_date="quiet"
+        )
+    )
 
     assert not verdict.drift_detected and verdict.drifted_count == 0 and not verdict.retrain_requested
     assert verdict.retrain_window is None
     assert verdict.quality["failed"] == []
     # No predictions in the training window nor the window before: nothing to compare them with.
     batch = verdict.predictions[PREDICTIONS]
-    assert batch["skipped"] == ("no earlier predictions of version 1 to compare with "
-                                "(training window or previous window)")
+    assert batch["skipped"] == (
+        "no earlier predictions of version 1 to compare with (training window or previous window)"
+    )
     assert batch["classification"]["rows"] == N - HORIZON * len(PRODUCTS)
     assert verdict.predictions[PREDICTIONS_LIVE]["skipped"] == f"no table at {settings.delta_table(PREDICTIONS_LIVE)}"
     folder = settings.reports_dir / "evidently" / "quiet"
@@ -164,19 +201,28 @@ def test_predictions_are_compared_within_one_version_and_the_versions_are_named(
     # Version 1 scored the window before; version 2 scores higher throughout, in a window where
     # version 1 still scored some rows (a batch re-run, say).
     predictions = settings.delta_table(PREDICTIONS)
-    write_features(predictions, pd.concat([
-        prediction_rows(previous, 4, model_name=name, model_version="1"),
-        prediction_rows(current, 5, shift=0.15, model_name=name, model_version="2"),
-        prediction_rows(current.iloc[:100], 6, model_name=name, model_version="1")], ignore_index=True))
+    write_features(
+        predictions,
+        pd.concat(
+            [
+                prediction_rows(previous, 4, model_name=name, model_version="1"),
+                prediction_rows(current, 5, shift=0.15, model_name=name, model_version="2"),
+                prediction_rows(current.iloc[:100], 6, model_name=name, model_version="1"),
+            ],
+            ignore_index=True,
+        ),
+    )
 
     def judge() -> dict:
-        return run_monitoring(settings, name, current_start_ns=CURRENT_START_NS,
-                              current_end_ns=CURRENT_END_NS).predictions[PREDICTIONS]
+        return run_monitoring(
+            settings, name, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS
+        ).predictions[PREDICTIONS]
 
     first = judge()
     assert first["model_version"] == "2" and first["rows"] == N and first["versions"] == {"1": 100, "2": N}
-    assert first["skipped"] == ("no earlier predictions of version 2 to compare with "
-                                "(training window or previous window)")
+    assert first["skipped"] == (
+        "no earlier predictions of version 2 to compare with (training window or previous window)"
+    )
     # Version 2's own scores of its training window (as batch inference writes them): now compared.
     reference = feature_rows(N, seed=1)
     write_features(predictions, prediction_rows(reference, 7, shift=0.15, model_name=name, model_version="2"))
@@ -191,8 +237,11 @@ def test_missing_table_or_empty_window_is_a_clear_error(mlflow_server, champion,
     with pytest.raises(MonitoringDataError, match=f"no Delta table at {tmp_path / 'delta' / 'features'}"):
         run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
     write_features(settings.delta_table("features"), feature_rows(100, seed=1))
-    with pytest.raises(MonitoringDataError, match=rf"current window is empty: .* start_ns={CURRENT_START_NS} "
-                                                  rf"end_ns={CURRENT_END_NS} products=BTC-USD,ETH-USD"):
+    with pytest.raises(
+        MonitoringDataError,
+        match=rf"current window is empty: .* start_ns={CURRENT_START_NS} "
+        rf"end_ns={CURRENT_END_NS} products=BTC-USD,ETH-USD",
+    ):
         run_monitoring(settings, champion, current_start_ns=CURRENT_START_NS, current_end_ns=CURRENT_END_NS)
     assert not np.any([p.exists() for p in (tmp_path / "reports").glob("**/*.json")])
 

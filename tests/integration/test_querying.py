@@ -51,11 +51,14 @@ def test_spark_sql_queries_run_through_the_documented_shell(tables, tmp_path):
     root, _ = tables
     queries = tmp_path / "queries.sql"
     queries.write_text(blocks("sql")[0])
-    command = f"source .venv/bin/activate && spark-sql $(python -m volpipe.spark submit-args) " \
-              f"-i <(python -m volpipe.spark views) -f {queries}"
+    command = (
+        f"source .venv/bin/activate && spark-sql $(python -m volpipe.spark submit-args) "
+        f"-i <(python -m volpipe.spark views) -f {queries}"
+    )
     env = {**os.environ, "PIPELINE_DATA_DIR": str(root / "data")}
-    result = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Error" not in result.stderr, result.stderr[-3000:]
     rows = [line.split("\t") for line in result.stdout.splitlines()]
@@ -68,8 +71,9 @@ def test_spark_sql_queries_run_through_the_documented_shell(tables, tmp_path):
 def test_python_block_runs_from_the_project_root_layout(tables):
     root, _ = tables
     check = "\nassert len(frame) > 1000 and frame['product_id'].nunique() == 2\nassert len(history) >= 1\n"
-    result = subprocess.run([sys.executable, "-c", blocks("python")[0] + check], cwd=root, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", blocks("python")[0] + check], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -86,10 +90,16 @@ def test_a_one_day_query_reads_only_that_days_files(spark, tables):
     from volpipe.tables import FEATURE_TABLE_COLUMNS, FEATURES_REPLAY
 
     _, settings = tables
-    given = {"product_id": F.lit("BTC-USD"),  # 30 rows, 10 on each of 2026-01-01, -02 and -03
-             "exchange_ts_ns": F.lit(1_767_225_600 * 10**9) + (F.col("id") % 3) * NS_PER_DAY + F.col("id")}
-    rows = spark.range(30).select(*(given.get(field.name, F.lit(None)).cast(field.dataType).alias(field.name)
-                                    for field in struct_of(FEATURE_TABLE_COLUMNS)))
+    given = {
+        "product_id": F.lit("BTC-USD"),  # 30 rows, 10 on each of 2026-01-01, -02 and -03
+        "exchange_ts_ns": F.lit(1_767_225_600 * 10**9) + (F.col("id") % 3) * NS_PER_DAY + F.col("id"),
+    }
+    rows = spark.range(30).select(
+        *(
+            given.get(field.name, F.lit(None)).cast(field.dataType).alias(field.name)
+            for field in struct_of(FEATURE_TABLE_COLUMNS)
+        )
+    )
     frame = with_layout(nullable_ints(rows, FEATURE_TABLE_COLUMNS), FEATURES_REPLAY)
     path = settings.delta_table(FEATURES_REPLAY)
     ensure_table(spark, settings, FEATURES_REPLAY, frame.schema)

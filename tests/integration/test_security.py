@@ -76,8 +76,9 @@ def test_every_port_of_every_service_and_process_is_bound_to_loopback(airflow, s
     driver_port = int(spark.sparkContext.getConf().get("spark.driver.port"))
     metrics_port = free_port()
     exchange = ExchangeProcess("--speed", "1")
-    ingestor = IngestorProcess(ingestor_env(settings, exchange.url, METRICS_PORT=str(metrics_port)),
-                               tmp_path / "ingest.log")
+    ingestor = IngestorProcess(
+        ingestor_env(settings, exchange.url, METRICS_PORT=str(metrics_port)), tmp_path / "ingest.log"
+    )
     try:
         wait_until(lambda: port_open("127.0.0.1", metrics_port), 90, "the ingestor's metrics port")
         pids = [service.process(settings).pid() for service in (KAFKA, MLFLOW, AIRFLOW)]
@@ -86,8 +87,15 @@ def test_every_port_of_every_service_and_process_is_bound_to_loopback(airflow, s
         ingestor.stop()
         exchange.stop()
     ports = {port for _, port in listening}
-    expected = {settings.kafka_listener[1], settings.kafka_controller_port, settings.mlflow_port,
-                settings.airflow_port, exchange.port, metrics_port, driver_port}
+    expected = {
+        settings.kafka_listener[1],
+        settings.kafka_controller_port,
+        settings.mlflow_port,
+        settings.airflow_port,
+        exchange.port,
+        metrics_port,
+        driver_port,
+    }
     assert expected <= ports, f"not seen listening: {expected - ports}"
     assert not ports & {8793, 8794}, "Airflow's task-log servers must not run"
     open_to_all = {address: name for address, name in listening.items() if address[0] not in LOOPBACK}
@@ -113,7 +121,8 @@ def test_generated_secrets_are_owner_only(airflow):
 def _token(settings: Settings, user: str) -> str:
     password = json.loads(password_file(settings).read_text())[user]
     request = urllib.request.Request(
-        f"http://127.0.0.1:{settings.airflow_port}/auth/token", method="POST",
+        f"http://127.0.0.1:{settings.airflow_port}/auth/token",
+        method="POST",
         data=json.dumps({"username": user, "password": password}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -123,8 +132,12 @@ def _token(settings: Settings, user: str) -> str:
 
 def _call(settings: Settings, method: str, path: str, token: str | None, body: dict | None = None) -> int:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    request = urllib.request.Request(f"http://127.0.0.1:{settings.airflow_port}{path}", method=method,
-                                     data=json.dumps(body).encode() if body else None, headers=headers)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.airflow_port}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers=headers,
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status
@@ -172,8 +185,13 @@ def test_the_documented_curl_example_triggers_a_run_and_the_api_wants_a_token(ai
     base = f"http://127.0.0.1:{settings.airflow_port}"
     (tmp_path / "data").symlink_to(settings.data_dir)  # the block reads data/airflow/... like a user in the repo
     wait_for_dag(AirflowClient(settings), "replay_validation")
-    result = subprocess.run(["bash", "-c", block.replace("http://localhost:8080", base)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", block.replace("http://localhost:8080", base)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout.strip().splitlines()[-1])
     assert run["dag_id"] == "replay_validation" and run["conf"] == {"start": "2026-01-01", "end": "2026-01-01"}

@@ -46,8 +46,15 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def _submit(settings: Settings, log_path, job: str, *args: str) -> subprocess.CompletedProcess:
     with log_path.open("ab") as log:
-        return subprocess.run(submit_command(settings, job, *args), cwd=PROJECT_ROOT, env=_env(settings),
-                              stdout=subprocess.PIPE, stderr=log, text=True, timeout=600)
+        return subprocess.run(
+            submit_command(settings, job, *args),
+            cwd=PROJECT_ROOT,
+            env=_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            timeout=600,
+        )
 
 
 def _table(settings: Settings, name: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -70,8 +77,12 @@ def _assert_same_features(got: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 def test_stream_and_replay_on_a_standalone_cluster(kafka_broker, spark_cluster, tmp_path):
     settings = dataclasses.replace(
-        pipeline_settings(kafka_broker, tmp_path, window=5), spark_master=spark_cluster.master_url,
-        spark_driver_memory="1g", stream_scoring=False, stream_max_offsets_per_trigger=800)
+        pipeline_settings(kafka_broker, tmp_path, window=5),
+        spark_master=spark_cluster.master_url,
+        spark_driver_memory="1g",
+        stream_scoring=False,
+        stream_max_offsets_per_trigger=800,
+    )
     # 100 s before midnight onwards: two daily files, two products; the stream sees several micro-batches.
     records = list(synthetic_raw_records(2000, ("BTC-USD", "ETH-USD"), seed=7, start_ns=DEFAULT_START_NS - 100 * 10**9))
     write_raw_files(settings, records)
@@ -81,11 +92,20 @@ def test_stream_and_replay_on_a_standalone_cluster(kafka_broker, spark_cluster, 
 
     log_path = tmp_path / "jobs.log"
     with log_path.open("ab") as log:
-        stream = subprocess.Popen(submit_command(settings, "features_stream"), cwd=PROJECT_ROOT, env=_env(settings),
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stream = subprocess.Popen(
+            submit_command(settings, "features_stream"),
+            cwd=PROJECT_ROOT,
+            env=_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        wait_until(lambda: _rows(settings, "features") >= len(expected) or stream.poll() is not None, 480,
-                   "the stream's features of every tick")
+        wait_until(
+            lambda: _rows(settings, "features") >= len(expected) or stream.poll() is not None,
+            480,
+            "the stream's features of every tick",
+        )
         assert stream.poll() is None, log_path.read_text()[-4000:]
         stream.send_signal(signal.SIGTERM)  # the polite stop: the batch in flight commits, exit 0
         assert stream.wait(150) == 0, log_path.read_text()[-4000:]

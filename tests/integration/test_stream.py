@@ -20,11 +20,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
 BAD = [
     ("BTC-USD", b"not json at all"),
-    ("BTC-USD", b'{"ingest_seq":900000,"recv_ns":1,"conn_id":"c","msg":{"channel":"ticker","timestamp":"yesterday",'
-                b'"sequence_num":1,"events":[{"type":"update","tickers":[{"product_id":"BTC-USD","price":"1"}]}]}}'),
-    ("BTC-USD", b'{"ingest_seq":900001,"recv_ns":1,"conn_id":"c","msg":{"channel":"ticker","timestamp":'
-                b'"2026-01-01T00:00:00Z","sequence_num":2,"events":[{"type":"update","tickers":[{"product_id":"BTC-USD",'
-                b'"price":"-5"}]}]}}'),
+    (
+        "BTC-USD",
+        b'{"ingest_seq":900000,"recv_ns":1,"conn_id":"c","msg":{"channel":"ticker","timestamp":"yesterday",'
+        b'"sequence_num":1,"events":[{"type":"update","tickers":[{"product_id":"BTC-USD","price":"1"}]}]}}',
+    ),
+    (
+        "BTC-USD",
+        b'{"ingest_seq":900001,"recv_ns":1,"conn_id":"c","msg":{"channel":"ticker","timestamp":'
+        b'"2026-01-01T00:00:00Z","sequence_num":2,"events":[{"type":"update","tickers":[{"product_id":"BTC-USD",'
+        b'"price":"-5"}]}]}}',
+    ),
 ]
 
 
@@ -60,8 +66,10 @@ def test_stream_writes_ticks_features_quarantine_and_kafka_and_restarts(spark, k
     assert len(quarantine) == 3
     assert quarantine["raw"].map(bytes).tolist() == [value for _, value in BAD]
     assert [r.split(":")[0] for r in quarantine["reason"]] == [
-        "not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)", "unparseable exchange timestamp",
-        "no positive price and no valid book"]
+        "not a raw record (JSON with ingest_seq, recv_ns, conn_id, msg)",
+        "unparseable exchange timestamp",
+        "no positive price and no valid book",
+    ]
 
     expected = reference_features(records, window=5)
     features = _table(spark, settings, "features").sort_values(["product_id", "ingest_seq"]).reset_index(drop=True)
@@ -82,8 +90,11 @@ def test_stream_writes_ticks_features_quarantine_and_kafka_and_restarts(spark, k
 
 
 def test_stream_checkpoints_its_delta_logs_in_the_background(spark, kafka_broker, tmp_path):
-    settings = dataclasses.replace(pipeline_settings(kafka_broker, tmp_path, window=5),
-                                   stream_max_offsets_per_trigger=200, stream_delta_checkpoint_commits=4)
+    settings = dataclasses.replace(
+        pipeline_settings(kafka_broker, tmp_path, window=5),
+        stream_max_offsets_per_trigger=200,
+        stream_delta_checkpoint_commits=4,
+    )
     produce(settings, list(synthetic_raw_records(2000, ("BTC-USD",), seed=2)))
     query = features_stream.start(spark, settings)
     try:

@@ -85,8 +85,14 @@ class Job:
         self.planned_before = _last(self.offsets)  # a batch planned by an earlier run is not a target
         env = {**os.environ, **program_env(settings), "SPARK_DRIVER_MEMORY": "1g"}
         with log_path.open("ab") as log:
-            self.proc = subprocess.Popen(stream_command(settings), cwd=PROJECT_ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                stream_command(settings),
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._consumer = Consumer({**settings.kafka_client_config(), "group.id": "fault-probe"})
         topic = settings.kafka_output_topic
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -98,9 +104,12 @@ class Job:
 
     def snapshot(self) -> dict:
         """The batch in flight and how far it got: read while the job is frozen or dead."""
-        return {"planned": _last(self.offsets), "committed": _last(self.commits),
-                "batches": {name: _newest_batch(path) for name, path in self.tables.items()},
-                "published": self.published()}
+        return {
+            "planned": _last(self.offsets),
+            "committed": _last(self.commits),
+            "batches": {name: _newest_batch(path) for name, path in self.tables.items()},
+            "published": self.published(),
+        }
 
     def kill_when(self, moment: str, wanted, timeout: float = 240.0) -> dict:
         """Polls until ``wanted(batch, base, versions)`` holds for a batch this run planned, then
@@ -176,9 +185,14 @@ def _count(settings, table: str) -> int:
 
 def _once(settings, topic: str, *args: str) -> tuple[list[dict], str]:
     """``python -m volpipe.consume`` over ``topic``: its rows and its log."""
-    done = subprocess.run([sys.executable, "-m", "volpipe.consume", "--topic", topic, "--timeout", "5", *args],
-                          cwd=PROJECT_ROOT, env={**os.environ, **program_env(settings)}, capture_output=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "volpipe.consume", "--topic", topic, "--timeout", "5", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **program_env(settings)},
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return [orjson.loads(line) for line in done.stdout.splitlines()], done.stderr.decode()
 
 
@@ -201,11 +215,15 @@ def _keys(frame: pd.DataFrame) -> list[tuple]:
     return sorted(map(tuple, frame[list(ROW_KEYS)].itertuples(index=False)))
 
 
-def test_three_sigkills_at_chosen_moments_leave_delta_exact_and_kafka_repeats_bounded(kafka_broker, mlflow_server,
-                                                                                     tmp_path):
-    settings = dataclasses.replace(pipeline_settings(kafka_broker, tmp_path, window=5),
-                                   mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri, model_name="faults-live",
-                                   stream_max_offsets_per_trigger=PER_TRIGGER)
+def test_three_sigkills_at_chosen_moments_leave_delta_exact_and_kafka_repeats_bounded(
+    kafka_broker, mlflow_server, tmp_path
+):
+    settings = dataclasses.replace(
+        pipeline_settings(kafka_broker, tmp_path, window=5),
+        mlflow_tracking_uri=mlflow_server.mlflow_tracking_uri,
+        model_name="faults-live",
+        stream_max_offsets_per_trigger=PER_TRIGGER,
+    )
     (version,) = register_versions(settings, 1)  # a champion: every feature row is scored live
     records = list(synthetic_raw_records(RECORDS, ("BTC-USD", "ETH-USD"), seed=14))
     produce(settings, records)
@@ -213,9 +231,11 @@ def test_three_sigkills_at_chosen_moments_leave_delta_exact_and_kafka_repeats_bo
     began = time.monotonic()
 
     kills = []
-    for moment, wanted in [("computing or publishing, before any Delta commit", _publishing),
-                           ("between the Delta commits", _some_tables),
-                           ("after the Delta commits, before the commit log", _all_tables)]:
+    for moment, wanted in [
+        ("computing or publishing, before any Delta commit", _publishing),
+        ("between the Delta commits", _some_tables),
+        ("after the Delta commits, before the commit log", _all_tables),
+    ]:
         job = Job(settings, log_path)
         try:
             kills.append(job.kill_when(moment, wanted))
@@ -248,8 +268,11 @@ def test_three_sigkills_at_chosen_moments_leave_delta_exact_and_kafka_repeats_bo
     predictions = _delta(settings, "predictions_live")
     assert _keys(predictions) == _keys(features) and set(predictions["model_version"]) == {version}
     for name in TABLES:  # one append per table and batch, the killed batches included
-        markers = [int(e["userMetadata"].rsplit(" ", 1)[1]) for e in DeltaTable(str(settings.delta_table(name))).history()
-                   if e.get("userMetadata")]
+        markers = [
+            int(e["userMetadata"].rsplit(" ", 1)[1])
+            for e in DeltaTable(str(settings.delta_table(name))).history()
+            if e.get("userMetadata")
+        ]
         assert len(markers) == len(set(markers)) and all(k["planned"] in markers for k in kills), name
 
     # Kafka: every row at least once; the repeats are re-runs of the killed batches, at most one batch a kill.
@@ -283,7 +306,9 @@ def test_three_sigkills_at_chosen_moments_leave_delta_exact_and_kafka_repeats_bo
     print(f"\nfault 8 (batches of at most {PER_TRIGGER} records, {len(kills)} kills):")
     written = dict(re.findall(r"batch written batch_id=(\d+) ticks=\d+ features=(\d+)", log_path.read_text()))
     for kill in kills:
-        print(f"  killed in batch {kill['planned']} ({written[str(kill['planned'])]} feature rows): {_moment(kill)}; "
-              f"newest batch per table {kill['batches']}")
+        print(
+            f"  killed in batch {kill['planned']} ({written[str(kill['planned'])]} feature rows): {_moment(kill)}; "
+            f"newest batch per table {kill['batches']}"
+        )
     for topic, (total, distinct, repeats, reruns) in published.items():
         print(f"  {topic}: published {total}, distinct keys {distinct}, repeats {repeats}, per re-run {reruns}")

@@ -24,8 +24,8 @@ from tests.spark.pipeline_helpers import pipeline_settings, produce
 from volpipe.config import PROJECT_ROOT
 from volpipe.market import synthetic_raw_records
 from volpipe.ops.harness import survivors, wait_until
-from volpipe.ops.services.process import process_tree
 from volpipe.ops.services.live import program_env, stream_command
+from volpipe.ops.services.process import process_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -74,8 +74,9 @@ def _release(held: list[psutil.Process]) -> None:
             worker.resume()
 
 
-def _stop_during_first_batch(settings, tmp_path, stop: str, timeout_seconds: int,
-                             release_on: str | None) -> tuple[str, list, list]:
+def _stop_during_first_batch(
+    settings, tmp_path, stop: str, timeout_seconds: int, release_on: str | None
+) -> tuple[str, list, list]:
     """Starts the stream as `make stream` does, holds batch 0 in its compute, asks for a stop, and
     lets the batch go on once the log says ``release_on`` (None: never, the stop must end it).
 
@@ -83,12 +84,23 @@ def _stop_during_first_batch(settings, tmp_path, stop: str, timeout_seconds: int
         Its log, its process tree as it was before the stop, and the workers that were held.
     """
     produce(settings, [*synthetic_raw_records(20_000, ("BTC-USD", "ETH-USD"), seed=8), ("BTC-USD", b"not json")])
-    env = {**os.environ, **program_env(settings), "STREAM_SCORING": "false", "SPARK_DRIVER_MEMORY": "1g",
-           "STREAM_STOP_TIMEOUT_SECONDS": str(timeout_seconds)}
+    env = {
+        **os.environ,
+        **program_env(settings),
+        "STREAM_SCORING": "false",
+        "SPARK_DRIVER_MEMORY": "1g",
+        "STREAM_STOP_TIMEOUT_SECONDS": str(timeout_seconds),
+    }
     log_path = tmp_path / "stream.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(stream_command(settings), cwd=PROJECT_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            stream_command(settings),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     held: list[psutil.Process] = []
     try:
         held = _hold_compute(proc)
@@ -130,8 +142,9 @@ def test_a_stop_during_a_batch_lets_it_commit_every_table_then_exits_0_leaving_n
 def test_a_batch_longer_than_the_stop_timeout_is_interrupted_and_the_job_still_exits_0(kafka_broker, tmp_path):
     settings = pipeline_settings(kafka_broker, tmp_path, window=5)
     # Never released: the interrupt must cancel the held batch (Spark kills its frozen workers).
-    log, tree, held = _stop_during_first_batch(settings, tmp_path, "SIGTERM to spark-submit", timeout_seconds=1,
-                                               release_on=None)
+    log, tree, held = _stop_during_first_batch(
+        settings, tmp_path, "SIGTERM to spark-submit", timeout_seconds=1, release_on=None
+    )
     assert survivors([proc for proc in tree if proc not in held]) == []
     # A frozen worker can take no signal but SIGKILL: once let go, it must exit too.
     wait_until(lambda: survivors(held) == [], 90, "the held workers to exit once let go")
@@ -139,5 +152,6 @@ def test_a_batch_longer_than_the_stop_timeout_is_interrupted_and_the_job_still_e
     assert "batch written batch_id=0" not in log
     assert not (settings.checkpoint("features") / "commits" / "0").exists()  # redone on the next start
     for table in TABLES:
-        assert 0 not in (_batch_ids(settings, table) if (settings.delta_table(table) / "_delta_log").exists()
-                         else []), table
+        assert 0 not in (
+            _batch_ids(settings, table) if (settings.delta_table(table) / "_delta_log").exists() else []
+        ), table

@@ -99,8 +99,13 @@ def test_the_trained_models_metrics_agree_with_each_other(forward):
 
 
 def test_the_challengers_ratio_features_ignore_the_volatility_level():
-    x = pd.DataFrame({"rolling_vol": [2e-5, 4e-5, 1e-5, 0.0], "abs_ret_mean_60t": [1e-5, 3e-5, 5e-6, 0.0],
-                      "vol_300t": [1e-5, 2e-5, np.nan, 0.0]})
+    x = pd.DataFrame(
+        {
+            "rolling_vol": [2e-5, 4e-5, 1e-5, 0.0],
+            "abs_ret_mean_60t": [1e-5, 3e-5, 5e-6, 0.0],
+            "vol_300t": [1e-5, 2e-5, np.nan, 0.0],
+        }
+    )
     ratios = M.with_ratios(x)
     np.testing.assert_array_equal(ratios[:, :3], x.to_numpy())  # the columns as they came, then the ratios
     np.testing.assert_allclose(ratios[:, 3:], [[2.0, 1.0], [2.0, 1.5], [np.nan, np.nan], [1.0, 1.0]])

@@ -31,9 +31,11 @@ def test_weighted_pr_auc_equals_scikit_learns_with_sample_weights_and_ties():
     ranked = scores[order]
     tie_end = np.concatenate((ranked[1:] != ranked[:-1], [True]))
     assert evaluate.weighted_pr_auc(order, tie_end, y, weights) == pytest.approx(
-        average_precision_score(y, scores, sample_weight=weights))
+        average_precision_score(y, scores, sample_weight=weights)
+    )
     assert evaluate.weighted_pr_auc(order, tie_end, y, np.ones(2_000)) == pytest.approx(
-        average_precision_score(y, scores))
+        average_precision_score(y, scores)
+    )
 
 
 def test_walk_forward_folds_expand_in_time_and_the_result_is_seeded(rows):
@@ -94,14 +96,19 @@ def test_walk_forward_with_shuffled_returns_finds_no_gain_beyond_noise(rows):
 def test_run_logs_the_folds_and_the_ci_to_mlflow(mlflow_server, rows, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    settings = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", walk_forward_folds=3,
-                                   bootstrap_samples=30)
+    settings = dataclasses.replace(
+        mlflow_server, delta_dir=tmp_path / "delta", walk_forward_folds=3, bootstrap_samples=30
+    )
     write_features(settings.delta_table("features"), rows)
     result = evaluate.run(settings)
     client = MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
-    [run] = client.search_runs([experiment], "attributes.run_name = 'walk-forward-relative'", max_results=1,
-                               order_by=["attributes.start_time DESC"])
+    [run] = client.search_runs(
+        [experiment],
+        "attributes.run_name = 'walk-forward-relative'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
     metrics = run.data.metrics
     assert metrics["logistic_regression_minus_baseline"] == pytest.approx(result.gain[M.LOGISTIC][0])
     assert {"hist_gradient_boosting_minus_baseline_ci_low", "baseline_pooled_pr_auc"} <= set(metrics)

@@ -23,12 +23,14 @@ def rows() -> pd.DataFrame:
     n = 4_000
     level = np.repeat(rng.random(n // 50) < 0.1, 50)  # bursts of 50 rows
     y = (level & (rng.random(n) < 0.8)).astype(float)
-    return pd.DataFrame({
-        "exchange_ts_ns": np.arange(n, dtype=np.int64) * 10**8,
-        "product_id": np.where(np.arange(n) % 2, "ETH-USD", "BTC-USD"),
-        "y": y,
-        M.BASELINE: y * 0.5 + rng.random(n),
-    })
+    return pd.DataFrame(
+        {
+            "exchange_ts_ns": np.arange(n, dtype=np.int64) * 10**8,
+            "product_id": np.where(np.arange(n) % 2, "ETH-USD", "BTC-USD"),
+            "y": y,
+            M.BASELINE: y * 0.5 + rng.random(n),
+        }
+    )
 
 
 def decide(rows, candidate_scores, champion=None, candidate=M.LOGISTIC) -> evaluate.Promotion:

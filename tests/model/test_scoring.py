@@ -54,14 +54,18 @@ def test_any_batch_and_a_json_round_trip_give_the_same_bits(frame, pipeline):
     x, _ = frame
     whole = M.probabilities(pipeline, x)
     again = M.LinearScorer.from_dict(json.loads(json.dumps(M.LinearScorer.of(pipeline).to_dict())))
-    pieces = np.concatenate([again.probabilities(x.iloc[i:i + 7]) for i in range(0, len(x), 7)])
+    pieces = np.concatenate([again.probabilities(x.iloc[i : i + 7]) for i in range(0, len(x), 7)])
     np.testing.assert_array_equal(bits(pieces), bits(whole))
 
 
 def test_other_models_score_with_predict_proba(frame, pipeline):
     x, y = frame
-    assert M.LinearScorer.of(M.fit(M.BOOSTING, x.assign(**{c: 0.0 for c in M.CHALLENGER_FEATURES if c not in x}), y,
-                                   seed=0)) is None
+    assert (
+        M.LinearScorer.of(
+            M.fit(M.BOOSTING, x.assign(**{c: 0.0 for c in M.CHALLENGER_FEATURES if c not in x}), y, seed=0)
+        )
+        is None
+    )
     from sklearn.pipeline import Pipeline
 
     without_scaler = Pipeline([pipeline.steps[0], pipeline.steps[2]])
@@ -90,7 +94,8 @@ def test_scoring_from_the_arrays_imports_no_scikit_learn(frame, pipeline):
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'skops')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
-    expected = M.probabilities(pipeline, pd.DataFrame(json.loads(x.head(50).to_json(orient="split"))["data"],
-                                                      columns=list(x.columns)))
+    expected = M.probabilities(
+        pipeline, pd.DataFrame(json.loads(x.head(50).to_json(orient="split"))["data"], columns=list(x.columns))
+    )
     np.testing.assert_array_equal(bits(json.loads(out[0])), bits(expected))
     assert out[1] == "[]"

@@ -32,14 +32,21 @@ def rows() -> pd.DataFrame:
 @pytest.fixture
 def settings(mlflow_server, rows, tmp_path):
     """The session's MLflow server, a fresh features table and a model name of this test's own."""
-    s = dataclasses.replace(mlflow_server, delta_dir=tmp_path / "delta", model_name=f"vol-test-{next(_names)}",
-                            train_min_rows=1000)
+    s = dataclasses.replace(
+        mlflow_server, delta_dir=tmp_path / "delta", model_name=f"vol-test-{next(_names)}", train_min_rows=1000
+    )
     write_features(s.delta_table("features"), rows)
     return s
 
 
-def register_champion(settings, model, features: list[str], example: pd.DataFrame,
-                      serialization_format: str = "skops", threshold: float | None = None) -> str:
+def register_champion(
+    settings,
+    model,
+    features: list[str],
+    example: pd.DataFrame,
+    serialization_format: str = "skops",
+    threshold: float | None = None,
+) -> str:
     """Logs and registers ``model`` outside training and makes it champion; returns its version.
     With ``threshold``, its run logs the parameters scoring reads (decision threshold, label mode)."""
     import mlflow
@@ -51,9 +58,13 @@ def register_champion(settings, model, features: list[str], example: pd.DataFram
         if threshold is not None:
             mlflow.log_params({registry.THRESHOLD_PARAM: threshold, "label_mode": settings.label_mode})
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(example[features], model.predict_proba(example[features])),
-            registered_model_name=settings.model_name, pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES, serialization_format=serialization_format,
+            model,
+            name="model",
+            signature=infer_signature(example[features], model.predict_proba(example[features])),
+            registered_model_name=settings.model_name,
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=registry.SKOPS_TRUSTED_TYPES,
+            serialization_format=serialization_format,
         )
     registry.promote(settings.mlflow_tracking_uri, settings.model_name, info.registered_model_version, {})
     return str(info.registered_model_version)
@@ -68,16 +79,18 @@ def test_training_logs_child_runs_registers_the_candidate_and_promotes_the_first
     candidate = summary["candidate"]
     assert candidate in (M.LOGISTIC, M.BOOSTING)
     assert version.run_id == summary["models"][candidate]["run_id"]  # the contract: the child run
-    children = client.search_runs([client.get_run(summary["run_id"]).info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    children = client.search_runs(
+        [client.get_run(summary["run_id"]).info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'"
+    )
     assert sorted(run.info.run_name for run in children) == sorted(M.MODEL_NAMES)
     for child in children:
         params = child.data.params
         assert all(key in params for key in CONTRACT_PARAMS)
         assert params["label_mode"] == "relative" and params["products"] == "BTC-USD,ETH-USD"
         # Every parameter of the label is logged: batch inference and monitoring relabel by them.
-        far_off = L.LabelSpec(mode="forward", horizon=3, quantile=0.5, relative_k=7.0, relative_column="x",
-                               max_gap_seconds=1.0, window=9)
+        far_off = L.LabelSpec(
+            mode="forward", horizon=3, quantile=0.5, relative_k=7.0, relative_column="x", max_gap_seconds=1.0, window=9
+        )
         logged, tau = L.logged_definition(params, far_off)
         assert logged == L.label_spec(settings) and np.isnan(tau)
         assert params["feature_columns"] == ",".join(M.FEATURES[child.info.run_name])
@@ -162,8 +175,11 @@ def test_a_candidate_without_skill_is_registered_with_its_verdict_and_never_cham
     assert registry.champion(settings.mlflow_tracking_uri, settings.model_name) is None
     gate = first["gate"]
     assert gate["gain_ci"][0] <= 0 and "no model beat the persistence baseline beyond noise" in first["reason"]
-    tags = registry.client(settings.mlflow_tracking_uri).get_model_version(
-        settings.model_name, first["registered_version"]).tags
+    tags = (
+        registry.client(settings.mlflow_tracking_uri)
+        .get_model_version(settings.model_name, first["registered_version"])
+        .tags
+    )
     assert tags["promotion.decision"] == "no_skill" and tags["promotion.reason"] == first["reason"]
     assert float(tags["promotion.gain"]) == pytest.approx(gate["gain"], abs=1e-6)
     assert float(tags["promotion.gain_ci_low"]) == pytest.approx(gate["gain_ci"][0], abs=1e-6)
@@ -174,8 +190,9 @@ def test_a_candidate_without_skill_is_registered_with_its_verdict_and_never_cham
     from sklearn.linear_model import LogisticRegression
 
     example = unpredictable.head(1_000)
-    standing = register_champion(settings, LogisticRegression().fit(example[["rolling_vol"]],
-                                                                    np.arange(1_000) % 2), ["rolling_vol"], example)
+    standing = register_champion(
+        settings, LogisticRegression().fit(example[["rolling_vol"]], np.arange(1_000) % 2), ["rolling_vol"], example
+    )
     second = train.run(settings)
     assert second["decision"] == "no_skill" and second["champion_version"] == standing
     assert registry.champion(settings.mlflow_tracking_uri, settings.model_name).version == standing
@@ -229,11 +246,11 @@ def test_a_split_with_one_class_is_named(offline, rows):
 def test_the_tables_layout_columns_are_read_past(offline, rows):
     write_features(offline.delta_table("features"), rows.head(5_000))  # date partitions, exchange_ts
     start, end = int(rows["exchange_ts_ns"].min()), int(rows["exchange_ts_ns"].max()) + 1
-    data = train.read_window(offline.delta_table("features"), L.required_columns(L.label_spec(offline)),
-                             start, end)
+    data = train.read_window(offline.delta_table("features"), L.required_columns(L.label_spec(offline)), start, end)
     assert len(data.frame) == 5_000 and "exchange_ts" not in data.frame and "date" not in data.frame
-    assert (data.frame["ingest_seq"].diff().dropna()[data.frame["product_id"].eq(
-        data.frame["product_id"].shift())] > 0).all()  # the kernel's order per product
+    assert (
+        data.frame["ingest_seq"].diff().dropna()[data.frame["product_id"].eq(data.frame["product_id"].shift())] > 0
+    ).all()  # the kernel's order per product
 
 
 def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypatch, capsys):
@@ -243,7 +260,7 @@ def test_the_cli_reads_the_environment_and_flags_override_it(settings, monkeypat
     monkeypatch.setenv("LABEL_HORIZON", "7")
     assert train.main(["--start", "2026-01-01", "--horizon", "60", "--model-name", settings.model_name]) == 0
     out = capsys.readouterr().out  # MLflow prints run links first; the summary is the last thing
-    summary = json.loads(out[out.index('{\n  "run_id"'):])
+    summary = json.loads(out[out.index('{\n  "run_id"') :])
     assert summary["model_name"] == settings.model_name and summary["promoted"]
     params = registry.client(settings.mlflow_tracking_uri).get_run(summary["models"]["baseline"]["run_id"]).data.params
     assert params["horizon"] == "60"

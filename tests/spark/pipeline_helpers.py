@@ -23,8 +23,14 @@ def pipeline_settings(broker: Settings, root: Path, window: int = 5) -> Settings
 
     tag = uuid.uuid4().hex[:8]
     settings = dataclasses.replace(
-        broker, data_dir=root, raw_dir=root / "raw", delta_dir=root / "delta", checkpoint_dir=root / "checkpoints",
-        kafka_input_topic=f"raw-{tag}", kafka_output_topic=f"features-{tag}", kafka_deadletter_topic=f"dead-{tag}",
+        broker,
+        data_dir=root,
+        raw_dir=root / "raw",
+        delta_dir=root / "delta",
+        checkpoint_dir=root / "checkpoints",
+        kafka_input_topic=f"raw-{tag}",
+        kafka_output_topic=f"features-{tag}",
+        kafka_deadletter_topic=f"dead-{tag}",
         kafka_predictions_topic=f"predictions-{tag}",
         feature_window_size=window,
     )
@@ -63,10 +69,14 @@ def stream_everything(spark, settings: Settings, records: list[tuple[str, bytes]
 
 def consume(settings: Settings, topic: str, expected: int, rounds: int = 30) -> list[dict]:
     """JSON values of ``topic`` from the start, until ``expected`` arrived or ``rounds`` idle seconds."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"test-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     values: list[dict] = []
     try:
@@ -88,13 +98,22 @@ def reference_features(records: list[tuple[str, bytes]], window: int) -> pd.Data
         rec = orjson.loads(value)
         msg = rec["msg"]
         for idx, ticker in enumerate(t for event in msg["events"] for t in event["tickers"]):
-            rows.append({
-                "product_id": ticker["product_id"], "ingest_seq": rec["ingest_seq"], "ticker_idx": idx,
-                "conn_id": rec["conn_id"], "sequence_num": msg["sequence_num"],
-                "exchange_ts_ns": parse_timestamp(msg["timestamp"]), "recv_ns": rec["recv_ns"],
-                "event_type": msg["events"][0]["type"],
-                **{k: float(ticker[k]) for k in ("price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")},
-            })
+            rows.append(
+                {
+                    "product_id": ticker["product_id"],
+                    "ingest_seq": rec["ingest_seq"],
+                    "ticker_idx": idx,
+                    "conn_id": rec["conn_id"],
+                    "sequence_num": msg["sequence_num"],
+                    "exchange_ts_ns": parse_timestamp(msg["timestamp"]),
+                    "recv_ns": rec["recv_ns"],
+                    "event_type": msg["events"][0]["type"],
+                    **{
+                        k: float(ticker[k])
+                        for k in ("price", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
+                    },
+                }
+            )
     frame = pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
     outs = [featurize_frame(group, WindowState(), window)[0] for _, group in frame.groupby("product_id")]
     out = pd.concat(outs, ignore_index=True)
@@ -120,5 +139,7 @@ def register_versions(settings, count: int) -> list[str]:
 
     train_settings = dataclasses.replace(settings, delta_dir=settings.data_dir / "training-delta", train_min_rows=1000)
     write_features(train_settings.delta_table("features"), skilled_rows())
-    return [str(train.run(dataclasses.replace(train_settings, model_seed=seed))["registered_version"])
-            for seed in range(count)]
+    return [
+        str(train.run(dataclasses.replace(train_settings, model_seed=seed))["registered_version"])
+        for seed in range(count)
+    ]

@@ -28,8 +28,12 @@ DAY = dt.date(2026, 1, 1)  # the synthetic market starts at 2026-01-01T00:00Z
 def trained(mlflow_server, tmp_path_factory):
     """A features table of one synthetic day (~40 minutes) and a champion trained on it (rows a
     model predicts by construction: the promotion gate passes)."""
-    settings = dataclasses.replace(mlflow_server, delta_dir=tmp_path_factory.mktemp("inference") / "delta",
-                                   model_name="vol-inference", train_min_rows=1000)
+    settings = dataclasses.replace(
+        mlflow_server,
+        delta_dir=tmp_path_factory.mktemp("inference") / "delta",
+        model_name="vol-inference",
+        train_min_rows=1000,
+    )
     rows = skilled_rows()
     # Ticks sharing a timestamp leave trade_intensity null in real feeds (never in the synthetic
     # market): some rows go through the logistic regression's median imputation.
@@ -88,7 +92,7 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     if hand is not None:
         np.testing.assert_allclose(written, hand, rtol=1e-12, atol=1e-15)
     # A row's bits do not depend on the rows scored with it (seven at a time here, Arrow batches there).
-    chunked = np.concatenate([probabilities(estimator, features[i:i + 7]) for i in range(0, len(features), 7)])
+    chunked = np.concatenate([probabilities(estimator, features[i : i + 7]) for i in range(0, len(features), 7)])
     np.testing.assert_array_equal(written, chunked)
     threshold = registry.decision_threshold(settings.mlflow_tracking_uri, version)
     assert (predictions["threshold"] == threshold).all() and model.threshold == threshold
@@ -96,7 +100,9 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
     clear = np.abs(expected - threshold) > 1e-9  # rows not within rounding of the threshold
     np.testing.assert_array_equal(predictions["predicted_label"].to_numpy()[clear], (expected >= threshold)[clear])
     assert set(predictions["model_version"]) == {version.version} and set(predictions["run_id"]) == {version.run_id}
-    assert set(predictions["label_mode"]) == {settings.label_mode} and set(predictions["model_name"]) == {settings.model_name}
+    assert set(predictions["label_mode"]) == {settings.label_mode} and set(predictions["model_name"]) == {
+        settings.model_name
+    }
 
     # The range was labelled (complete horizons): its realised metrics are an MLflow run.
     evaluation = registry.client(settings.mlflow_tracking_uri).get_run(again["evaluation_run_id"])
@@ -114,7 +120,9 @@ def test_predictions_schema_rerun_and_probabilities(spark, trained):
 def test_a_named_version_and_an_empty_range(spark, trained):
     settings, _, summary = trained
     other_day = DAY + dt.timedelta(days=3)
-    out = batch_inference.run(spark, settings, DateRange(other_day, other_day), model_version=summary["registered_version"])
+    out = batch_inference.run(
+        spark, settings, DateRange(other_day, other_day), model_version=summary["registered_version"]
+    )
     assert out["rows"] == 0 and out["evaluation_run_id"] is None
     assert len(read_predictions(settings)) in (0, len(trained[1]))  # other ranges untouched
 

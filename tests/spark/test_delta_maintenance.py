@@ -24,8 +24,11 @@ def small_files_table(spark, path: Path) -> None:
     """``APPENDS`` appends of one small file each, marked like the stream's commits."""
     for batch in range(APPENDS):
         rows = spark.range(batch * ROWS, (batch + 1) * ROWS).selectExpr(
-            "if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id", "id AS ingest_seq", "0L AS ticker_idx",
-            f"{T0_NS}L + id * 100000000L AS exchange_ts_ns", "rand(7) AS rolling_vol",
+            "if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id",
+            "id AS ingest_seq",
+            "0L AS ticker_idx",
+            f"{T0_NS}L + id * 100000000L AS exchange_ts_ns",
+            "rand(7) AS rolling_vol",
         )
         rows.coalesce(1).write.format("delta").mode("append").option("userMetadata", f"{MARKER}{batch}").save(str(path))
 
@@ -35,8 +38,11 @@ def partitioned_table(spark, path: Path, dates: list[str]) -> None:
     for day in dates:
         for part in range(2):
             spark.range(part * ROWS, (part + 1) * ROWS).selectExpr(
-                "'BTC-USD' AS product_id", "id AS ingest_seq", f"{T0_NS}L + id AS exchange_ts_ns",
-                "rand(3) AS probability", f"'{day}' AS date",
+                "'BTC-USD' AS product_id",
+                "id AS ingest_seq",
+                f"{T0_NS}L + id AS exchange_ts_ns",
+                "rand(3) AS probability",
+                f"'{day}' AS date",
             ).coalesce(1).write.format("delta").mode("append").partitionBy("date").save(str(path))
 
 
@@ -51,13 +57,17 @@ def newest_marker(path: Path) -> str:
 def versions(spark, path: Path) -> list[tuple[int, str]]:
     from delta.tables import DeltaTable
 
-    return [(r.version, r.operation) for r in DeltaTable.forPath(spark, str(path)).history().orderBy("version").collect()]
+    return [
+        (r.version, r.operation) for r in DeltaTable.forPath(spark, str(path)).history().orderBy("version").collect()
+    ]
 
 
 def test_retention_and_row_checks():
     check_retention(168, 168, force=False)
     check_retention(0, 168, force=True)
-    with pytest.raises(MaintenanceError, match=re.escape("retention 24.0 h is below DELTA_VACUUM_MIN_RETENTION_HOURS=168")):
+    with pytest.raises(
+        MaintenanceError, match=re.escape("retention 24.0 h is below DELTA_VACUUM_MIN_RETENTION_HOURS=168")
+    ):
         check_retention(24.0, 168, force=False)
     with pytest.raises(MaintenanceError, match="table=features OPTIMIZE changed the rows of version=3: 10 -> 9"):
         check_rows("features", "OPTIMIZE", 3, 10, 9)
@@ -72,8 +82,9 @@ def test_compacts_then_vacuums_only_old_unreferenced_files(spark, session_settin
     # A table whose own deleted-file retention is 1 s: Delta 4 would use it instead of the 168 h asked.
     quarantine = settings.delta_table("quarantine")
     for batch in range(3):
-        spark.range(batch, batch + 1, 1, 1).selectExpr("'kafka' AS source", "id AS ingest_seq").write.format("delta") \
-            .mode("append").save(str(quarantine))
+        spark.range(batch, batch + 1, 1, 1).selectExpr("'kafka' AS source", "id AS ingest_seq").write.format(
+            "delta"
+        ).mode("append").save(str(quarantine))
     spark.sql(
         f"ALTER TABLE delta.`{quarantine}` "
         "SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 1 seconds')"
@@ -88,12 +99,19 @@ def test_compacts_then_vacuums_only_old_unreferenced_files(spark, session_settin
     # Partitioned by date: the recent partition is Z-ordered, the old one bin-packed; one file each.
     assert (predictions.table, predictions.files_before, predictions.files_after) == ("predictions", 4, 2)
     assert predictions.rows == 4 * ROWS and predictions.zorder == ["product_id", "exchange_ts_ns"]
-    assert (summary.table, summary.files_before, summary.files_after, summary.rows) == ("features", APPENDS, 1, APPENDS * ROWS)
+    assert (summary.table, summary.files_before, summary.files_after, summary.rows) == (
+        "features",
+        APPENDS,
+        1,
+        APPENDS * ROWS,
+    )
     assert summary.zorder == ["product_id", "exchange_ts_ns"]
     assert (summary.vacuumed_files, summary.data_files_on_disk_after) == (0, APPENDS + 1)
     assert versions(spark, path)[APPENDS][1] == "OPTIMIZE"
     # Time travel to before the compaction still works, in Spark and delta-rs.
-    assert spark.read.format("delta").option("versionAsOf", 5).load(str(path)).count() == count_rows(path, 5) == 6 * ROWS
+    assert (
+        spark.read.format("delta").option("versionAsOf", 5).load(str(path)).count() == count_rows(path, 5) == 6 * ROWS
+    )
     assert newest_marker(path) == f"{MARKER}{APPENDS - 1}"
 
     # Below the minimum: refused before anything runs.

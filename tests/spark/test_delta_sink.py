@@ -22,27 +22,64 @@ pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 DAY_NS = 86_400 * 10**9
 T0_NS = 20_454 * DAY_NS + 3_600 * 10**9  # 2026-01-01T01:00Z
-MODEL = ScoringModel(name="volpipe-test", version="3", run_id="run-1", threshold=0.25, label_mode="forward",
-                     columns=("rolling_vol",))
+MODEL = ScoringModel(
+    name="volpipe-test", version="3", run_id="run-1", threshold=0.25, label_mode="forward", columns=("rolling_vol",)
+)
 
 
 def processor_rows() -> list[dict]:
     """Tick rows (scored, unscored, before the window fills, a day later) and two quarantine rows."""
     base = dict.fromkeys(PROCESSOR_COLUMNS)
-    base.update(product_id="BTC-USD", conn_id="c1", event_type="update", sequence_num=7, ticker_idx=0,
-                price=100.5, best_bid=100.0, best_ask=101.0, best_bid_quantity=1.5, best_ask_quantity=2.5,
-                mid_fallback=False, produced_ns=T0_NS + 5, predicted_label=-1, kind="tick")
+    base.update(
+        product_id="BTC-USD",
+        conn_id="c1",
+        event_type="update",
+        sequence_num=7,
+        ticker_idx=0,
+        price=100.5,
+        best_bid=100.0,
+        best_ask=101.0,
+        best_bid_quantity=1.5,
+        best_ask_quantity=2.5,
+        mid_fallback=False,
+        produced_ns=T0_NS + 5,
+        predicted_label=-1,
+        kind="tick",
+    )
     rows = []
     for seq, (rolling_vol, probability) in enumerate([(None, None), (0.01, 0.75), (0.02, None), (0.03, 0.125)]):
-        rows.append({**base, "ingest_seq": seq, "exchange_ts_ns": T0_NS + seq * DAY_NS // 2, "recv_ns": T0_NS + seq,
-                     "rolling_vol": rolling_vol, "midprice": 100.5, "probability": probability,
-                     "predicted_label": -1 if probability is None else int(probability > 0.25)})
+        rows.append(
+            {
+                **base,
+                "ingest_seq": seq,
+                "exchange_ts_ns": T0_NS + seq * DAY_NS // 2,
+                "recv_ns": T0_NS + seq,
+                "rolling_vol": rolling_vol,
+                "midprice": 100.5,
+                "probability": probability,
+                "predicted_label": -1 if probability is None else int(probability > 0.25),
+            }
+        )
     # Quarantine rows: placeholders (-1) where the record had nothing; dated by receipt time.
     for seq, recv_ns in ((10, T0_NS + DAY_NS), (-1, T0_NS + 2 * DAY_NS)):
-        rows.append({**dict.fromkeys(PROCESSOR_COLUMNS), "kind": "quarantine", "ingest_seq": seq, "ticker_idx": -1,
-                     "sequence_num": -1, "exchange_ts_ns": -1, "recv_ns": recv_ns, "predicted_label": -1,
-                     "mid_fallback": False, "produced_ns": T0_NS, "error": "not json", "raw": b"{",
-                     "source": "raw:0:9", "conn_id": "c1"})
+        rows.append(
+            {
+                **dict.fromkeys(PROCESSOR_COLUMNS),
+                "kind": "quarantine",
+                "ingest_seq": seq,
+                "ticker_idx": -1,
+                "sequence_num": -1,
+                "exchange_ts_ns": -1,
+                "recv_ns": recv_ns,
+                "predicted_label": -1,
+                "mid_fallback": False,
+                "produced_ns": T0_NS,
+                "error": "not json",
+                "raw": b"{",
+                "source": "raw:0:9",
+                "conn_id": "c1",
+            }
+        )
     return rows
 
 
@@ -62,7 +99,9 @@ def test_the_arrow_split_gives_each_table_what_spark_gives_it(spark):
     assert [str(row["date"]) for row in quarantine] == ["2026-01-02", "2026-01-03"]  # by receipt time
     predictions = arrow["predictions_live"].to_pylist()
     assert [(row["probability"], row["predicted_label"], row["model_version"]) for row in predictions] == [
-        (0.75, 1, "3"), (0.125, 0, "3")]
+        (0.75, 1, "3"),
+        (0.125, 0, "3"),
+    ]
 
 
 def test_the_predictions_carry_the_pinned_model_exactly(spark):
@@ -74,14 +113,19 @@ def test_the_predictions_carry_the_pinned_model_exactly(spark):
     assert len(predictions) == 2
     for row in predictions:
         assert (row["model_name"], row["model_version"], row["run_id"], row["label_mode"]) == (
-            "it's a \\ model", "12", "r'1\\'", "forward")
+            "it's a \\ model",
+            "12",
+            "r'1\\'",
+            "forward",
+        )
         assert row["threshold"] == 0.30000000000000004
 
 
 def stream_tables(spark, session_settings, tmp_path) -> tuple[Settings, Future[None]]:
     """The stream's tables and a checkpoint of query id q1 under ``tmp_path``, and a done ``tables_ready``."""
-    settings = dataclasses.replace(session_settings, delta_dir=tmp_path / "delta",
-                                   checkpoint_dir=tmp_path / "checkpoints")
+    settings = dataclasses.replace(
+        session_settings, delta_dir=tmp_path / "delta", checkpoint_dir=tmp_path / "checkpoints"
+    )
     prepare_tables(spark, settings)
     (settings.checkpoint("features")).mkdir(parents=True)
     (settings.checkpoint("features") / "metadata").write_text(json.dumps({"id": "q1"}))
@@ -125,6 +169,8 @@ def test_appends_go_on_after_another_writer_committed_between_batches(spark, ses
     assert spark.read.format("delta").load(ticks).count() == 3 * 4
     history = DeltaTable(ticks).history()
     assert [(commit["operation"], commit.get("userMetadata")) for commit in history[:4]] == [
-        ("WRITE", "features-stream-q1 batch 2"), ("OPTIMIZE", None),
-        ("WRITE", "features-stream-q1 batch 1"), ("WRITE", "features-stream-q1 batch 0"),
+        ("WRITE", "features-stream-q1 batch 2"),
+        ("OPTIMIZE", None),
+        ("WRITE", "features-stream-q1 batch 1"),
+        ("WRITE", "features-stream-q1 batch 0"),
     ]

@@ -35,6 +35,7 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 # --- the reference: what each record should become, from Python's json module alone ---
 
+
 def _long(value) -> bool:
     return type(value) is int and -(2**63) <= value < 2**63
 
@@ -70,17 +71,29 @@ def reference(value: bytes):
     except (UnicodeDecodeError, ValueError, RecursionError):
         return [(-1, NOT_RAW)]
     msg = record.get("msg") if isinstance(record, dict) else None
-    if not (isinstance(msg, dict) and _long(record.get("ingest_seq")) and record["ingest_seq"] >= 0
-            and _long(record.get("recv_ns")) and record["recv_ns"] >= 0 and isinstance(record.get("conn_id"), str)
-            and isinstance(msg.get("channel"), str)):
+    if not (
+        isinstance(msg, dict)
+        and _long(record.get("ingest_seq"))
+        and record["ingest_seq"] >= 0
+        and _long(record.get("recv_ns"))
+        and record["recv_ns"] >= 0
+        and isinstance(record.get("conn_id"), str)
+        and isinstance(msg.get("channel"), str)
+    ):
         return [(-1, NOT_RAW)]
     if msg["channel"] != "ticker":
         return None
     events = msg.get("events")
     # One mistyped event or ticker list makes the whole list unreadable (a Spark array of structs).
-    if not (isinstance(events, list) and all(
-            isinstance(e, dict) and isinstance(e.get("tickers"), list)
-            and all(t is None or isinstance(t, dict) for t in e["tickers"]) for e in events)):
+    if not (
+        isinstance(events, list)
+        and all(
+            isinstance(e, dict)
+            and isinstance(e.get("tickers"), list)
+            and all(t is None or isinstance(t, dict) for t in e["tickers"])
+            for e in events
+        )
+    ):
         return [(-1, NO_TICKERS)]
     tickers = [(e.get("type"), t or {}) for e in events for t in e["tickers"]]
     if not tickers:
@@ -97,16 +110,33 @@ def reference(value: bytes):
             out.append((idx, "ticker without product_id"))
         elif ns is None:
             out.append((idx, f"unparseable exchange timestamp: {'missing' if timestamp is None else timestamp}"))
-        elif not ((price is not None and price > 0)
-                  or (bid is not None and ask is not None and bid > 0 and ask > 0 and bid <= ask)):
+        elif not (
+            (price is not None and price > 0)
+            or (bid is not None and ask is not None and bid > 0 and ask > 0 and bid <= ask)
+        ):
             out.append((idx, "no positive price and no valid book"))
         else:
-            out.append((idx, (product, record["ingest_seq"], idx, record["conn_id"], sequence_num, ns,
-                              record["recv_ns"], event_type, *prices)))
+            out.append(
+                (
+                    idx,
+                    (
+                        product,
+                        record["ingest_seq"],
+                        idx,
+                        record["conn_id"],
+                        sequence_num,
+                        ns,
+                        record["recv_ns"],
+                        event_type,
+                        *prices,
+                    ),
+                )
+            )
     return out
 
 
 # --- generators: JSON written by hand, so keys can repeat and NaN/Infinity appear as tokens ---
+
 
 class Obj(list):
     """A JSON object as (key, value) pairs: order kept, keys may repeat."""
@@ -151,27 +181,80 @@ def _rfc3339(moment: datetime, digits: int) -> str:
 POSITIVE = st.floats(1e-8, 1e7).flatmap(lambda x: st.sampled_from([repr(x), f"{x:.2f}", f"{x:.8f}", f"{x:e}"]))
 AMOUNTS = mostly(
     POSITIVE,
-    st.floats(-1e6, 1e12, allow_nan=False).map(repr), st.integers(-5, 10**9).map(str),
-    st.sampled_from(["0", "0.00", "-0", "-0.0", "1e-400", "1e400", ".5", "5.", "+7", "-1", "00012.50", "NaN",
-                     "Infinity", "-Infinity", "inf", "nan", "", "abc", "1_0", "1,5", "--1", "1e", ".", "1.2.3",
-                     "\u0661\u0662"]),
+    st.floats(-1e6, 1e12, allow_nan=False).map(repr),
+    st.integers(-5, 10**9).map(str),
+    st.sampled_from(
+        [
+            "0",
+            "0.00",
+            "-0",
+            "-0.0",
+            "1e-400",
+            "1e400",
+            ".5",
+            "5.",
+            "+7",
+            "-1",
+            "00012.50",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "inf",
+            "nan",
+            "",
+            "abc",
+            "1_0",
+            "1,5",
+            "--1",
+            "1e",
+            ".",
+            "1.2.3",
+            "\u0661\u0662",
+        ]
+    ),
     st.text(alphabet="abcxyz-+. \u00e9\u20ac", max_size=6),
-    st.floats(), st.integers(-(10**20), 10**20), st.booleans(), st.none(), st.just(MISSING), JSON,
+    st.floats(),
+    st.integers(-(10**20), 10**20),
+    st.booleans(),
+    st.none(),
+    st.just(MISSING),
+    JSON,
 )
-PRODUCTS = mostly(st.sampled_from(["BTC-USD", "ETH-USD", "SOL-USD"]) | st.text(min_size=1, max_size=12),
-                  st.sampled_from(["", None, MISSING]))
+PRODUCTS = mostly(
+    st.sampled_from(["BTC-USD", "ETH-USD", "SOL-USD"]) | st.text(min_size=1, max_size=12),
+    st.sampled_from(["", None, MISSING]),
+)
 TIMESTAMPS = mostly(
     st.builds(_rfc3339, st.datetimes(datetime(2026, 1, 1), datetime(2026, 12, 31)), st.integers(0, 9)),
     st.builds(_rfc3339, st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31)), st.integers(0, 9)),
-    st.sampled_from(["2026-02-30T00:00:00Z", "2026-04-05T24:00:00Z", "2026-12-31T23:59:60Z", "2026-4-5T22:35:14Z",
-                     "2026-04-05 22:35:14Z", "2026-04-05T22:35:14.Z", "2026-04-05T22:35:14.1234567890Z",
-                     "2026-04-05T22:35:14+00:00", "1969-12-31T23:59:59.999999999Z", "1970-01-01T00:00:00Z",
-                     "2262-04-11T23:47:16.854775807Z", "2262-04-11T23:47:16.854775808Z",
-                     "\u0662\u0660\u0662\u0666-04-05T22:35:14Z", "", "now"]),
-    st.integers(0, 2**40), st.none(), st.just(MISSING),
+    st.sampled_from(
+        [
+            "2026-02-30T00:00:00Z",
+            "2026-04-05T24:00:00Z",
+            "2026-12-31T23:59:60Z",
+            "2026-4-5T22:35:14Z",
+            "2026-04-05 22:35:14Z",
+            "2026-04-05T22:35:14.Z",
+            "2026-04-05T22:35:14.1234567890Z",
+            "2026-04-05T22:35:14+00:00",
+            "1969-12-31T23:59:59.999999999Z",
+            "1970-01-01T00:00:00Z",
+            "2262-04-11T23:47:16.854775807Z",
+            "2262-04-11T23:47:16.854775808Z",
+            "\u0662\u0660\u0662\u0666-04-05T22:35:14Z",
+            "",
+            "now",
+        ]
+    ),
+    st.integers(0, 2**40),
+    st.none(),
+    st.just(MISSING),
 )
-LONGS = mostly(st.integers(0, 2**63 - 1), st.integers(-(2**64), 2**64),
-               st.sampled_from(["7", 1.0, 2.5, True, None, MISSING, [1], Obj([])]))
+LONGS = mostly(
+    st.integers(0, 2**63 - 1),
+    st.integers(-(2**64), 2**64),
+    st.sampled_from(["7", 1.0, 2.5, True, None, MISSING, [1], Obj([])]),
+)
 
 
 @st.composite
@@ -211,16 +294,36 @@ def messages(draw) -> Obj:
     if shape == "two":
         events.append(Obj([("type", "update"), ("tickers", draw(st.lists(tickers(), max_size=2)))]))
     elif shape == "bad_event":
-        events.append(draw(st.sampled_from([Obj([("type", "update")]), Obj([("tickers", None)]), None, 5,
-                                            Obj([("tickers", [5])]), Obj([("tickers", "x")])])))
+        events.append(
+            draw(
+                st.sampled_from(
+                    [
+                        Obj([("type", "update")]),
+                        Obj([("tickers", None)]),
+                        None,
+                        5,
+                        Obj([("tickers", [5])]),
+                        Obj([("tickers", "x")]),
+                    ]
+                )
+            )
+        )
     elif shape == "bad_events":
         events = draw(st.sampled_from([[], Obj([("type", "update")]), "events", None, MISSING]))
     strings = st.text(max_size=5)
     sequence_num = draw(LONGS)
     # A repeated integer key whose last value is unreadable keeps the earlier one in Spark (docs/hostile-input.md).
     sequence_decoys = st.integers(0, 99) if _long(sequence_num) else None
-    return draw(fields([("channel", channel, strings), ("timestamp", draw(TIMESTAMPS), strings),
-                        ("sequence_num", sequence_num, sequence_decoys), ("events", events, None)]))
+    return draw(
+        fields(
+            [
+                ("channel", channel, strings),
+                ("timestamp", draw(TIMESTAMPS), strings),
+                ("sequence_num", sequence_num, sequence_decoys),
+                ("events", events, None),
+            ]
+        )
+    )
 
 
 @st.composite
@@ -243,7 +346,7 @@ def records(draw, index: int) -> bytes:
     envelope = Obj(draw(st.permutations([("ingest_seq", ingest_seq), ("recv_ns", draw(LONGS)), ("conn_id", conn_id)])))
     value = dump(Obj([*(kv for kv in envelope if kv[1] is not MISSING), ("msg", msg)]), draw(st.booleans()))
     if kind == "truncated":
-        return value[:draw(st.integers(0, len(value) - 1))]
+        return value[: draw(st.integers(0, len(value) - 1))]
     return value
 
 
@@ -254,8 +357,9 @@ def batches(draw) -> list[bytes]:
 
 def _check(spark, values: list[bytes]) -> int:
     """Parses ``values`` in one job and compares every record's rows with the reference; returns the row count."""
-    frame = parse_raw(spark.createDataFrame([(v, f"fuzz:{i}") for i, v in enumerate(values)],
-                                            "value binary, source string"))
+    frame = parse_raw(
+        spark.createDataFrame([(v, f"fuzz:{i}") for i, v in enumerate(values)], "value binary, source string")
+    )
     assert tuple(frame.columns) == PARSED_COLUMNS
     rows = frame.collect()
     got = defaultdict(list)
@@ -283,6 +387,8 @@ def test_every_record_is_parsed_as_the_reference_says_or_quarantined_once(spark,
 
 def test_a_30_mb_record_is_parsed_whole(spark):
     """Far beyond any real frame and Jackson's default 20 MB string limit: parsed, not cut or quarantined."""
-    msg = b'{"channel":"ticker","timestamp":"2026-04-05T22:35:14.000000001Z","sequence_num":1,"events":[{"type":' \
-          b'"update","tickers":[{"product_id":"BTC-USD","price":"1.5"}]}],"blob":"' + b"x" * 30_000_000 + b'"}'
+    msg = (
+        b'{"channel":"ticker","timestamp":"2026-04-05T22:35:14.000000001Z","sequence_num":1,"events":[{"type":'
+        b'"update","tickers":[{"product_id":"BTC-USD","price":"1.5"}]}],"blob":"' + b"x" * 30_000_000 + b'"}'
+    )
     assert _check(spark, [b'{"ingest_seq":0,"recv_ns":1,"conn_id":"c","msg":' + msg + b"}"]) == 1

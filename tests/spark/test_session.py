@@ -24,7 +24,9 @@ def test_delta_table_write_read_and_history(spark, tmp_path):
     from delta.tables import DeltaTable
 
     path = str(tmp_path / "ticks")
-    first = spark.createDataFrame([("BTC-USD", 1, 100.5), ("ETH-USD", 2, 3000.25)], "product_id string, ingest_seq long, midprice double")
+    first = spark.createDataFrame(
+        [("BTC-USD", 1, 100.5), ("ETH-USD", 2, 3000.25)], "product_id string, ingest_seq long, midprice double"
+    )
     first.write.format("delta").save(path)
     spark.createDataFrame([("BTC-USD", 3, 100.75)], first.schema).write.format("delta").mode("append").save(path)
 
@@ -46,8 +48,9 @@ def test_parquet_dictionaries_only_for_repeating_strings(spark, tmp_path):
 
     path = tmp_path / "features"
     # ticker_idx repeats, but dictionaries on numbers cost more CPU than they save on real data.
-    rows = spark.range(20_000).selectExpr("if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id",
-                                          "id % 3 AS ticker_idx", "rand(7) AS midprice")
+    rows = spark.range(20_000).selectExpr(
+        "if(id % 2 = 0, 'BTC-USD', 'ETH-USD') AS product_id", "id % 3 AS ticker_idx", "rand(7) AS midprice"
+    )
     rows.coalesce(1).write.format("delta").save(str(path))
     (data_file,) = path.glob("*.parquet")
     meta = pq.ParquetFile(data_file).metadata.row_group(0)

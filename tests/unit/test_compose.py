@@ -33,7 +33,12 @@ EXPECTED_SERVICES = {
 }
 # Variables that belong to the tools themselves, not to volpipe.config.
 VENDOR_PREFIXES = (
-    "KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "AIRFLOW", "POSTGRES_", "MLFLOW_SERVER_", "MLFLOW_DISABLE_TELEMETRY",
+    "KAFKA_NODE_ID",
+    "KAFKA_PROCESS_ROLES",
+    "AIRFLOW",
+    "POSTGRES_",
+    "MLFLOW_SERVER_",
+    "MLFLOW_DISABLE_TELEMETRY",
     "MLFLOW_REGISTRY_URI",
     "DO_NOT_TRACK",
 )

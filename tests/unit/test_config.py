@@ -101,7 +101,8 @@ def test_kafka_clients_default_to_plaintext_with_the_brokers_only():
     settings = Settings.from_env({})
     assert settings.kafka_client_config() == {"bootstrap.servers": "localhost:9092", "security.protocol": "PLAINTEXT"}
     assert settings.spark_kafka_options() == {
-        "kafka.bootstrap.servers": "localhost:9092", "kafka.security.protocol": "PLAINTEXT",
+        "kafka.bootstrap.servers": "localhost:9092",
+        "kafka.security.protocol": "PLAINTEXT",
     }
 
 
@@ -109,13 +110,22 @@ def test_sasl_ssl_settings_reach_librdkafka_and_spark_from_one_place(tmp_path):
     password = tmp_path / "kafka.password"
     password.write_text('p"a\\ss\n')
     ca = tmp_path / "ca.pem"
-    settings = Settings.from_env({
-        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": "volpipe", "KAFKA_SASL_PASSWORD_FILE": str(password), "KAFKA_SSL_CA_FILE": str(ca),
-    })
+    settings = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "volpipe",
+            "KAFKA_SASL_PASSWORD_FILE": str(password),
+            "KAFKA_SSL_CA_FILE": str(ca),
+        }
+    )
     assert settings.kafka_client_config() == {
-        "bootstrap.servers": "localhost:9092", "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "volpipe", "sasl.password": 'p"a\\ss', "ssl.ca.location": str(ca),
+        "bootstrap.servers": "localhost:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "volpipe",
+        "sasl.password": 'p"a\\ss',
+        "ssl.ca.location": str(ca),
     }
     spark = settings.spark_kafka_options()
     assert spark["kafka.security.protocol"] == "SASL_SSL" and spark["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
@@ -123,16 +133,19 @@ def test_sasl_ssl_settings_reach_librdkafka_and_spark_from_one_place(tmp_path):
         'org.apache.kafka.common.security.scram.ScramLoginModule required username="volpipe" password="p\\"a\\\\ss";'
     )
     assert spark["kafka.ssl.truststore.type"] == "PEM" and spark["kafka.ssl.truststore.location"] == str(ca)
-    assert "p\"a" not in repr(settings)  # the password is read when a client is built, never held or shown
+    assert 'p"a' not in repr(settings)  # the password is read when a client is built, never held or shown
 
 
 def test_sasl_without_credentials_or_with_an_unreadable_password_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD_FILE"):
         Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
-    settings = Settings.from_env({
-        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u",
-        "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing"),
-    })
+    settings = Settings.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_USERNAME": "u",
+            "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing"),
+        }
+    )
     with pytest.raises(ConfigError, match=r"KAFKA_SASL_PASSWORD_FILE=.*cannot be read"):
         settings.kafka_client_config()
 

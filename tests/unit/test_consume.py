@@ -26,15 +26,23 @@ def test_a_rerun_batch_published_again_is_passed_once():
     batch2 = [_row("BTC-USD", 2), _row("ETH-USD", 3), _row("BTC-USD", 4), _row("ETH-USD", 5)]
     batch3 = [_row("ETH-USD", 6), _row("BTC-USD", 7)]
     stream = batch1 + batch2 + batch2[:3] + batch2 + batch3
-    assert _keys(stream) == _keys(batch1 + batch2 + batch3) == [
-        (r["product_id"], r["ingest_seq"], 0) for r in batch1 + batch2 + batch3
-    ]
+    assert (
+        _keys(stream)
+        == _keys(batch1 + batch2 + batch3)
+        == [(r["product_id"], r["ingest_seq"], 0) for r in batch1 + batch2 + batch3]
+    )
 
 
 def test_counters_and_tickers_of_one_message_in_order():
     repeats = RepeatFilter()
-    rows = [_row("BTC-USD", 10, 0), _row("BTC-USD", 10, 1), _row("BTC-USD", 10, 0), _row("BTC-USD", 10, 1),
-            _row("BTC-USD", 10, 2), _row("BTC-USD", 9, 5)]
+    rows = [
+        _row("BTC-USD", 10, 0),
+        _row("BTC-USD", 10, 1),
+        _row("BTC-USD", 10, 0),
+        _row("BTC-USD", 10, 1),
+        _row("BTC-USD", 10, 2),
+        _row("BTC-USD", 9, 5),
+    ]
     assert [repeats.first_time(r) for r in rows] == [True, True, False, False, True, False]
     assert (repeats.passed, repeats.dropped) == (3, 3)
 
@@ -50,7 +58,12 @@ def test_products_are_independent_and_memory_is_one_key_per_product():
 
 
 def test_cli_help_names_its_options():
-    out = subprocess.run([sys.executable, "-m", "volpipe.consume", "--help"], cwd=PROJECT_ROOT, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "volpipe.consume", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for option in ("--topic", "--timeout", "--max-messages", "--new-only", "--bootstrap-servers"):
         assert option in out

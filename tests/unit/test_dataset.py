@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from volpipe.modeling.synthetic import write_features
-from volpipe.monitoring.synthetic import T0_NS, TICK_NS, feature_rows, prediction_rows
 from volpipe.dates import NS_PER_DAY
 from volpipe.errors import MonitoringDataError, TableReadError, TrainingDataError
 from volpipe.modeling.dataset import read_window
+from volpipe.modeling.synthetic import write_features
+from volpipe.monitoring.synthetic import T0_NS, TICK_NS, feature_rows, prediction_rows
 from volpipe.tables import ROW_KEYS
 
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -44,8 +44,13 @@ def test_only_the_windows_days_are_opened(tmp_path):
         table = pa.Table.from_pandas(frame, preserve_index=False)
         for name, column in arrow_layout_columns(FEATURES, frame["exchange_ts_ns"].to_numpy()).items():
             table = table.append_column(name, column)
-        write_deltalake(str(path), table, mode="append", partition_by=["date"],
-                        configuration={"delta.dataSkippingNumIndexedCols": "0"})
+        write_deltalake(
+            str(path),
+            table,
+            mode="append",
+            partition_by=["date"],
+            configuration={"delta.dataSkippingNumIndexedCols": "0"},
+        )
     (other_day,) = path.glob("date=2026-09-22/*.parquet")
     other_day.write_bytes(b"not a parquet file")
     assert len(read_window(path, ["rolling_vol"], T0_NS, T0_NS + 50 * TICK_NS).frame) == 50
@@ -62,5 +67,7 @@ def test_a_missing_table_or_column_is_every_readers_data_error(tmp_path):
     with pytest.raises(TableReadError, match=f"no Delta table at {tmp_path / 'missing'}"):
         read_window(tmp_path / "missing", ["rolling_vol"])
     assert read_window(tmp_path / "features", ["rolling_vol"], 0, 1).frame.empty
-    pd.testing.assert_index_equal(read_window(tmp_path / "features", ["rolling_vol"], 0, 1).frame.columns,
-                                  pd.Index([*ROW_KEYS, "exchange_ts_ns", "rolling_vol"]))
+    pd.testing.assert_index_equal(
+        read_window(tmp_path / "features", ["rolling_vol"], 0, 1).frame.columns,
+        pd.Index([*ROW_KEYS, "exchange_ts_ns", "rolling_vol"]),
+    )

@@ -27,16 +27,30 @@ def test_a_failed_run_is_reported_with_the_last_log_events_of_every_attempt_of_i
     folder.mkdir(parents=True)
     for attempt in (1, 2):
         events = [{"event": f"attempt {attempt} line {i}", "level": "info"} for i in range(29)]
-        events.append({"event": f"attempt {attempt} line 29", "level": "error", "error_detail": [
-            {"exc_type": "AirflowFailException", "exc_value": "trained nothing: no feature rows", "is_cause": False},
-            {"exc_type": "TrainingDataError", "exc_value": "no feature rows", "is_cause": True}]})
+        events.append(
+            {
+                "event": f"attempt {attempt} line 29",
+                "level": "error",
+                "error_detail": [
+                    {
+                        "exc_type": "AirflowFailException",
+                        "exc_value": "trained nothing: no feature rows",
+                        "is_cause": False,
+                    },
+                    {"exc_type": "TrainingDataError", "exc_value": "no feature rows", "is_cause": True},
+                ],
+            }
+        )
         lines = [json.dumps(e) for e in events] + ["not json: the JVM's own output"]
         (folder / f"attempt={attempt}.log").write_text("\n".join(lines) + "\n")
-    client = RecordedRun(settings, [
-        {"task_id": "resolve_dates", "state": "success", "try_number": 1},
-        {"task_id": "replay_features", "state": "failed", "try_number": 2},
-        {"task_id": "compare_with_stream", "state": "upstream_failed", "try_number": 0},
-    ])
+    client = RecordedRun(
+        settings,
+        [
+            {"task_id": "resolve_dates", "state": "success", "try_number": 1},
+            {"task_id": "replay_features", "state": "failed", "try_number": 2},
+            {"task_id": "compare_with_stream", "state": "upstream_failed", "try_number": 0},
+        ],
+    )
     report = failed_tasks_report(client, "replay_validation", run, lines=3).splitlines()
     assert report[0] == "  replay_validation.replay_features: failed after 2 attempt(s)"
     reason = "      AirflowFailException: trained nothing: no feature rows"  # the exception, not its cause
@@ -65,9 +79,16 @@ def test_the_history_lies_on_the_days_before_today_with_their_dates():
 def test_only_the_promotion_gates_verdict_is_an_accepted_failure_of_train_nightly():
     from volpipe.ops.demo import no_skill_verdict
 
-    assert no_skill_verdict({"train_and_register": "success", "announce_champion": "failed",
-                             "evaluate_walk_forward": "success"})
-    assert not no_skill_verdict({"train_and_register": "failed", "announce_champion": "upstream_failed",
-                                 "evaluate_walk_forward": "upstream_failed"})
-    assert not no_skill_verdict({"train_and_register": "success", "announce_champion": "failed",
-                                 "evaluate_walk_forward": "failed"})
+    assert no_skill_verdict(
+        {"train_and_register": "success", "announce_champion": "failed", "evaluate_walk_forward": "success"}
+    )
+    assert not no_skill_verdict(
+        {
+            "train_and_register": "failed",
+            "announce_champion": "upstream_failed",
+            "evaluate_walk_forward": "upstream_failed",
+        }
+    )
+    assert not no_skill_verdict(
+        {"train_and_register": "success", "announce_champion": "failed", "evaluate_walk_forward": "failed"}
+    )

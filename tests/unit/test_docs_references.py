@@ -36,8 +36,11 @@ def _exists(reference: str) -> bool:
         return True
     module, _, attribute = reference.rpartition(".")
     source = PROJECT_ROOT / f"{module}.py"
-    return bool(attribute) and source.is_file() and re.search(rf"^(def|class) {attribute}\b|^{attribute} =",
-                                                              source.read_text(), flags=re.M) is not None
+    return (
+        bool(attribute)
+        and source.is_file()
+        and re.search(rf"^(def|class) {attribute}\b|^{attribute} =", source.read_text(), flags=re.M) is not None
+    )
 
 
 def _module_exists(name: str) -> bool:
@@ -52,7 +55,9 @@ def _module_exists(name: str) -> bool:
 def test_every_path_module_and_make_target_a_page_names_exists(page):
     code = _code(page)
     targets = set(re.findall(r"^([a-z][\w-]*):", (PROJECT_ROOT / "Makefile").read_text(), flags=re.M))
-    missing = sorted({ref for ref in PATH.findall(code) if not _exists(ref.rstrip("."))}
-                     | {f"python -m {name}" for name in MODULE.findall(code) if not _module_exists(name)}
-                     | {f"make {name}" for name in MAKE_TARGET.findall(code) if name not in targets})
+    missing = sorted(
+        {ref for ref in PATH.findall(code) if not _exists(ref.rstrip("."))}
+        | {f"python -m {name}" for name in MODULE.findall(code) if not _module_exists(name)}
+        | {f"make {name}" for name in MAKE_TARGET.findall(code) if name not in targets}
+    )
     assert missing == [], f"{page.name} names what does not exist"

@@ -292,20 +292,32 @@ def _replayed(ticks, products, n: int, **options) -> list[dict]:
 
 
 def test_replay_keeps_the_recorded_timestamps_when_asked(tmp_path):
-    stamps = ["2026-04-05T10:00:00.12345678Z", "2026-04-05T10:00:00.200001Z", "2026-04-05T10:00:00.500000000Z",
-              "2026-04-05T10:00:00.5000001Z", "2026-04-05T10:00:01.123456789Z"]
-    frame = (b'{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"update","tickers":'
-             b'[{"type":"ticker","product_id":"BTC-USD","price":"1.5","best_bid":"1","best_ask":"2"}]}]}')
+    stamps = [
+        "2026-04-05T10:00:00.12345678Z",
+        "2026-04-05T10:00:00.200001Z",
+        "2026-04-05T10:00:00.500000000Z",
+        "2026-04-05T10:00:00.5000001Z",
+        "2026-04-05T10:00:01.123456789Z",
+    ]
+    frame = (
+        b'{"channel":"ticker","timestamp":"%s","sequence_num":%d,"events":[{"type":"update","tickers":'
+        b'[{"type":"ticker","product_id":"BTC-USD","price":"1.5","best_bid":"1","best_ask":"2"}]}]}'
+    )
     path = tmp_path / "recording.ndjson"
     path.write_bytes(b"\n".join(frame % (s.encode(), 40 + i) for i, s in enumerate(stamps)))
     recording = load_recording(path)
 
-    kept = _replayed(replay_ticks(recording, loop=True), ["BTC-USD"], 2 * len(stamps), keep_timestamps=True,
-                     max_ticks=2 * len(stamps))
+    kept = _replayed(
+        replay_ticks(recording, loop=True),
+        ["BTC-USD"],
+        2 * len(stamps),
+        keep_timestamps=True,
+        max_ticks=2 * len(stamps),
+    )
     assert [m["timestamp"] for m in kept[: len(stamps)]] == stamps  # the recorded text, exactly
     # Later laps are shifted in time: their stamps follow the recording's spacing, not the clock.
     span = recording[-1].time_ns - recording[0].time_ns + 1_000_000
-    assert [parse_timestamp(m["timestamp"]) for m in kept[len(stamps):]] == [t.time_ns + span for t in recording]
+    assert [parse_timestamp(m["timestamp"]) for m in kept[len(stamps) :]] == [t.time_ns + span for t in recording]
     # The protocol stays the exchange's: one sequence_num counter per connection, snapshot first.
     assert [m["sequence_num"] for m in kept] == sorted({m["sequence_num"] for m in kept})
     assert kept[0]["events"][0]["type"] == "snapshot"
@@ -328,11 +340,30 @@ def test_the_command_line_serves_live_without_outages_unless_asked():
     start_ns, market = synthetic_market(build_parser().parse_args([]), now)
     assert (start_ns, market) == (now, {})
     assert SyntheticMarket(PRODUCTS, 3, start_ns, **market).silences(now + 30 * NS_PER_DAY) == []
-    args = build_parser().parse_args(["--outages-per-day", "3", "--outage-minutes", "20", "--level-step", "600:2",
-                                      "--level-step", "1200:0.5", "--day-night-ratio", "1.5", "--level-sd", "0"])
+    args = build_parser().parse_args(
+        [
+            "--outages-per-day",
+            "3",
+            "--outage-minutes",
+            "20",
+            "--level-step",
+            "600:2",
+            "--level-step",
+            "1200:0.5",
+            "--day-night-ratio",
+            "1.5",
+            "--level-sd",
+            "0",
+        ]
+    )
     start_ns, market = synthetic_market(args, now)
-    assert market == {"outages_per_day": 3.0, "outage_median_minutes": 20.0, "day_night_ratio": 1.5, "level_sd": 0.0,
-                      "level_steps": [(600.0, 2.0), (1200.0, 0.5)]}
+    assert market == {
+        "outages_per_day": 3.0,
+        "outage_median_minutes": 20.0,
+        "day_night_ratio": 1.5,
+        "level_sd": 0.0,
+        "level_steps": [(600.0, 2.0), (1200.0, 0.5)],
+    }
     assert len(SyntheticMarket(PRODUCTS, 3, start_ns, **market).silences(now + 30 * NS_PER_DAY)) > 20
 
 

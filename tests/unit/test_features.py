@@ -20,21 +20,23 @@ def frame(mids=None, *, bids=None, asks=None, prices=None, ts=None, seqs=None, c
     n = len(mids if mids is not None else prices)
     bids = bids if bids is not None else [m - 1 for m in mids]
     asks = asks if asks is not None else [m + 1 for m in mids]
-    return pd.DataFrame({
-        "product_id": product,
-        "ingest_seq": np.arange(n, dtype=np.int64) if seqs is None else np.array(seqs, np.int64),
-        "ticker_idx": np.zeros(n, np.int64),
-        "conn_id": conns or ["c1"] * n,
-        "sequence_num": np.arange(n, dtype=np.int64) + 10,
-        "exchange_ts_ns": np.array(ts if ts is not None else [i * 500_000_000 for i in range(n)], np.int64),
-        "recv_ns": np.arange(n, dtype=np.int64) + 7,
-        "event_type": "update",
-        "price": prices if prices is not None else [m + 0.5 for m in mids],
-        "best_bid": bids,
-        "best_ask": asks,
-        "best_bid_quantity": [1.0] * n,
-        "best_ask_quantity": [3.0] * n,
-    })
+    return pd.DataFrame(
+        {
+            "product_id": product,
+            "ingest_seq": np.arange(n, dtype=np.int64) if seqs is None else np.array(seqs, np.int64),
+            "ticker_idx": np.zeros(n, np.int64),
+            "conn_id": conns or ["c1"] * n,
+            "sequence_num": np.arange(n, dtype=np.int64) + 10,
+            "exchange_ts_ns": np.array(ts if ts is not None else [i * 500_000_000 for i in range(n)], np.int64),
+            "recv_ns": np.arange(n, dtype=np.int64) + 7,
+            "event_type": "update",
+            "price": prices if prices is not None else [m + 0.5 for m in mids],
+            "best_bid": bids,
+            "best_ask": asks,
+            "best_bid_quantity": [1.0] * n,
+            "best_ask_quantity": [3.0] * n,
+        }
+    )
 
 
 def test_hand_computed_window_of_two():
@@ -105,9 +107,9 @@ def test_matches_a_plain_numpy_reference():
     mids = (100 + np.cumsum(rng.normal(0, 0.1, 400))).tolist()
     out, _ = featurize_frame(frame(mids), WindowState(), window=20)
     ret = np.array(mids[1:]) / np.array(mids[:-1]) - 1
-    np.testing.assert_allclose(out["rolling_vol"][20:], [np.std(ret[i - 20:i]) for i in range(20, 400)], rtol=1e-9)
-    np.testing.assert_allclose(out["vol_300t"][300:], [np.std(ret[i - 300:i]) for i in range(300, 400)], rtol=1e-9)
-    np.testing.assert_allclose(out["ret_mean_30t"][30:], [ret[i - 30:i].mean() for i in range(30, 400)], atol=1e-15)
+    np.testing.assert_allclose(out["rolling_vol"][20:], [np.std(ret[i - 20 : i]) for i in range(20, 400)], rtol=1e-9)
+    np.testing.assert_allclose(out["vol_300t"][300:], [np.std(ret[i - 300 : i]) for i in range(300, 400)], rtol=1e-9)
+    np.testing.assert_allclose(out["ret_mean_30t"][30:], [ret[i - 30 : i].mean() for i in range(30, 400)], atol=1e-15)
 
 
 def bits(out: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -51,8 +51,14 @@ def test_every_line_is_imported_dead_lettered_or_skipped_and_keeps_its_recorded_
     assert len(raw) == expected["imported"] and len(dead) == expected["deadlettered"]
     # The message is stored byte for byte: recorded timestamp text and sequence_num included.
     raw_bytes = _lines(tmp_path / "data" / "raw")
-    tickers = [line for line in sent if b'"channel":"ticker"' in line and line != NOT_JSON
-               and b'"price":"-1"' not in line and b"NOPE-USD" not in line]
+    tickers = [
+        line
+        for line in sent
+        if b'"channel":"ticker"' in line
+        and line != NOT_JSON
+        and b'"price":"-1"' not in line
+        and b"NOPE-USD" not in line
+    ]
     assert [line.split(b',"msg":', 1)[1][:-1] for line in raw_bytes] == tickers
     for record in raw:
         assert record["recv_ns"] == parse_timestamp(record["msg"]["timestamp"])  # exact nanoseconds
@@ -76,8 +82,19 @@ def test_reimporting_is_a_no_op_and_ingest_seq_continues_around_an_import(tmp_pa
     settings = isolated_settings(tmp_path / "data")
     writer = Writer(settings, None, None, Stats())  # what a live ingestor wrote today, before the import
     today_ns = 1_795_000_000_000_000_000
-    writer._write([Record(False, b"BTC-USD", raw_record(i, today_ns + i, "c1-1", b'{"channel":"ticker"}'), i,
-                          today_ns + i, today_ns + i) for i in range(3)])
+    writer._write(
+        [
+            Record(
+                False,
+                b"BTC-USD",
+                raw_record(i, today_ns + i, "c1-1", b'{"channel":"ticker"}'),
+                i,
+                today_ns + i,
+                today_ns + i,
+            )
+            for i in range(3)
+        ]
+    )
     writer.close()
     recording = tmp_path / "recording.ndjson"
     expected = generated_recording(recording)

@@ -84,21 +84,38 @@ def mostly(good, *bad):
 
 
 MISSING = object()
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=6),
-                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
-                    max_leaves=6)
-DECIMALS = mostly(st.decimals(0, 10**7, places=4, allow_nan=False).map(str),
-                  st.sampled_from(["0", "0.00", "-1", "1e5", "NaN", "", " 1", "1.", ".5", "1_0", "\u0661\u0662",
-                                   "\uff11\uff12", "00.10"]),
-                  st.floats(), st.integers(-(2**63), 2**63 - 1), st.none(), st.just(MISSING), JSON)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=6),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
+    max_leaves=6,
+)
+DECIMALS = mostly(
+    st.decimals(0, 10**7, places=4, allow_nan=False).map(str),
+    st.sampled_from(
+        ["0", "0.00", "-1", "1e5", "NaN", "", " 1", "1.", ".5", "1_0", "\u0661\u0662", "\uff11\uff12", "00.10"]
+    ),
+    st.floats(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.none(),
+    st.just(MISSING),
+    JSON,
+)
 
 
 @st.composite
 def tickers(draw):
-    ticker = {"type": "ticker", "product_id": draw(mostly(st.sampled_from(sorted(PRODUCTS)),
-                                                          st.sampled_from(["DOGE-USD", "", None, MISSING, 7]), JSON))}
-    ticker.update({name: draw(DECIMALS) for name in ("price", "best_bid", "best_ask", "volume_24_h",
-                                                       "best_bid_quantity", "best_ask_quantity")})
+    ticker = {
+        "type": "ticker",
+        "product_id": draw(
+            mostly(st.sampled_from(sorted(PRODUCTS)), st.sampled_from(["DOGE-USD", "", None, MISSING, 7]), JSON)
+        ),
+    }
+    ticker.update(
+        {
+            name: draw(DECIMALS)
+            for name in ("price", "best_bid", "best_ask", "volume_24_h", "best_bid_quantity", "best_ask_quantity")
+        }
+    )
     return draw(mostly(st.just({k: v for k, v in ticker.items() if v is not MISSING}), JSON))
 
 
@@ -111,20 +128,24 @@ def frames(draw) -> bytes:
     if kind == "deep":  # past orjson's (and json's) recursion limit, or well inside it
         depth = draw(st.sampled_from([200, 5000]))
         return b'{"channel":"ticker","sequence_num":1,"deep":' + b"[" * depth + b"]" * depth + b"}"
-    events = [{"type": draw(mostly(st.sampled_from(["update", "snapshot"]), st.sampled_from(["other", None]))),
-               "tickers": draw(mostly(st.lists(tickers(), min_size=1, max_size=3),
-                                      st.sampled_from([[], None, "x"])))}]
-    msg = {"channel": draw(mostly(st.just("ticker"), st.sampled_from(["heartbeats", "subscriptions", "level2", None]))),
-           "timestamp": draw(mostly(st.just("2026-04-05T22:35:14.009945409Z"), st.integers(0, 2**40), st.none())),
-           "sequence_num": draw(mostly(st.integers(0, 2**63 - 1), st.integers(-5, -1),
-                                       st.sampled_from(["1", 1.0, True]))),
-           "events": draw(mostly(st.just(events), st.sampled_from([[], [5], {}, None])))}
+    events = [
+        {
+            "type": draw(mostly(st.sampled_from(["update", "snapshot"]), st.sampled_from(["other", None]))),
+            "tickers": draw(mostly(st.lists(tickers(), min_size=1, max_size=3), st.sampled_from([[], None, "x"]))),
+        }
+    ]
+    msg = {
+        "channel": draw(mostly(st.just("ticker"), st.sampled_from(["heartbeats", "subscriptions", "level2", None]))),
+        "timestamp": draw(mostly(st.just("2026-04-05T22:35:14.009945409Z"), st.integers(0, 2**40), st.none())),
+        "sequence_num": draw(mostly(st.integers(0, 2**63 - 1), st.integers(-5, -1), st.sampled_from(["1", 1.0, True]))),
+        "events": draw(mostly(st.just(events), st.sampled_from([[], [5], {}, None]))),
+    }
     msg = draw(mostly(st.just(msg), st.just({"type": "error", "message": "Failed to subscribe"}), JSON))
     frame = json.dumps(msg, ensure_ascii=draw(st.booleans())).encode()
     if kind == "huge":  # 8 MB: websockets' default max_size is 1 MiB; classification has no limit of its own
         return frame[:-1] + b',"blob":"' + b"x" * 8_000_000 + b'"}' if frame.startswith(b"{") else frame
     if kind == "truncated":
-        return frame[:draw(st.integers(0, len(frame) - 1))]
+        return frame[: draw(st.integers(0, len(frame) - 1))]
     return frame
 
 
@@ -144,8 +165,14 @@ def test_a_price_in_non_ascii_digits_is_not_a_positive_decimal():
     """Regression: ``\\d`` matched Arabic-Indic and fullwidth digits, which Spark then cannot read as a number."""
     for price in ("\u0661\u0662", "\uff11\uff12"):
         ticker = {"product_id": "BTC-USD", "price": price, "best_bid": "1", "best_ask": "2"}
-        frame = orjson.dumps({"channel": "ticker", "timestamp": "t", "sequence_num": 1,
-                              "events": [{"type": "update", "tickers": [ticker]}]})
+        frame = orjson.dumps(
+            {
+                "channel": "ticker",
+                "timestamp": "t",
+                "sequence_num": 1,
+                "events": [{"type": "update", "tickers": [ticker]}],
+            }
+        )
         reason = f"price is not a positive decimal: {price!r} product_id=BTC-USD"
         assert classify(frame, PRODUCTS) == Rejected(reason, 1)
 
@@ -153,8 +180,10 @@ def test_a_price_in_non_ascii_digits_is_not_a_positive_decimal():
 def test_a_flood_of_100k_tiny_frames_is_accounted_for_frame_by_frame(tmp_path, caplog):
     """Every frame is counted once and is a raw line, a dead letter, or a counted heartbeat/ack: no loss under load."""
     caplog.set_level(logging.ERROR, logger="ingest")  # 100k rejection warnings are the point, not the output
-    tick = b'{"channel":"ticker","timestamp":"t","sequence_num":%d,"events":[{"type":"update","tickers":[' \
-           b'{"product_id":"BTC-USD","price":"1","best_bid":"1","best_ask":"2"}]}]}'
+    tick = (
+        b'{"channel":"ticker","timestamp":"t","sequence_num":%d,"events":[{"type":"update","tickers":['
+        b'{"product_id":"BTC-USD","price":"1","best_bid":"1","best_ask":"2"}]}]}'
+    )
     beat = b'{"channel":"heartbeats","timestamp":"t","sequence_num":%d,"events":[{}]}'
     junk = [b"", b"{", b"1", b"[]", b"{}", b"\xff", b"null", b'{"type":"error"}']
     frames = [tick % i if i % 3 == 0 else beat % i if i % 3 == 1 else junk[i % len(junk)] for i in range(100_000)]
@@ -180,6 +209,8 @@ def test_a_flood_of_100k_tiny_frames_is_accounted_for_frame_by_frame(tmp_path, c
     assert stats["gaps"] == 100_000 - tickers - beats  # the junk frames' numbers are missing from the sequence
     seqs = sorted(orjson.loads(line)["ingest_seq"] for line in raw + dead)
     assert seqs == list(range(len(raw) + len(dead)))  # every stored frame has its own ingest_seq, none twice
-    assert raw == [raw_record(orjson.loads(line)["ingest_seq"], 1_775_428_514_000_000_000, ingestor.conn_id, frame)
-                   for line, frame in zip(raw, frames[::3], strict=True)]  # each frame byte for byte, in order
+    assert raw == [
+        raw_record(orjson.loads(line)["ingest_seq"], 1_775_428_514_000_000_000, ingestor.conn_id, frame)
+        for line, frame in zip(raw, frames[::3], strict=True)
+    ]  # each frame byte for byte, in order
     assert [orjson.loads(line)["raw"] for line in dead] == [f.decode("utf-8", "backslashreplace") for f in frames[2::3]]

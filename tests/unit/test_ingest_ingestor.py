@@ -47,7 +47,17 @@ def test_every_frame_is_counted_and_tickers_and_rejects_become_records(tmp_path)
     assert first.value == raw_record(0, first.recv_ns, ingestor.conn_id, _frames()[0])
     assert orjson.loads(records[4].value)["raw"] == "{oops"
     exposition = generate_latest(ingestor.registry).decode()
-    for name in ("messages", "tickers", "heartbeats", "invalid", "gaps", "repeats", "reconnects", "delivered", "failed"):
+    for name in (
+        "messages",
+        "tickers",
+        "heartbeats",
+        "invalid",
+        "gaps",
+        "repeats",
+        "reconnects",
+        "delivered",
+        "failed",
+    ):
         assert f"ingest_{name}_total" in exposition
     assert "ingest_receive_to_ack_seconds_bucket" in exposition
     assert "tickers=5" in ingestor.summary() and "gaps=3" in ingestor.summary()
@@ -80,8 +90,10 @@ async def _async(function, *args):
 
 
 ERROR = b'{"type":"error","message":"Failed to subscribe"}'
-TICKER_ACK = b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":0,' \
-             b'"events":[{"subscriptions":{"ticker":["BTC-USD"]}}]}'
+TICKER_ACK = (
+    b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":0,'
+    b'"events":[{"subscriptions":{"ticker":["BTC-USD"]}}]}'
+)
 
 
 def test_an_exchange_error_before_the_subscription_worked_abandons_the_connection(tmp_path):

@@ -16,11 +16,24 @@ PRODUCTS = frozenset({"BTC-USD", "ETH-USD"})
 
 
 def _ticker(**fields) -> bytes:
-    ticker = {"type": "ticker", "product_id": "BTC-USD", "price": "67468.26", "best_bid": "67468.26",
-              "best_ask": "67469.62", "best_bid_quantity": "0.0035", "best_ask_quantity": "0.17"}
+    ticker = {
+        "type": "ticker",
+        "product_id": "BTC-USD",
+        "price": "67468.26",
+        "best_bid": "67468.26",
+        "best_ask": "67469.62",
+        "best_bid_quantity": "0.0035",
+        "best_ask_quantity": "0.17",
+    }
     ticker.update(fields)
-    return orjson.dumps({"channel": "ticker", "timestamp": "2026-04-05T22:35:14.009945409Z", "sequence_num": 2,
-                         "events": [{"type": "update", "tickers": [ticker]}]})
+    return orjson.dumps(
+        {
+            "channel": "ticker",
+            "timestamp": "2026-04-05T22:35:14.009945409Z",
+            "sequence_num": 2,
+            "events": [{"type": "update", "tickers": [ticker]}],
+        }
+    )
 
 
 def test_synthetic_ticker_frames_are_accepted():
@@ -30,10 +43,14 @@ def test_synthetic_ticker_frames_are_accepted():
 
 
 def test_heartbeats_and_acks_are_accepted_but_not_tickers():
-    beat = b'{"channel":"heartbeats","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":7,' \
-           b'"events":[{"current_time":"x","heartbeat_counter":3}]}'
-    ack = b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:13.925350911Z","sequence_num":1,' \
-          b'"events":[{"subscriptions":{"ticker":["BTC-USD"]}}]}'
+    beat = (
+        b'{"channel":"heartbeats","timestamp":"2026-04-05T22:35:14.1Z","sequence_num":7,'
+        b'"events":[{"current_time":"x","heartbeat_counter":3}]}'
+    )
+    ack = (
+        b'{"channel":"subscriptions","timestamp":"2026-04-05T22:35:13.925350911Z","sequence_num":1,'
+        b'"events":[{"subscriptions":{"ticker":["BTC-USD"]}}]}'
+    )
     assert classify(beat, PRODUCTS) == Accepted("heartbeats", 7)
     result = classify(ack, PRODUCTS)
     assert result.kind == "subscriptions" and result.sequence_num == 1
@@ -114,10 +131,19 @@ def test_a_product_id_of_the_wrong_type_is_rejected_not_raised(product):
     assert isinstance(result, Rejected) and "product not subscribed" in result.reason
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
-                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children,
-                                                                                          max_size=3)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    )
+)
 def test_classify_never_raises_on_ticker_shaped_json(junk):
-    frame = orjson.dumps({"channel": "ticker", "timestamp": "t", "sequence_num": 1,
-                          "events": [{"type": "update", "tickers": [junk]}, {"type": "update", "tickers": junk}]})
+    frame = orjson.dumps(
+        {
+            "channel": "ticker",
+            "timestamp": "t",
+            "sequence_num": 1,
+            "events": [{"type": "update", "tickers": [junk]}, {"type": "update", "tickers": junk}],
+        }
+    )
     assert isinstance(classify(frame, PRODUCTS), (Accepted, Rejected))

@@ -52,16 +52,26 @@ def test_daily_file_stem_is_the_utc_date():
 
 
 def test_records_rotate_at_utc_midnight_and_dead_letters_go_to_quarantine(tmp_path):
-    records = [_raw(0, MIDNIGHT_NS - 2_000), _raw(1, MIDNIGHT_NS - 1), _dead(2, MIDNIGHT_NS - 1),
-               _raw(3, MIDNIGHT_NS), _raw(4, MIDNIGHT_NS + 5)]
+    records = [
+        _raw(0, MIDNIGHT_NS - 2_000),
+        _raw(1, MIDNIGHT_NS - 1),
+        _dead(2, MIDNIGHT_NS - 1),
+        _raw(3, MIDNIGHT_NS),
+        _raw(4, MIDNIGHT_NS + 5),
+    ]
     _write(tmp_path, records)
     before = (tmp_path / "raw" / "20260405.ndjson").read_bytes().splitlines()
     after = (tmp_path / "raw" / "20260406.ndjson").read_bytes().splitlines()
     dead = (tmp_path / "quarantine" / "20260405.ndjson").read_bytes().splitlines()
     assert [orjson.loads(line)["ingest_seq"] for line in before] == [0, 1]
     assert [orjson.loads(line)["ingest_seq"] for line in after] == [3, 4]
-    assert orjson.loads(dead[0]) == {"ingest_seq": 2, "recv_ns": MIDNIGHT_NS - 1, "conn_id": "c1-1",
-                                     "reason": "not JSON", "raw": "{oops"}
+    assert orjson.loads(dead[0]) == {
+        "ingest_seq": 2,
+        "recv_ns": MIDNIGHT_NS - 1,
+        "conn_id": "c1-1",
+        "reason": "not JSON",
+        "raw": "{oops",
+    }
     assert before[0] == records[0].value  # the bytes are the record, unchanged
 
 
@@ -73,8 +83,16 @@ def test_appending_keeps_earlier_lines(tmp_path):
 
 
 def test_resume_takes_the_highest_seq_of_the_raw_and_quarantine_files(tmp_path):
-    _write(tmp_path, [_raw(0, MIDNIGHT_NS - 10), _raw(1, MIDNIGHT_NS - 5), _dead(2, MIDNIGHT_NS - 4),
-                      _raw(3, MIDNIGHT_NS + 1), _dead(9, MIDNIGHT_NS - 3)])
+    _write(
+        tmp_path,
+        [
+            _raw(0, MIDNIGHT_NS - 10),
+            _raw(1, MIDNIGHT_NS - 5),
+            _dead(2, MIDNIGHT_NS - 4),
+            _raw(3, MIDNIGHT_NS + 1),
+            _dead(9, MIDNIGHT_NS - 3),
+        ],
+    )
     assert last_record(tmp_path / "raw", tmp_path / "quarantine")["ingest_seq"] == 9
     assert last_record(tmp_path / "raw")["ingest_seq"] == 3
 
@@ -131,8 +149,12 @@ def test_a_full_disk_cuts_the_failed_write_off_counts_it_unstored_and_stops_the_
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert path.read_bytes() == stored  # the 1,000 bytes that did reach the file were cut off again
-    assert any(r.levelno == logging.ERROR and f"path={path} errno=EFBIG" in r.getMessage()
-               and "records_not_stored=100" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.levelno == logging.ERROR
+        and f"path={path} errno=EFBIG" in r.getMessage()
+        and "records_not_stored=100" in r.getMessage()
+        for r in caplog.records
+    )
     queue.put_nowait(_raw(200, MIDNIGHT_NS + 200))
     writer.drain()  # at shutdown: counted, not written, though the disk has room again
     writer.close()

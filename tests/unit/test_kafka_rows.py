@@ -62,8 +62,9 @@ def test_values_write_non_finite_doubles_as_null(value):
 
 
 def test_prediction_values_name_the_model_and_null_an_unscored_label():
-    rows = feature_rows().assign(probability=0.25, predicted_label=np.int32(0), threshold=0.2,
-                                 model_name="volpipe-volatility", model_version="3")
+    rows = feature_rows().assign(
+        probability=0.25, predicted_label=np.int32(0), threshold=0.2, model_name="volpipe-volatility", model_version="3"
+    )
     rows.loc[0, "predicted_label"] = -1
     messages = [orjson.loads(v) for v in json_values(rows, PREDICTION_MESSAGE_COLUMNS)]
     assert all(list(m) == list(PREDICTION_MESSAGE_COLUMNS) for m in messages)

@@ -23,8 +23,18 @@ def frame(products: dict[str, list[float]], shuffle: bool = True) -> pd.DataFram
     for offset, (pid, returns) in enumerate(products.items()):
         for i, r in enumerate(returns):
             seq = 10 * i + offset
-            rows.append({"product_id": pid, "ingest_seq": seq, "ticker_idx": 0, "exchange_ts_ns": seq,
-                         "midprice_return": r, "rolling_vol": abs(r), "vol_300t": 0.5, "trade_intensity": 5.0})
+            rows.append(
+                {
+                    "product_id": pid,
+                    "ingest_seq": seq,
+                    "ticker_idx": 0,
+                    "exchange_ts_ns": seq,
+                    "midprice_return": r,
+                    "rolling_vol": abs(r),
+                    "vol_300t": 0.5,
+                    "trade_intensity": 5.0,
+                }
+            )
     out = pd.DataFrame(rows)
     return out.sample(frac=1.0, random_state=3) if shuffle else out
 
@@ -60,8 +70,15 @@ def test_forward_vol_is_the_population_std_of_the_next_h_returns_per_product():
 
 
 def test_rows_are_ordered_by_ingest_seq_then_ticker_idx():
-    rows = pd.DataFrame({"product_id": ["A"] * 4, "ingest_seq": [5, 5, 3, 9], "ticker_idx": [1, 0, 0, 0],
-                         "exchange_ts_ns": [0, 0, 0, 0], "midprice_return": [3.0, 2.0, 1.0, 4.0]})
+    rows = pd.DataFrame(
+        {
+            "product_id": ["A"] * 4,
+            "ingest_seq": [5, 5, 3, 9],
+            "ticker_idx": [1, 0, 0, 0],
+            "exchange_ts_ns": [0, 0, 0, 0],
+            "midprice_return": [3.0, 2.0, 1.0, 4.0],
+        }
+    )
     ordered = L.order_rows(rows)
     assert ordered["midprice_return"].tolist() == [1.0, 2.0, 3.0, 4.0]
     np.testing.assert_allclose(L.forward_vol(ordered, 1), [0.0, 0.0, 0.0, np.nan])
@@ -155,14 +172,14 @@ def test_the_trailing_tau_is_the_quantile_of_forward_vols_whose_windows_closed_a
     a = np.flatnonzero(rows["product_id"] == "A")
     # By hand: row t of A reads the forward vols of A's rows t-44 .. t-5, and needs 20 of them.
     for t in (24, 25, 44, 45, 200, 399):
-        window = target[a[max(0, t - 44): t - 4]]
+        window = target[a[max(0, t - 44) : t - 4]]
         expected = np.quantile(window, 0.8) if len(window) >= 20 else np.nan
         np.testing.assert_allclose(tau[a[t]], expected, err_msg=f"row {t}")
     assert np.isnan(tau[a[:24]]).all() and np.isfinite(tau[a[24:]]).all()
     b = (rows["product_id"] == "B").to_numpy()
     for t in (30, 120, 398):
         changed = rows.copy()
-        later = a[t + 1:]
+        later = a[t + 1 :]
         changed.loc[later, "midprice_return"] = rng.normal(size=len(later)) * 50.0
         changed.loc[later, "exchange_ts_ns"] += 3_600 * SECOND  # and an hour's silence after row t
         moved = L.trailing_tau(changed, L.label_target(changed, spec), spec)
@@ -187,10 +204,20 @@ def gap_rows(gap_seconds: float) -> pd.DataFrame:
         ts = np.arange(800) * SECOND // 5 + k
         if pid == "A":
             ts[400:] += int(gap_seconds * SECOND)
-        parts.append(pd.DataFrame({
-            "product_id": pid, "ingest_seq": np.arange(800) * 2 + k, "ticker_idx": 0, "exchange_ts_ns": ts,
-            "midprice_return": rng.normal(size=800), "rolling_vol": 1.0, "vol_300t": 1.0, "trade_intensity": 5.0,
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "product_id": pid,
+                    "ingest_seq": np.arange(800) * 2 + k,
+                    "ticker_idx": 0,
+                    "exchange_ts_ns": ts,
+                    "midprice_return": rng.normal(size=800),
+                    "rolling_vol": 1.0,
+                    "vol_300t": 1.0,
+                    "trade_intensity": 5.0,
+                }
+            )
+        )
     return L.order_rows(pd.concat(parts))
 
 
@@ -227,14 +254,23 @@ def test_the_labels_defaults_are_the_settings_defaults():
 
 @pytest.mark.parametrize("mode", ["trailing", "forward", "relative", "current"])
 def test_a_logged_definition_reads_back_the_spec_that_trained(mode):
-    spec = L.LabelSpec(mode=mode, horizon=7, quantile=0.9, relative_k=2.5, relative_column="rolling_vol",
-                       trailing_rows=123, max_gap_seconds=12.5, window=30)
+    spec = L.LabelSpec(
+        mode=mode,
+        horizon=7,
+        quantile=0.9,
+        relative_k=2.5,
+        relative_column="rolling_vol",
+        trailing_rows=123,
+        max_gap_seconds=12.5,
+        window=30,
+    )
     logged = {key: str(value) for key, value in L.definition_params(spec).items()} | {"tau": "0.25"}
     read, tau = L.logged_definition(logged, L.LabelSpec())
     assert tau == 0.25
     # Every field the mode reads comes back; the others may keep the fallback's value.
     unused = {"relative": {"trailing_rows"}, "trailing": {"relative_k", "relative_column"}}.get(
-        mode, {"trailing_rows", "relative_k", "relative_column"})
+        mode, {"trailing_rows", "relative_k", "relative_column"}
+    )
     for field in dataclasses.fields(L.LabelSpec):
         if field.name not in unused:
             assert getattr(read, field.name) == getattr(spec, field.name), field.name
@@ -246,9 +282,15 @@ def test_train_and_evaluate_take_every_label_setting_as_a_flag(cli, capsys):
         cli.main(["--help"])
     usage = capsys.readouterr().out
     label_variables = {f.metadata["env"] for f in dataclasses.fields(Settings) if f.name.startswith("label_")}
-    flags = {"--label-mode": "LABEL_MODE", "--horizon": "LABEL_HORIZON", "--quantile": "LABEL_QUANTILE",
-             "--relative-k": "LABEL_RELATIVE_K", "--relative-column": "LABEL_RELATIVE_COLUMN",
-             "--trailing-rows": "LABEL_TRAILING_ROWS", "--max-gap-seconds": "LABEL_MAX_GAP_SECONDS"}
+    flags = {
+        "--label-mode": "LABEL_MODE",
+        "--horizon": "LABEL_HORIZON",
+        "--quantile": "LABEL_QUANTILE",
+        "--relative-k": "LABEL_RELATIVE_K",
+        "--relative-column": "LABEL_RELATIVE_COLUMN",
+        "--trailing-rows": "LABEL_TRAILING_ROWS",
+        "--max-gap-seconds": "LABEL_MAX_GAP_SECONDS",
+    }
     for flag, variable in flags.items():
         assert flag in usage and variable in usage, flag
     assert label_variables == set(flags.values()), "a label setting without a flag"

@@ -20,8 +20,17 @@ import pytest
 from volpipe.config import PROJECT_ROOT
 
 ENTRYPOINTS = ("ingest", "spark_jobs", "dags", "bench", "tests")
-PURE = ("volpipe/tables.py", "volpipe/dates.py", "volpipe/features.py", "volpipe/config.py", "volpipe/errors.py",
-        "volpipe/coinbase.py", "volpipe/market.py", "volpipe/records.py", "volpipe/modeling/label.py")
+PURE = (
+    "volpipe/tables.py",
+    "volpipe/dates.py",
+    "volpipe/features.py",
+    "volpipe/config.py",
+    "volpipe/errors.py",
+    "volpipe/coinbase.py",
+    "volpipe/market.py",
+    "volpipe/records.py",
+    "volpipe/modeling/label.py",
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -54,8 +63,11 @@ def test_shared_package_never_imports_an_entrypoint(path):
     assert not {m for m in imported_modules(path) if _top(m) in ENTRYPOINTS}
 
 
-@pytest.mark.parametrize("path", [p for p in _sources("volpipe") if "ops" not in p.relative_to(PROJECT_ROOT).parts],
-                         ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _sources("volpipe") if "ops" not in p.relative_to(PROJECT_ROOT).parts],
+    ids=lambda p: str(p.relative_to(PROJECT_ROOT)),
+)
 def test_pipeline_logic_never_imports_operations(path):
     assert not {m for m in imported_modules(path) if m.startswith("volpipe.ops")}
 
@@ -71,7 +83,10 @@ def test_dag_files_import_only_airflow_and_the_shared_package(path):
     assert {m for m in imported_modules(path) if _top(m) not in allowed} == set()
 
 
-@pytest.mark.parametrize("path", [*_sources("bench"), *_sources("ingest"), *_sources("spark_jobs")],
-                         ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [*_sources("bench"), *_sources("ingest"), *_sources("spark_jobs")],
+    ids=lambda p: str(p.relative_to(PROJECT_ROOT)),
+)
 def test_no_entrypoint_imports_the_tests(path):
     assert not {m for m in imported_modules(path) if _top(m) == "tests"}

@@ -21,8 +21,19 @@ from volpipe.modeling.synthetic import event_features
 from volpipe.records import raw_record
 
 TICKER_KEYS = [
-    "type", "product_id", "price", "volume_24_h", "low_24_h", "high_24_h", "low_52_w", "high_52_w",
-    "price_percent_chg_24_h", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity",
+    "type",
+    "product_id",
+    "price",
+    "volume_24_h",
+    "low_24_h",
+    "high_24_h",
+    "low_52_w",
+    "high_52_w",
+    "price_percent_chg_24_h",
+    "best_bid",
+    "best_ask",
+    "best_bid_quantity",
+    "best_ask_quantity",
 ]
 DECIMAL = re.compile(r"^-?\d+(\.\d*[1-9])?$")  # no exponent, no trailing zeros
 HOUR_NS = 3600 * NS
@@ -50,11 +61,19 @@ def _vol_per_second(events) -> float:
     return float(np.sqrt((ret**2).sum() / ((times[-1] - times[0]) / NS)))
 
 
-@pytest.mark.parametrize("market", [
-    {},
-    {"sessions": Sessions(dt.date(2026, 12, 7), days=2, per_day=3, minutes=1.0), "outages_per_day": 200.0,
-     "outage_median_minutes": 0.2, "level_steps": ((30.0, 2.0), (90.0, 0.5))},
-], ids=["defaults", "sessions-outages-steps"])
+@pytest.mark.parametrize(
+    "market",
+    [
+        {},
+        {
+            "sessions": Sessions(dt.date(2026, 12, 7), days=2, per_day=3, minutes=1.0),
+            "outages_per_day": 200.0,
+            "outage_median_minutes": 0.2,
+            "level_steps": ((30.0, 2.0), (90.0, 0.5)),
+        },
+    ],
+    ids=["defaults", "sessions-outages-steps"],
+)
 def test_same_seed_gives_same_bytes_and_another_seed_does_not(market):
     first = list(synthetic_raw_records(2000, ("BTC-USD", "ETH-USD"), seed=3, **market))
     again = list(synthetic_raw_records(2000, ("BTC-USD", "ETH-USD"), seed=3, **market))
@@ -64,8 +83,9 @@ def test_same_seed_gives_same_bytes_and_another_seed_does_not(market):
     assert first != other
 
 
-@pytest.mark.parametrize("market", [{}, {"outages_per_day": 3000.0, "outage_median_minutes": 0.1}],
-                         ids=["defaults", "outages"])
+@pytest.mark.parametrize(
+    "market", [{}, {"outages_per_day": 3000.0, "outage_median_minutes": 0.1}], ids=["defaults", "outages"]
+)
 def test_a_product_stream_does_not_depend_on_the_other_products(market):
     alone = SyntheticMarket(["BTC-USD"], seed=11, **market)
     mixed = _take(SyntheticMarket(["ETH-USD", "BTC-USD", "SOL-USD"], seed=11, **market), 3000)
@@ -195,15 +215,18 @@ def test_products_get_different_price_levels():
     assert len({round(np.log10(v)) for v in first.values()}) == 3
 
 
-@pytest.mark.parametrize("arguments", [
-    {"product_ids": []},
-    {"product_ids": ["BTC-USD", "BTC-USD"]},
-    {"level_steps": ((60.0, 2.0), (30.0, 1.0))},
-    {"level_steps": ((60.0, 0.0),)},
-    {"outages_per_day": -1.0},
-    {"day_night_ratio": 0.0},
-    {"start_ns": DEFAULT_START_NS, "sessions": Sessions(dt.date(2026, 1, 5))},
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"product_ids": []},
+        {"product_ids": ["BTC-USD", "BTC-USD"]},
+        {"level_steps": ((60.0, 2.0), (30.0, 1.0))},
+        {"level_steps": ((60.0, 0.0),)},
+        {"outages_per_day": -1.0},
+        {"day_night_ratio": 0.0},
+        {"start_ns": DEFAULT_START_NS, "sessions": Sessions(dt.date(2026, 1, 5))},
+    ],
+)
 def test_invalid_arguments_are_rejected(arguments):
     with pytest.raises(ValueError):
         SyntheticMarket(**{"product_ids": ["BTC-USD"], "seed": 1, **arguments})
@@ -244,8 +267,10 @@ def test_night_is_quieter_than_the_afternoon_by_the_configured_factor():
     vol_ratios, tick_ratios = [], []
     for seed in (1, 2, 3):  # 30 minutes around 03:00 and around 15:00
         starts = [day + hour * HOUR_NS - 900 * NS for hour in (3, 15)]
-        night, afternoon = (_until(SyntheticMarket(["BTC-USD"], seed, start, level_sd=0.0, **NO_BURSTS),
-                                   start + 1800 * NS) for start in starts)
+        night, afternoon = (
+            _until(SyntheticMarket(["BTC-USD"], seed, start, level_sd=0.0, **NO_BURSTS), start + 1800 * NS)
+            for start in starts
+        )
         vol_ratios.append(_vol_per_second(afternoon) / _vol_per_second(night))
         tick_ratios.append(len(afternoon) / len(night))
     assert 1.6 < np.mean(vol_ratios) < 2.4, vol_ratios
@@ -262,8 +287,9 @@ def test_session_levels_differ_from_day_to_day():
 
     def levels(**market) -> np.ndarray:
         events = list(SyntheticMarket(["BTC-USD"], 6, sessions=schedule, **NO_BURSTS, **market))
-        return np.array([_vol_per_second([e for e in events if start <= e.time_ns < end])
-                         for start, end in schedule.windows()])
+        return np.array(
+            [_vol_per_second([e for e in events if start <= e.time_ns < end]) for start, end in schedule.windows()]
+        )
 
     slow, flat = levels(), levels(level_sd=0.0)
     assert slow.max() / slow.min() > 2.0
@@ -273,8 +299,9 @@ def test_session_levels_differ_from_day_to_day():
 
 def test_a_level_step_multiplies_volatility_from_its_offset():
     switch = DEFAULT_START_NS + 1800 * NS
-    market = SyntheticMarket(["BTC-USD"], 8, level_sd=0.0, day_night_ratio=1.0, level_steps=((1800.0, 2.0),),
-                             **NO_BURSTS)
+    market = SyntheticMarket(
+        ["BTC-USD"], 8, level_sd=0.0, day_night_ratio=1.0, level_steps=((1800.0, 2.0),), **NO_BURSTS
+    )
     assert market.level(switch - 10 * NS) == 1.0 and market.level(switch) == 2.0
     events = _until(market, switch + 1800 * NS)
     before = _vol_per_second([e for e in events if e.time_ns < switch])

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from volpipe.monitoring.synthetic import feature_rows, prediction_rows
 from volpipe.errors import DriftDetected, MonitoringDataError
 from volpipe.features import FEATURE_COLUMNS
 from volpipe.monitoring import data, drift
 from volpipe.monitoring.run import Verdict, enforce, retrain_window
+from volpipe.monitoring.synthetic import feature_rows, prediction_rows
 
 N = 20_000
 
@@ -111,10 +111,23 @@ def test_sample_rows_is_seeded_and_keeps_order(reference):
 
 def _verdict(**changes) -> Verdict:
     base = Verdict(
-        report_date="2026-09-21", model_name="m", model_version="1", reference_run_id="r", products=["BTC-USD"],
-        reference={}, current={}, features=[drift.ColumnDrift("rolling_vol", "wasserstein", 0.1, 0.4, True)],
-        drifted_count=5, drift_share=0.625, share_threshold=0.5, drift_detected=True, action="warn",
-        retrain_requested=False, quality={}, predictions={}, report_dir="/tmp/x",
+        report_date="2026-09-21",
+        model_name="m",
+        model_version="1",
+        reference_run_id="r",
+        products=["BTC-USD"],
+        reference={},
+        current={},
+        features=[drift.ColumnDrift("rolling_vol", "wasserstein", 0.1, 0.4, True)],
+        drifted_count=5,
+        drift_share=0.625,
+        share_threshold=0.5,
+        drift_detected=True,
+        action="warn",
+        retrain_requested=False,
+        quality={},
+        predictions={},
+        report_dir="/tmp/x",
     )
     return dataclasses.replace(base, **changes)
 
@@ -131,8 +144,11 @@ def test_enforce_fails_only_on_drift_with_the_fail_action(caplog):
 def test_the_retrain_window_is_the_days_the_drifted_window_touches():
     day = 86_400 * 10**9
     start = 20_454 * day + 4 * 3600 * 10**9  # 2026-01-01T04:00Z
-    assert retrain_window(start, start + day, ("BTC-USD",)) == {"start": "2026-01-01", "end": "2026-01-02",
-                                                               "products": ["BTC-USD"]}
+    assert retrain_window(start, start + day, ("BTC-USD",)) == {
+        "start": "2026-01-01",
+        "end": "2026-01-02",
+        "products": ["BTC-USD"],
+    }
     # The end is exclusive: a window ending at midnight does not reach into the next day.
     assert retrain_window(20_454 * day, 20_455 * day, ("BTC-USD",))["end"] == "2026-01-01"
 
@@ -140,8 +156,11 @@ def test_the_retrain_window_is_the_days_the_drifted_window_touches():
 def test_a_verdict_survives_the_trip_through_an_airflow_return_value():
     import json
 
-    verdict = _verdict(action="fail", retrain_requested=True,
-                       retrain_window={"start": "2026-01-01", "end": "2026-01-01", "products": ["BTC-USD"]})
+    verdict = _verdict(
+        action="fail",
+        retrain_requested=True,
+        retrain_window={"start": "2026-01-01", "end": "2026-01-01", "products": ["BTC-USD"]},
+    )
     back = Verdict.from_dict(json.loads(json.dumps(verdict.to_dict())))
     assert back == verdict and back.should_fail
 

@@ -23,12 +23,20 @@ def test_defaults(tmp_path: Path):
 
 
 def test_values_are_parsed(tmp_path: Path):
-    settings = Settings.from_env({
-        "REPORTS_DIR": str(tmp_path / "r"), "DRIFT_ACTION": "fail", "DRIFT_TRIGGER_RETRAIN": "true",
-        "DRIFT_SHARE_THRESHOLD": "0.25",
-    })
+    settings = Settings.from_env(
+        {
+            "REPORTS_DIR": str(tmp_path / "r"),
+            "DRIFT_ACTION": "fail",
+            "DRIFT_TRIGGER_RETRAIN": "true",
+            "DRIFT_SHARE_THRESHOLD": "0.25",
+        }
+    )
     assert settings.reports_dir == tmp_path / "r"
-    assert (settings.drift_action, settings.drift_trigger_retrain, settings.drift_share_threshold) == ("fail", True, 0.25)
+    assert (settings.drift_action, settings.drift_trigger_retrain, settings.drift_share_threshold) == (
+        "fail",
+        True,
+        0.25,
+    )
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,11 @@ def test_server_properties_follow_the_settings(tmp_path):
 def test_with_sasl_the_embedded_broker_knows_the_clients_user_and_refuses_what_it_cannot_offer(tmp_path):
     password = tmp_path / "kafka.password"
     password.write_text('s3\\cr"t')
-    sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "volpipe",
-            "KAFKA_SASL_PASSWORD_FILE": str(password)}
+    sasl = {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": "volpipe",
+        "KAFKA_SASL_PASSWORD_FILE": str(password),
+    }
     settings = isolated_settings(tmp_path, **sasl)
     properties = dict(line.split("=", 1) for line in server_properties(settings).splitlines() if line)
     host, port = settings.kafka_listener
@@ -53,8 +56,9 @@ def test_with_sasl_the_embedded_broker_knows_the_clients_user_and_refuses_what_i
 def test_stop_ends_a_child_that_left_the_process_group(tmp_path):
     """Airflow runs each task in a process group of its own: the group signal misses it, the tree does not."""
     child = "import subprocess, time; subprocess.Popen(['sleep', '300'], start_new_session=True); time.sleep(300)"
-    service = ManagedProcess(name="t", argv=[sys.executable, "-c", child], run_dir=tmp_path, ready=lambda: True,
-                             stop_timeout=5)
+    service = ManagedProcess(
+        name="t", argv=[sys.executable, "-c", child], run_dir=tmp_path, ready=lambda: True, stop_timeout=5
+    )
     service.start()
     try:
         wait_until(lambda: len(process_tree(service.pid())) == 2, 10, "the child")

@@ -18,8 +18,9 @@ from volpipe.ops.services.supervisor import backoff
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets_after_a_long_run():
-    settings = Settings.from_env({"RESTART_INITIAL_SECONDS": "1", "RESTART_MAX_SECONDS": "5",
-                                  "RESTART_RESET_SECONDS": "60"})
+    settings = Settings.from_env(
+        {"RESTART_INITIAL_SECONDS": "1", "RESTART_MAX_SECONDS": "5", "RESTART_RESET_SECONDS": "60"}
+    )
     waits, wait = [], 0.0
     for _ in range(5):
         wait = backoff(wait, ran_seconds=2, settings=settings)
@@ -31,9 +32,25 @@ def test_backoff_doubles_up_to_the_cap_and_resets_after_a_long_run():
 def _supervise(tmp_path, script: str, stop_timeout: float = 5) -> subprocess.Popen:
     env = {**os.environ, "RESTART_INITIAL_SECONDS": "0.1", "RESTART_MAX_SECONDS": "0.2"}
     return subprocess.Popen(
-        [sys.executable, "-m", "volpipe.ops.services.supervisor", "--name", "t", "--state", str(tmp_path / "t.json"),
-         "--stop-timeout", str(stop_timeout), "--", "sh", "-c", script],
-        cwd=PROJECT_ROOT, env=env, stderr=(tmp_path / "t.log").open("wb"), start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "volpipe.ops.services.supervisor",
+            "--name",
+            "t",
+            "--state",
+            str(tmp_path / "t.json"),
+            "--stop-timeout",
+            str(stop_timeout),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stderr=(tmp_path / "t.log").open("wb"),
+        start_new_session=True,
     )
 
 
@@ -50,8 +67,10 @@ def test_an_exiting_program_is_restarted_counted_and_its_orphans_killed(tmp_path
         assert state.last_exit == 3 and state.supervisor_pid == supervisor.pid
         orphans = [int(pid) for pid in (tmp_path / "orphans").read_text().split()]
         # Every run that ended has its orphan killed before the next start.
-        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                       for pid in orphans[:state.restarts - 1])
+        assert not any(
+            psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            for pid in orphans[: state.restarts - 1]
+        )
         tree = _stop(supervisor)
     finally:
         if supervisor.poll() is None:
@@ -61,13 +80,13 @@ def test_an_exiting_program_is_restarted_counted_and_its_orphans_killed(tmp_path
     assert "program=t exited returncode=3" in log and "restart 3 in 0.2s" in log
 
 
-
 def _stop(supervisor) -> list:
     """SIGTERMs the supervisor and waits for a clean exit; returns its tree as it was before."""
     tree = process_tree(supervisor.pid)
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(30) == 0
     return tree
+
 
 @pytest.mark.parametrize("script", ["sleep 300", "trap '' TERM; sleep 300 & sleep 300"])
 def test_a_stop_ends_the_program_and_its_whole_tree_even_when_it_ignores_sigterm(tmp_path, script):

@@ -99,8 +99,15 @@ def read_window(
         if clause is not None:
             condition = clause if condition is None else condition & clause
     frame = delta.to_pyarrow_dataset().to_table(columns=wanted, filter=condition).to_pandas()
-    log.info("window read table=%s version=%d rows=%d start_ns=%s end_ns=%s products=%s",
-             table, delta.version(), len(frame), start_ns, end_ns, ",".join(products or []) or "all")
+    log.info(
+        "window read table=%s version=%d rows=%d start_ns=%s end_ns=%s products=%s",
+        table,
+        delta.version(),
+        len(frame),
+        start_ns,
+        end_ns,
+        ",".join(products or []) or "all",
+    )
     return FeatureData(L.order_rows(frame), Path(table), delta.version())
 
 

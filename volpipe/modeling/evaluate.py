@@ -49,8 +49,16 @@ class WalkForward:
         """The result as a fixed-width text table."""
         head = ["model", *(f"fold{f['fold']}" for f in self.folds), "pooled", "minus baseline [95% CI]"]
         lines = ["  ".join(f"{h:>10}" for h in head[:-1]) + "  " + head[-1]]
-        lines.append("  ".join(f"{v:>10}" for v in ("positives", *(f"{f['positive_rate']:.3f}" for f in self.folds),
-                                                      f"{self.pooled['positive_rate']:.3f}")))
+        lines.append(
+            "  ".join(
+                f"{v:>10}"
+                for v in (
+                    "positives",
+                    *(f"{f['positive_rate']:.3f}" for f in self.folds),
+                    f"{self.pooled['positive_rate']:.3f}",
+                )
+            )
+        )
         for name in M.MODEL_NAMES:
             cells = [name[:10], *(f"{f[name]:.3f}" for f in self.folds), f"{self.pooled[name]:.3f}"]
             diff, low, high = self.gain.get(name, (0.0, 0.0, 0.0))
@@ -109,8 +117,9 @@ def weighted_pr_auc(order: np.ndarray, tie_end: np.ndarray, y: np.ndarray, weigh
     return Ranking.of(order, tie_end, y).pr_auc(weights)
 
 
-def bootstrap_differences(y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int, seed: int,
-                          reference: str = M.BASELINE) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def bootstrap_differences(
+    y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int, seed: int, reference: str = M.BASELINE
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Moving-block bootstrap of PR-AUC(name) - PR-AUC(``reference``) over rows in time order.
 
     Blocks of ``block`` consecutive rows keep the autocorrelation of overlapping label windows.
@@ -148,8 +157,9 @@ def interval(resampled: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def block_bootstrap_gain(y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int,
-                         seed: int) -> dict[str, tuple[float, float, float]]:
+def block_bootstrap_gain(
+    y: np.ndarray, scores: dict[str, np.ndarray], block: int, samples: int, seed: int
+) -> dict[str, tuple[float, float, float]]:
     """PR-AUC(model) - PR-AUC(baseline) of each model with its 95% moving-block bootstrap CI
     (``bootstrap_differences``).
 
@@ -208,6 +218,7 @@ class Promotion:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (an XCom): the split the gate scored, the figures, NaN as None."""
+
         def plain(value: Any) -> Any:
             if isinstance(value, tuple):
                 return [plain(v) for v in value]
@@ -217,18 +228,21 @@ class Promotion:
 
     def tags(self) -> dict[str, str]:
         """The verdict as MLflow tags (``promotion.*``) of the version and the training run."""
+
         def figure(value: float | None) -> str:
             return "none" if value is None else f"{value:.6f}"
 
         low, high = self.gain_ci
         over = self.gain_over_champion_ci or (None, None)
         return {
-            "promotion.decision": self.decision, "promotion.reason": self.reason,
+            "promotion.decision": self.decision,
+            "promotion.reason": self.reason,
             "promotion.rows": f"test split: {self.rows} rows, blocks of {self.block_rows}, {self.samples} resamples",
             "promotion.positive_rate": figure(self.positive_rate),
             "promotion.candidate_test_pr_auc": figure(self.candidate_pr_auc),
             "promotion.baseline_test_pr_auc": figure(self.baseline_pr_auc),
-            "promotion.gain": figure(self.gain), "promotion.gain_ci_low": figure(low),
+            "promotion.gain": figure(self.gain),
+            "promotion.gain_ci_low": figure(low),
             "promotion.gain_ci_high": figure(high),
             "promotion.champion_version_before": self.champion_version or "none",
             "promotion.champion_test_pr_auc": figure(self.champion_pr_auc),
@@ -239,8 +253,15 @@ class Promotion:
         }
 
 
-def decide_promotion(rows: pd.DataFrame, scores: dict[str, np.ndarray], candidate: str, champion: Champion | None,
-                     horizon: int, samples: int, seed: int) -> Promotion:
+def decide_promotion(
+    rows: pd.DataFrame,
+    scores: dict[str, np.ndarray],
+    candidate: str,
+    champion: Champion | None,
+    horizon: int,
+    samples: int,
+    seed: int,
+) -> Promotion:
     """The promotion gate: promote ``candidate`` only when it beats the persistence baseline beyond
     noise AND the current champion on the same rows (docs/modeling.md, "Promotion").
 
@@ -275,22 +296,45 @@ def decide_promotion(rows: pd.DataFrame, scores: dict[str, np.ndarray], candidat
     over, over_ci = (None, None)
     if comparable:
         over, over_ci = point[candidate] - point[CHAMPION], interval(resampled[candidate] - resampled[CHAMPION])
-    figures = (f"{candidate} test PR-AUC {pr_auc[candidate]:.3f} vs persistence baseline {pr_auc[M.BASELINE]:.3f}: "
-               f"gain {gain:+.3f}, 95% CI [{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}], positive rate {y.mean():.3f}")
+    figures = (
+        f"{candidate} test PR-AUC {pr_auc[candidate]:.3f} vs persistence baseline {pr_auc[M.BASELINE]:.3f}: "
+        f"gain {gain:+.3f}, 95% CI [{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}], positive rate {y.mean():.3f}"
+    )
     if not (gain > 0 and gain_ci[0] > 0):
         decision, reason = NO_SKILL, f"no model beat the persistence baseline beyond noise ({figures})"
     elif comparable and not pr_auc[candidate] > pr_auc[CHAMPION]:
-        decision, reason = KEPT_CHAMPION, (f"champion v{champion_version} kept: it scores {pr_auc[CHAMPION]:.3f} on the "
-                                           f"same test rows, the candidate beats the baseline but not it ({figures})")
+        decision, reason = (
+            KEPT_CHAMPION,
+            (
+                f"champion v{champion_version} kept: it scores {pr_auc[CHAMPION]:.3f} on the "
+                f"same test rows, the candidate beats the baseline but not it ({figures})"
+            ),
+        )
     else:
-        beaten = (f" and champion v{champion_version} ({pr_auc[CHAMPION]:.3f} on the same rows)" if comparable
-                  else "; no champion before" if champion is None else f"; champion v{champion.version} not comparable")
+        beaten = (
+            f" and champion v{champion_version} ({pr_auc[CHAMPION]:.3f} on the same rows)"
+            if comparable
+            else "; no champion before"
+            if champion is None
+            else f"; champion v{champion.version} not comparable"
+        )
         decision, reason = PROMOTED, f"promoted: beats the persistence baseline beyond noise{beaten} ({figures})"
     return Promotion(
-        decision=decision, reason=reason, candidate=candidate, rows=len(y), positive_rate=float(y.mean()),
-        block_rows=block, samples=samples, candidate_pr_auc=pr_auc[candidate], baseline_pr_auc=pr_auc[M.BASELINE],
-        gain=gain, gain_ci=gain_ci, champion_version=champion.version if champion else None,
-        champion_pr_auc=pr_auc.get(CHAMPION), gain_over_champion=over, gain_over_champion_ci=over_ci,
+        decision=decision,
+        reason=reason,
+        candidate=candidate,
+        rows=len(y),
+        positive_rate=float(y.mean()),
+        block_rows=block,
+        samples=samples,
+        candidate_pr_auc=pr_auc[candidate],
+        baseline_pr_auc=pr_auc[M.BASELINE],
+        gain=gain,
+        gain_ci=gain_ci,
+        champion_version=champion.version if champion else None,
+        champion_pr_auc=pr_auc.get(CHAMPION),
+        gain_over_champion=over,
+        gain_over_champion_ci=over_ci,
         note=champion.note if champion else "no champion",
     )
 
@@ -303,8 +347,9 @@ def fold_splits(frame: pd.DataFrame, spec: L.LabelSpec, folds: int) -> Iterator[
     a fitted tau (``forward``, ``current``) comes from the fold's own training rows.
     """
     ts = frame["exchange_ts_ns"].to_numpy(np.int64)
-    segments = L.assign_segments(ts, L.window_end_ts(frame, spec.horizon),
-                                 L.time_cuts(ts, [k / (folds + 1) for k in range(1, folds + 1)]))
+    segments = L.assign_segments(
+        ts, L.window_end_ts(frame, spec.horizon), L.time_cuts(ts, [k / (folds + 1) for k in range(1, folds + 1)])
+    )
     target = L.label_target(frame, spec)
     for k in range(1, folds + 1):
         train_mask = (segments >= 0) & (segments < k)
@@ -343,8 +388,9 @@ def walk_forward(frame: pd.DataFrame, spec: L.LabelSpec, folds: int, seed: int, 
     block = spec.horizon * max(1, frame["product_id"].nunique())
     gain = block_bootstrap_gain(y, {n: pooled[n].to_numpy() for n in M.MODEL_NAMES}, block, samples, seed)
     summary = {name: M.pr_auc(y, pooled[name].to_numpy()) for name in M.MODEL_NAMES}
-    return WalkForward(results, {**summary, "positive_rate": float(y.mean()), "rows": float(len(y))}, gain, block,
-                       pooled)
+    return WalkForward(
+        results, {**summary, "positive_rate": float(y.mean()), "rows": float(len(y))}, gain, block, pooled
+    )
 
 
 def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta_version: int) -> str:
@@ -354,23 +400,41 @@ def log_result(settings: Settings, spec: L.LabelSpec, result: WalkForward, delta
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.mlflow_experiment)
     with mlflow.start_run(run_name=f"walk-forward-{spec.mode}") as run:
-        mlflow.log_params({**L.definition_params(spec), "folds": settings.walk_forward_folds,
-                           "bootstrap_samples": settings.bootstrap_samples, "block_rows": result.block,
-                           "seed": settings.model_seed, "delta_version": delta_version})
+        mlflow.log_params(
+            {
+                **L.definition_params(spec),
+                "folds": settings.walk_forward_folds,
+                "bootstrap_samples": settings.bootstrap_samples,
+                "block_rows": result.block,
+                "seed": settings.model_seed,
+                "delta_version": delta_version,
+            }
+        )
         for fold in result.folds:
             mlflow.log_metrics({f"{n}_fold{fold['fold']}_pr_auc": fold[n] for n in M.MODEL_NAMES})
             mlflow.log_metric(f"positive_rate_fold{fold['fold']}", fold["positive_rate"])
         mlflow.log_metrics({f"{n}_pooled_pr_auc": result.pooled[n] for n in M.MODEL_NAMES})
         for name, (diff, low, high) in result.gain.items():
-            mlflow.log_metrics({f"{name}_minus_baseline": diff, f"{name}_minus_baseline_ci_low": low,
-                                f"{name}_minus_baseline_ci_high": high})
+            mlflow.log_metrics(
+                {
+                    f"{name}_minus_baseline": diff,
+                    f"{name}_minus_baseline_ci_low": low,
+                    f"{name}_minus_baseline_ci_high": high,
+                }
+            )
         mlflow.log_text(result.table(), "walk_forward.txt")
         mlflow.log_dict({"folds": result.folds, "pooled": result.pooled, "gain": result.gain}, "walk_forward.json")
     return run.info.run_id
 
 
-def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None = None,
-        products: list[str] | None = None, log_to_mlflow: bool = True) -> WalkForward:
+def run(
+    settings: Settings,
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    products: list[str] | None = None,
+    log_to_mlflow: bool = True,
+) -> WalkForward:
     """Reads the range, evaluates walk-forward, logs the run (unless told not to), returns the result."""
     from volpipe.modeling.dataset import read_window
 
@@ -378,8 +442,9 @@ def run(settings: Settings, *, start_ns: int | None = None, end_ns: int | None =
     data = read_window(settings.delta_table(FEATURES), L.required_columns(spec), start_ns, end_ns, products)
     if data.frame.empty:
         raise TrainingDataError("no feature rows in the requested range and products")
-    result = walk_forward(data.frame, spec, settings.walk_forward_folds, settings.model_seed,
-                          settings.bootstrap_samples)
+    result = walk_forward(
+        data.frame, spec, settings.walk_forward_folds, settings.model_seed, settings.bootstrap_samples
+    )
     if log_to_mlflow:
         log_result(settings, spec, result, data.version)
     return result
@@ -399,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
     args = parser.parse_args(argv)
     configure_logging()
-    settings = Settings.from_env(walk_forward_folds=args.folds, bootstrap_samples=args.samples,
-                                 model_seed=args.seed, **L.overrides(args))
+    settings = Settings.from_env(
+        walk_forward_folds=args.folds, bootstrap_samples=args.samples, model_seed=args.seed, **L.overrides(args)
+    )
     start_ns, end_ns = optional_bounds_ns(args.start, args.end)
     result = run(settings, start_ns=start_ns, end_ns=end_ns, products=args.products, log_to_mlflow=not args.no_mlflow)
     print(result.table())

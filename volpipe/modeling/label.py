@@ -113,8 +113,10 @@ _KNOBS = (
 
 def label_spec(settings: Settings) -> LabelSpec:
     """The ``LabelSpec`` of the settings (LABEL_* and FEATURE_WINDOW_SIZE)."""
-    return LabelSpec(**{spec_field: getattr(settings, field) for field, spec_field, _, _ in _KNOBS},
-                     window=settings.feature_window_size)
+    return LabelSpec(
+        **{spec_field: getattr(settings, field) for field, spec_field, _, _ in _KNOBS},
+        window=settings.feature_window_size,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,8 +146,13 @@ def required_columns(spec: LabelSpec) -> list[str]:
 
 def definition_params(spec: LabelSpec) -> dict[str, Any]:
     """The MLflow params that define the label (``logged_definition`` reads them back)."""
-    params: dict[str, Any] = {"label_mode": spec.mode, "horizon": spec.horizon, "label_quantile": spec.quantile,
-                              "label_max_gap_seconds": spec.max_gap_seconds, "window": spec.window}
+    params: dict[str, Any] = {
+        "label_mode": spec.mode,
+        "horizon": spec.horizon,
+        "label_quantile": spec.quantile,
+        "label_max_gap_seconds": spec.max_gap_seconds,
+        "window": spec.window,
+    }
     if spec.mode == "relative":
         params.update(relative_k=spec.relative_k, relative_column=spec.relative_column)
     if spec.mode == "trailing":
@@ -157,11 +164,13 @@ def logged_definition(params: Mapping[str, str], fallback: LabelSpec) -> tuple[L
     """The label definition and tau a training run logged as its params, so that rows scored
     later (batch inference, monitoring) are labelled exactly as the model was trained. A param
     the run lacks (a run older than that param) takes ``fallback``'s value."""
+
     def get(name: str, kind: type, default: Any) -> Any:
         return kind(params[name]) if name in params else default
 
     spec = LabelSpec(
-        mode=params.get("label_mode", fallback.mode), horizon=get("horizon", int, fallback.horizon),
+        mode=params.get("label_mode", fallback.mode),
+        horizon=get("horizon", int, fallback.horizon),
         quantile=get("label_quantile", float, fallback.quantile),
         relative_k=get("relative_k", float, fallback.relative_k),
         relative_column=params.get("relative_column", fallback.relative_column),
@@ -213,7 +222,7 @@ def forward_vol(frame: pd.DataFrame, horizon: int) -> np.ndarray:
 
     # Fixed summation order, one vectorised add per slot: O(n) memory, no (n, H) temporary.
     def column(j: int) -> np.ndarray:
-        return returns[1 + j: 1 + j + m]
+        return returns[1 + j : 1 + j + m]
 
     acc = column(0).copy()
     for j in range(1, horizon):
@@ -284,7 +293,9 @@ def trailing_tau(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec) -> np
     ``trailing_min_rows`` of them. Rows after t never move tau_t."""
     products = frame["product_id"].to_numpy(object)
     out = np.full(len(target), np.nan)
-    starts: np.ndarray | list[int] = np.flatnonzero(np.concatenate(([True], products[1:] != products[:-1]))) if len(products) else []
+    starts: np.ndarray | list[int] = (
+        np.flatnonzero(np.concatenate(([True], products[1:] != products[:-1]))) if len(products) else []
+    )
     for a, b in zip(starts, [*starts[1:], len(products)], strict=True):
         known = pd.Series(target[a:b]).shift(spec.horizon)
         out[a:b] = known.rolling(spec.trailing_rows, min_periods=spec.trailing_min_rows).quantile(spec.quantile)
@@ -322,8 +333,9 @@ def thresholds(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: fl
     return np.full(len(target), tau)
 
 
-def labels_and_thresholds(frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec,
-                          tau: float) -> tuple[np.ndarray, np.ndarray]:
+def labels_and_thresholds(
+    frame: pd.DataFrame, target: np.ndarray, spec: LabelSpec, tau: float
+) -> tuple[np.ndarray, np.ndarray]:
     """0/1 labels as float64 (NaN where the row has no label) and each row's threshold.
 
     Args:

@@ -37,8 +37,15 @@ MODEL_NAMES = (BASELINE, LOGISTIC, BOOSTING)
 BASELINE_FEATURES = ("rolling_vol",)
 LR_FEATURES = ("midprice_return", "rolling_vol", "spread", "trade_intensity")
 CHALLENGER_FEATURES = (
-    "midprice_return", "rolling_vol", "spread", "spread_bps", "trade_intensity", "vol_300t",
-    "ret_mean_30t", "abs_ret_mean_60t", "imbalance_1t",
+    "midprice_return",
+    "rolling_vol",
+    "spread",
+    "spread_bps",
+    "trade_intensity",
+    "vol_300t",
+    "ret_mean_30t",
+    "abs_ret_mean_60t",
+    "imbalance_1t",
 )
 # What each model reads from a feature row (the challenger derives RATIO_FEATURES from these).
 FEATURES = {BASELINE: BASELINE_FEATURES, LOGISTIC: LR_FEATURES, BOOSTING: CHALLENGER_FEATURES}
@@ -46,8 +53,14 @@ ALL_FEATURES = tuple(dict.fromkeys((*LR_FEATURES, *CHALLENGER_FEATURES)))
 RATIO_FEATURES = ("rolling_vol_to_300t", "abs_ret_60t_to_300t")
 # The challenger's hyperparameters, chosen by bench/tune_challenger.py on the early folds only.
 # Early stopping would hold out a random (not chronological) slice: off, fixed iterations.
-BOOSTING_PARAMS = {"max_iter": 50, "learning_rate": 0.1, "max_leaf_nodes": 7, "min_samples_leaf": 500,
-                   "l2_regularization": 1.0, "early_stopping": False}
+BOOSTING_PARAMS = {
+    "max_iter": 50,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 7,
+    "min_samples_leaf": 500,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+}
 
 
 def ratio_columns(x: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -64,9 +77,12 @@ def ratio_columns(x: pd.DataFrame) -> dict[str, np.ndarray]:
     slow = x["vol_300t"].to_numpy(np.float64, na_value=np.nan)
     positive = slow > 0
     denominator = np.where(positive, slow, 1.0)
-    return {ratio: np.where(positive, x[column].to_numpy(np.float64, na_value=np.nan) / denominator,
-                            np.where(slow == 0, 1.0, np.nan))
-            for ratio, column in zip(RATIO_FEATURES, ("rolling_vol", "abs_ret_mean_60t"), strict=True)}
+    return {
+        ratio: np.where(
+            positive, x[column].to_numpy(np.float64, na_value=np.nan) / denominator, np.where(slow == 0, 1.0, np.nan)
+        )
+        for ratio, column in zip(RATIO_FEATURES, ("rolling_vol", "abs_ret_mean_60t"), strict=True)
+    }
 
 
 def with_ratios(x: pd.DataFrame) -> np.ndarray:
@@ -102,18 +118,22 @@ def build(name: str, seed: int) -> Any:
     if name == LOGISTIC:
         from sklearn.linear_model import LogisticRegression
 
-        return Pipeline([
-            ("impute", SimpleImputer(strategy="median")),
-            ("scale", StandardScaler()),
-            ("model", LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed)),
-        ])
+        return Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="median")),
+                ("scale", StandardScaler()),
+                ("model", LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed)),
+            ]
+        )
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.preprocessing import FunctionTransformer
 
-    return Pipeline([
-        ("ratios", FunctionTransformer(with_ratios)),
-        ("model", HistGradientBoostingClassifier(**BOOSTING_PARAMS, random_state=seed)),
-    ])
+    return Pipeline(
+        [
+            ("ratios", FunctionTransformer(with_ratios)),
+            ("model", HistGradientBoostingClassifier(**BOOSTING_PARAMS, random_state=seed)),
+        ]
+    )
 
 
 def hyperparameters(name: str, model: Any) -> dict[str, Any]:
@@ -122,11 +142,18 @@ def hyperparameters(name: str, model: Any) -> dict[str, Any]:
         return model.hyperparameters()
     if name == LOGISTIC:
         lr = model.named_steps["model"]
-        return {"max_iter": lr.max_iter, "class_weight": lr.class_weight, "C": lr.C, "imputer": "median",
-                "scaler": "standard"}
+        return {
+            "max_iter": lr.max_iter,
+            "class_weight": lr.class_weight,
+            "C": lr.C,
+            "imputer": "median",
+            "scaler": "standard",
+        }
     params = model.named_steps["model"].get_params()
-    return {**{key: params[key] for key in (*BOOSTING_PARAMS, "random_state")},
-            "derived_features": ",".join(RATIO_FEATURES)}
+    return {
+        **{key: params[key] for key in (*BOOSTING_PARAMS, "random_state")},
+        "derived_features": ",".join(RATIO_FEATURES),
+    }
 
 
 def single_threaded() -> Any:
@@ -202,12 +229,22 @@ class LinearScorer:
             return None
         fills_nan = isinstance(impute.missing_values, float) and np.isnan(impute.missing_values)
         # A column with no value in training has no median: the imputer drops it. Not ours to mimic.
-        if not (fills_nan and not impute.add_indicator and np.isfinite(impute.statistics_).all()
-                and scale.with_mean and scale.with_std and linear.coef_.shape[0] == 1):
+        if not (
+            fills_nan
+            and not impute.add_indicator
+            and np.isfinite(impute.statistics_).all()
+            and scale.with_mean
+            and scale.with_std
+            and linear.coef_.shape[0] == 1
+        ):
             return None
-        return cls(np.array(impute.statistics_, np.float64), np.array(scale.mean_, np.float64),
-                   np.array(scale.scale_, np.float64), np.array(linear.coef_[0], np.float64),
-                   float(linear.intercept_[0]))
+        return cls(
+            np.array(impute.statistics_, np.float64),
+            np.array(scale.mean_, np.float64),
+            np.array(scale.scale_, np.float64),
+            np.array(linear.coef_[0], np.float64),
+            float(linear.intercept_[0]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and floats, for JSON (``repr`` of a float round-trips exactly)."""
@@ -215,8 +252,10 @@ class LinearScorer:
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> LinearScorer:
-        values: dict[str, Any] = {name: np.array(value, np.float64) if isinstance(value, list) else float(value)
-                                  for name, value in fields.items()}
+        values: dict[str, Any] = {
+            name: np.array(value, np.float64) if isinstance(value, list) else float(value)
+            for name, value in fields.items()
+        }
         return cls(**values)
 
     def probabilities(self, x: pd.DataFrame) -> np.ndarray:
@@ -338,8 +377,9 @@ def importance_figure(name: str, model: Any, x: pd.DataFrame, y: np.ndarray, see
 
         take = np.random.default_rng(seed).permutation(len(y))[:5000]
         with single_threaded():
-            result = permutation_importance(model, x[columns].iloc[take], y[take], scoring="average_precision",
-                                            n_repeats=3, random_state=seed)
+            result = permutation_importance(
+                model, x[columns].iloc[take], y[take], scoring="average_precision", n_repeats=3, random_state=seed
+            )
         values, xlabel = result.importances_mean, "PR-AUC drop when permuted (validation)"
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(columns) + 1.2))
     ax.barh(columns, values)

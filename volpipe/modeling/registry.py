@@ -25,8 +25,11 @@ THRESHOLD_PARAM = "decision_threshold"
 # Types of the fitted boosting model (its trees, the function deriving its ratio features) that
 # skops does not trust by default. We trust them because the registry only holds models
 # ``volpipe.modeling.tracking`` wrote.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                       "volpipe.modeling.models.with_ratios"]
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "volpipe.modeling.models.with_ratios",
+]
 
 
 def limit_retries() -> None:
@@ -119,8 +122,9 @@ class ScoringModel:
         return cls(**{**fields, "columns": tuple(fields["columns"])})
 
 
-def scoring_model(tracking_uri: str, name: str, version: str | int | None = None,
-                  allowed_columns: tuple[str, ...] | None = None) -> ScoringModel:
+def scoring_model(
+    tracking_uri: str, name: str, version: str | int | None = None, allowed_columns: tuple[str, ...] | None = None
+) -> ScoringModel:
     """The ``ScoringModel`` of ``version`` (default: the champion), read from the registry.
 
     Reads the version, its run's parameters and the model's signature (the MLmodel file, not
@@ -149,9 +153,14 @@ def scoring_model(tracking_uri: str, name: str, version: str | int | None = None
                 f"model {name!r} version {found.version} reads columns the kernel does not compute: {unknown}"
             )
     params = client(tracking_uri).get_run(found.run_id).data.params
-    return ScoringModel(name=name, version=str(found.version), run_id=found.run_id,
-                        threshold=decision_threshold(tracking_uri, found), label_mode=params.get("label_mode", "unknown"),
-                        columns=columns)
+    return ScoringModel(
+        name=name,
+        version=str(found.version),
+        run_id=found.run_id,
+        threshold=decision_threshold(tracking_uri, found),
+        label_mode=params.get("label_mode", "unknown"),
+        columns=columns,
+    )
 
 
 def download_estimator(tracking_uri: str, model: ScoringModel, folder: Path) -> Path:
@@ -172,7 +181,8 @@ def download_estimator(tracking_uri: str, model: ScoringModel, folder: Path) -> 
     flavor = Model.load(local / "MLmodel").flavors.get("sklearn", {})
     if flavor.get("serialization_format") != "skops":
         raise ModelRegistryError(
-            f"{model.uri} is not a scikit-learn model saved with skops: {flavor or 'no sklearn flavor'}")
+            f"{model.uri} is not a scikit-learn model saved with skops: {flavor or 'no sklearn flavor'}"
+        )
     return local / flavor["pickled_model"]
 
 

@@ -50,20 +50,22 @@ def event_features(events: Sequence[TickerEvent], window: int = 60) -> pd.DataFr
     """Feature rows of ticker events in time order, through the kernel as the stream computes them
     (one connection; ``ingest_seq`` and ``sequence_num`` count the events from 0)."""
     n = len(events)
-    ticks = pd.DataFrame({
-        "product_id": [e.product_id for e in events],
-        "ingest_seq": np.arange(n, dtype=np.int64),
-        "ticker_idx": np.zeros(n, np.int64),
-        "conn_id": "synthetic-0",
-        "sequence_num": np.arange(n, dtype=np.int64),
-        "exchange_ts_ns": np.fromiter((e.time_ns for e in events), np.int64, n),
-        "event_type": "update",
-        "price": np.fromiter((e.price_c for e in events), np.float64, n) / 100,
-        "best_bid": np.fromiter((e.best_bid_c for e in events), np.float64, n) / 100,
-        "best_ask": np.fromiter((e.best_ask_c for e in events), np.float64, n) / 100,
-        "best_bid_quantity": np.fromiter((e.best_bid_qty for e in events), np.float64, n) / 1e8,
-        "best_ask_quantity": np.fromiter((e.best_ask_qty for e in events), np.float64, n) / 1e8,
-    })
+    ticks = pd.DataFrame(
+        {
+            "product_id": [e.product_id for e in events],
+            "ingest_seq": np.arange(n, dtype=np.int64),
+            "ticker_idx": np.zeros(n, np.int64),
+            "conn_id": "synthetic-0",
+            "sequence_num": np.arange(n, dtype=np.int64),
+            "exchange_ts_ns": np.fromiter((e.time_ns for e in events), np.int64, n),
+            "event_type": "update",
+            "price": np.fromiter((e.price_c for e in events), np.float64, n) / 100,
+            "best_bid": np.fromiter((e.best_bid_c for e in events), np.float64, n) / 100,
+            "best_ask": np.fromiter((e.best_ask_c for e in events), np.float64, n) / 100,
+            "best_bid_quantity": np.fromiter((e.best_bid_qty for e in events), np.float64, n) / 1e8,
+            "best_ask_quantity": np.fromiter((e.best_ask_qty for e in events), np.float64, n) / 1e8,
+        }
+    )
     ticks["recv_ns"] = ticks["exchange_ts_ns"] + 500_000
     parts = []
     for _, rows in ticks.groupby("product_id", sort=False):

@@ -36,8 +36,12 @@ def common_params(settings: Settings, spec: L.LabelSpec, data: FeatureData, prep
     """Parameters shared by the parent and every child run."""
     products = sorted(set().union(*(set(part["product_id"]) for part in prepared.splits.values())))
     params = {
-        **L.definition_params(spec), "tau": prepared.tau, "products": ",".join(products),
-        "delta_table": str(data.table), "delta_version": data.version, "seed": settings.model_seed,
+        **L.definition_params(spec),
+        "tau": prepared.tau,
+        "products": ",".join(products),
+        "delta_table": str(data.table),
+        "delta_version": data.version,
+        "seed": settings.model_seed,
     }
     for split in SPLITS:
         prefix = "train" if split == "train" else ("val" if split == "validation" else "test")
@@ -69,11 +73,16 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], s
     from mlflow.models import infer_signature
 
     features = list(M.FEATURES[name])
-    mlflow.log_params({**params, "model": name, "feature_columns": ",".join(features),
-                       registry.THRESHOLD_PARAM: trained.threshold,
-                       **{f"hp_{k}": v for k, v in M.hyperparameters(name, trained.model).items()}})
-    mlflow.log_metrics({f"{split}_{key}": value for split in SPLITS
-                        for key, value in trained.metrics[split].items()})
+    mlflow.log_params(
+        {
+            **params,
+            "model": name,
+            "feature_columns": ",".join(features),
+            registry.THRESHOLD_PARAM: trained.threshold,
+            **{f"hp_{k}": v for k, v in M.hyperparameters(name, trained.model).items()},
+        }
+    )
+    mlflow.log_metrics({f"{split}_{key}": value for split in SPLITS for key, value in trained.metrics[split].items()})
     val = prepared.splits["validation"]
     val_y, test_y = val["y"].to_numpy(int), prepared.splits["test"]["y"].to_numpy(int)
     curves = {"validation": (val_y, trained.scores["validation"]), "test": (test_y, trained.scores["test"])}
@@ -81,13 +90,15 @@ def _log_child(name: str, trained: Any, prepared: Any, params: dict[str, Any], s
     mlflow.log_dict(prepared.bounds, "split_bounds.json")
     if name == M.BASELINE:
         return None
-    _log_figure(M.calibration_figure(test_y, trained.scores["test"], f"{name}: calibration (test)"),
-                "calibration.png")
+    _log_figure(M.calibration_figure(test_y, trained.scores["test"], f"{name}: calibration (test)"), "calibration.png")
     _log_figure(M.importance_figure(name, trained.model, val, val_y, seed), "importance.png")
     example = prepared.splits["train"][features].head(200)
     info = mlflow.sklearn.log_model(
-        trained.model, name="model", signature=infer_signature(example, trained.model.predict_proba(example)),
-        input_example=example.head(3), pyfunc_predict_fn="predict_proba",
+        trained.model,
+        name="model",
+        signature=infer_signature(example, trained.model.predict_proba(example)),
+        input_example=example.head(3),
+        pyfunc_predict_fn="predict_proba",
         # Inferring them runs a subprocess that re-imports the model (~8 s each): they are known.
         pip_requirements=pip_requirements(),
         skops_trusted_types=registry.SKOPS_TRUSTED_TYPES,
@@ -122,8 +133,11 @@ def owner_tags() -> dict[str, str]:
     import psutil
 
     me = psutil.Process()
-    return {"volpipe.host": socket.gethostname(), "volpipe.pid": str(me.pid),
-            "volpipe.pid_started": repr(me.create_time())}
+    return {
+        "volpipe.host": socket.gethostname(),
+        "volpipe.pid": str(me.pid),
+        "volpipe.pid_started": repr(me.create_time()),
+    }
 
 
 def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
@@ -142,8 +156,11 @@ def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
     import psutil
 
     client = registry.client(tracking_uri)
-    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING' and "
-                                 f"tags.`volpipe.host` = '{socket.gethostname()}'", max_results=1000)
+    running = client.search_runs(
+        [experiment_id],
+        f"attributes.status = 'RUNNING' and tags.`volpipe.host` = '{socket.gethostname()}'",
+        max_results=1000,
+    )
     closed = []
     for run in running:
         try:
@@ -154,8 +171,15 @@ def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
             client.set_terminated(run.info.run_id, "KILLED")
             closed.append(run.info.run_id)
     for run_id in closed:
-        family = [run_id, *(child.info.run_id for child in client.search_runs(
-            [experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000))]
+        family = [
+            run_id,
+            *(
+                child.info.run_id
+                for child in client.search_runs(
+                    [experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000
+                )
+            ),
+        ]
         for version in client.search_model_versions(f"run_id IN ({','.join(map(repr, family))})"):
             client.set_model_version_tag(version.name, version.version, KILLED_TRAINING_TAG, run_id)
     if closed:
@@ -163,8 +187,15 @@ def close_abandoned_runs(tracking_uri: str, experiment_id: str) -> list[str]:
     return closed
 
 
-def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepared: Any,
-                 trained: dict[str, Any], promotion: Any, commit: str) -> dict[str, Any]:
+def log_training(
+    settings: Settings,
+    spec: L.LabelSpec,
+    data: FeatureData,
+    prepared: Any,
+    trained: dict[str, Any],
+    promotion: Any,
+    commit: str,
+) -> dict[str, Any]:
     """Logs the parent and child runs, registers the candidate with the gate's verdict
     (``evaluate.Promotion``) as tags, and moves ``champion`` to it only when the verdict says so.
 
@@ -193,8 +224,9 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
         low, high = promotion.gain_ci
         mlflow.log_metrics({"gate_gain": promotion.gain, "gate_gain_ci_low": low, "gate_gain_ci_high": high})
         mlflow.set_tags(decision)
-        registry.client(settings.mlflow_tracking_uri).set_tag(child_runs[candidate], "promotion.decision",
-                                                              promotion.decision)
+        registry.client(settings.mlflow_tracking_uri).set_tag(
+            child_runs[candidate], "promotion.decision", promotion.decision
+        )
         # Registered whatever the verdict, with it as tags in the same request (one transaction on
         # the server): a version never exists without its artifacts, metrics and verdict, and one
         # that failed the gate is on record (MLflow UI, model page) yet never aliased. The alias
@@ -204,19 +236,39 @@ def log_training(settings: Settings, spec: L.LabelSpec, data: FeatureData, prepa
         mlflow.set_tag("promotion.candidate_version", str(version))
         if promotion.promoted:
             registry.promote(settings.mlflow_tracking_uri, settings.model_name, version, {})
-    log.info("promotion model=%s version=%s decision=%s gain=%.4f ci=[%.4f, %.4f] champion_before=%s",
-             settings.model_name, version, promotion.decision, promotion.gain, low, high, promotion.champion_version)
+    log.info(
+        "promotion model=%s version=%s decision=%s gain=%.4f ci=[%.4f, %.4f] champion_before=%s",
+        settings.model_name,
+        version,
+        promotion.decision,
+        promotion.gain,
+        low,
+        high,
+        promotion.champion_version,
+    )
     return {
         # Plain JSON (Airflow returns it as an XCom): relative mode's NaN tau becomes null.
-        "run_id": parent.info.run_id, "label_mode": spec.mode, "tau": None if np.isnan(prepared.tau) else prepared.tau,
+        "run_id": parent.info.run_id,
+        "label_mode": spec.mode,
+        "tau": None if np.isnan(prepared.tau) else prepared.tau,
         "delta_version": data.version,
         "rows": {split: len(prepared.splits[split]) for split in SPLITS},
         "positive_rate": {split: float(prepared.splits[split]["y"].mean()) for split in SPLITS},
-        "models": {name: {"validation_pr_auc": trained[name].metrics["validation"]["pr_auc"],
-                          "test_pr_auc": trained[name].metrics["test"]["pr_auc"], "run_id": child_runs[name]}
-                   for name in M.MODEL_NAMES},
-        "test_rows": len(prepared.splits["test"]), "candidate": candidate, "model_name": settings.model_name,
-        "registered_version": str(version), "decision": promotion.decision, "promoted": promotion.promoted,
-        "reason": promotion.reason, "gate": promotion.to_dict(),
+        "models": {
+            name: {
+                "validation_pr_auc": trained[name].metrics["validation"]["pr_auc"],
+                "test_pr_auc": trained[name].metrics["test"]["pr_auc"],
+                "run_id": child_runs[name],
+            }
+            for name in M.MODEL_NAMES
+        },
+        "test_rows": len(prepared.splits["test"]),
+        "candidate": candidate,
+        "model_name": settings.model_name,
+        "registered_version": str(version),
+        "decision": promotion.decision,
+        "promoted": promotion.promoted,
+        "reason": promotion.reason,
+        "gate": promotion.to_dict(),
         "champion_version": str(version) if promotion.promoted else promotion.champion_version,
     }

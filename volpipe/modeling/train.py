@@ -79,8 +79,11 @@ def prepare(frame: pd.DataFrame, spec: L.LabelSpec, min_rows: int) -> Prepared:
         if classes != [0, 1]:
             raise TrainingDataError(f"the {name} split has {len(part)} rows and classes {classes}: need both 0 and 1")
         splits[name] = part
-        bounds[name] = {**_bounds(part["exchange_ts_ns"].to_numpy()), "rows": len(part),
-                        "positives": int(part["y"].sum())}
+        bounds[name] = {
+            **_bounds(part["exchange_ts_ns"].to_numpy()),
+            "rows": len(part),
+            "positives": int(part["y"].sum()),
+        }
     return Prepared(splits, tau, bounds)
 
 
@@ -103,19 +106,29 @@ def train_models(prepared: Prepared, seed: int) -> dict[str, Trained]:
         scores = {split: M.score(name, model, prepared.splits[split]) for split in SPLITS}
         val_y = prepared.splits["validation"]["y"].to_numpy()
         threshold = model.threshold if name == M.BASELINE else M.f1_threshold(val_y, scores["validation"])
-        metrics = {split: M.metrics(prepared.splits[split]["y"].to_numpy(), scores[split], threshold)
-                   for split in SPLITS}
+        metrics = {
+            split: M.metrics(prepared.splits[split]["y"].to_numpy(), scores[split], threshold) for split in SPLITS
+        }
         out[name] = Trained(model, threshold, scores, metrics)
-        log.info("model trained name=%s validation_pr_auc=%.4f test_pr_auc=%.4f", name,
-                 metrics["validation"]["pr_auc"], metrics["test"]["pr_auc"])
+        log.info(
+            "model trained name=%s validation_pr_auc=%.4f test_pr_auc=%.4f",
+            name,
+            metrics["validation"]["pr_auc"],
+            metrics["test"]["pr_auc"],
+        )
     return out
 
 
 def git_commit() -> str:
     """The checkout's HEAD commit ("unknown" outside a git checkout)."""
     try:
-        return subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -153,8 +166,9 @@ def run(
     from volpipe.modeling.tracking import log_training, rescore_champion
 
     spec = L.label_spec(settings)
-    data: FeatureData = read_window(settings.delta_table(FEATURES), L.required_columns(spec),
-                                    start_ns, end_ns, products)
+    data: FeatureData = read_window(
+        settings.delta_table(FEATURES), L.required_columns(spec), start_ns, end_ns, products
+    )
     prepared = prepare(data.frame, spec, settings.train_min_rows)
     trained = train_models(prepared, settings.model_seed)
     # Validation chooses the candidate (and each model's threshold); the test split, which chose
@@ -164,8 +178,15 @@ def run(
     try:
         # Before any logging: a champion that fails to load stops the training with nothing registered.
         champion = rescore_champion(settings, test)
-        promotion = decide_promotion(test, {name: trained[name].scores["test"] for name in M.MODEL_NAMES}, candidate,
-                                     champion, spec.horizon, settings.bootstrap_samples, settings.model_seed)
+        promotion = decide_promotion(
+            test,
+            {name: trained[name].scores["test"] for name in M.MODEL_NAMES},
+            candidate,
+            champion,
+            spec.horizon,
+            settings.bootstrap_samples,
+            settings.model_seed,
+        )
         with M.single_threaded():  # logging predicts too (the input example)
             summary = log_training(settings, spec, data, prepared, trained, promotion, git_commit())
     except (MlflowException, OSError) as exc:
@@ -186,14 +207,21 @@ def describe(summary: dict[str, Any]) -> str:
     where the champion is."""
     rate = summary["positive_rate"]["test"]
     tau = "per row" if summary["tau"] is None else f"{summary['tau']:.3g}"
-    lines = [f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={tau} label={summary['label_mode']}",
-             f"{'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}"]
-    lines += [f"{name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
-              for name, m in summary["models"].items()]
-    champion = f"v{summary['champion_version']}" if summary["champion_version"] else "none (live and batch scoring wait)"
-    lines += [f"decision: {summary['decision']}: {summary['reason']}",
-              f"registered {summary['model_name']} v{summary['registered_version']} ({summary['candidate']}, tagged "
-              f"promotion.decision={summary['decision']}); champion: {champion}"]
+    lines = [
+        f"test rows={summary['test_rows']} positive rate={rate:.3f} tau={tau} label={summary['label_mode']}",
+        f"{'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}",
+    ]
+    lines += [
+        f"{name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}" for name, m in summary["models"].items()
+    ]
+    champion = (
+        f"v{summary['champion_version']}" if summary["champion_version"] else "none (live and batch scoring wait)"
+    )
+    lines += [
+        f"decision: {summary['decision']}: {summary['reason']}",
+        f"registered {summary['model_name']} v{summary['registered_version']} ({summary['candidate']}, tagged "
+        f"promotion.decision={summary['decision']}); champion: {champion}",
+    ]
     return "\n".join(lines)
 
 
@@ -211,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env(
-        **L.overrides(args), model_name=args.model_name, train_min_rows=args.min_rows, model_seed=args.seed,
+        **L.overrides(args),
+        model_name=args.model_name,
+        train_min_rows=args.min_rows,
+        model_seed=args.seed,
         mlflow_tracking_uri=args.tracking_uri,
     )
     start_ns, end_ns = optional_bounds_ns(args.start, args.end)

@@ -42,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m volpipe.monitoring",
         description="Evidently drift, data-quality and prediction reports of a recent window against "
-                    "the champion model's training window (docs/monitoring.md).",
+        "the champion model's training window (docs/monitoring.md).",
     )
     parser.add_argument("--model-name", help="registered model whose @champion is the reference (MODEL_NAME)")
     parser.add_argument("--end", type=_utc, help="end of the current window, UTC ISO datetime (default: now)")
-    parser.add_argument("--start", type=_utc,
-                        help="start of the current window (default: end - MONITORING_WINDOW_HOURS)")
+    parser.add_argument(
+        "--start", type=_utc, help="start of the current window (default: end - MONITORING_WINDOW_HOURS)"
+    )
     parser.add_argument("--products", type=parse_products, help="comma-separated products (default: the champion's)")
     parser.add_argument("--date", help="report folder name under REPORTS_DIR/evidently (default: the end's UTC date)")
     parser.add_argument("--max-rows", type=int, default=None, help="sample each window down to this many rows")
@@ -64,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         # MLflow prints "View run at ..." lines: keep stdout for the verdict alone.
         with contextlib.redirect_stdout(sys.stderr):
             verdict = run_monitoring(
-                settings, args.model_name or settings.model_name, current_start_ns=_ns(start), current_end_ns=_ns(end),
-                report_date=args.date, products=args.products, max_rows=args.max_rows or DEFAULT_MAX_ROWS,
+                settings,
+                args.model_name or settings.model_name,
+                current_start_ns=_ns(start),
+                current_end_ns=_ns(end),
+                report_date=args.date,
+                products=args.products,
+                max_rows=args.max_rows or DEFAULT_MAX_ROWS,
             )
         print(json.dumps(verdict.to_dict(), indent=2, default=str))
         enforce(verdict)

@@ -57,8 +57,9 @@ def reference_window(tracking_uri: str, model_name: str) -> ReferenceWindow:
 
     version = registry.champion(tracking_uri, model_name)
     if version is None:
-        raise ReferenceWindowError(f"no {registry.CHAMPION} for model {model_name!r} at {tracking_uri}: "
-                                   "train and promote a model first")
+        raise ReferenceWindowError(
+            f"no {registry.CHAMPION} for model {model_name!r} at {tracking_uri}: train and promote a model first"
+        )
     params = registry.client(tracking_uri).get_run(version.run_id).data.params
     context = f"model={model_name} version={version.version} run_id={version.run_id}"
     missing = [name for name in REFERENCE_PARAMS if not params.get(name)]
@@ -75,8 +76,9 @@ def reference_window(tracking_uri: str, model_name: str) -> ReferenceWindow:
     except ValueError as exc:
         raise ReferenceWindowError(f"champion run's products or feature_columns: {exc} ({context})") from None
     window = ReferenceWindow(start_ns, end_ns, products, feature_columns, str(version.version), version.run_id)
-    log.info("reference window %s start_ns=%d end_ns=%d products=%s", context, start_ns, end_ns,
-             ",".join(window.products))
+    log.info(
+        "reference window %s start_ns=%d end_ns=%d products=%s", context, start_ns, end_ns, ",".join(window.products)
+    )
     return window
 
 

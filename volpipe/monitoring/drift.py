@@ -125,15 +125,21 @@ def _column_drift(snapshot: Snapshot) -> DriftSummary:
         params = test["metric_config"]["params"]
         if params.get("type") != "evidently:metric_v2:ValueDrift":
             continue
-        columns.append(ColumnDrift(
-            column=params["column"], method=params["method"], threshold=float(params["threshold"]),
-            score=float(scores[test["metric_config"]["metric_id"]]), drifted=test["status"] == "FAIL",
-        ))
+        columns.append(
+            ColumnDrift(
+                column=params["column"],
+                method=params["method"],
+                threshold=float(params["threshold"]),
+                score=float(scores[test["metric_config"]["metric_id"]]),
+                drifted=test["status"] == "FAIL",
+            )
+        )
     return DriftSummary(columns)
 
 
-def _drift(reference: pd.DataFrame, current: pd.DataFrame, methods: dict[str, tuple[str, float]],
-           share_threshold: float) -> tuple[Snapshot, DriftSummary]:
+def _drift(
+    reference: pd.DataFrame, current: pd.DataFrame, methods: dict[str, tuple[str, float]], share_threshold: float
+) -> tuple[Snapshot, DriftSummary]:
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -142,7 +148,8 @@ def _drift(reference: pd.DataFrame, current: pd.DataFrame, methods: dict[str, tu
     bps = [c for c in columns if c in BPS_COLUMNS]
     ref[bps], cur[bps] = ref[bps] * 1e4, cur[bps] * 1e4
     preset = DataDriftPreset(
-        columns=columns, drift_share=share_threshold,
+        columns=columns,
+        drift_share=share_threshold,
         per_column_method={c: m for c, (m, _) in methods.items()},
         per_column_threshold={c: t for c, (_, t) in methods.items()},
     )
@@ -151,8 +158,9 @@ def _drift(reference: pd.DataFrame, current: pd.DataFrame, methods: dict[str, tu
     return snapshot, _column_drift(snapshot)
 
 
-def data_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str],
-               share_threshold: float) -> tuple[Snapshot, DriftSummary]:
+def data_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], share_threshold: float
+) -> tuple[Snapshot, DriftSummary]:
     """Data drift of ``columns`` (each with its ``DRIFT_METHODS`` method) from reference to current.
 
     Args:
@@ -170,8 +178,9 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str
     return _drift(reference, current, {c: DRIFT_METHODS[c] for c in columns}, share_threshold)
 
 
-def prediction_drift(reference: pd.DataFrame, current: pd.DataFrame,
-                     share_threshold: float) -> tuple[Snapshot, DriftSummary]:
+def prediction_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, share_threshold: float
+) -> tuple[Snapshot, DriftSummary]:
     """Drift of the model's ``probability`` and ``predicted_label`` (PSI), same contract as ``data_drift``."""
     return _drift(reference, current, PREDICTION_METHODS, share_threshold)
 
@@ -203,22 +212,43 @@ def data_quality(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
         # Only the tests we decide on: Evidently's defaults (e.g. mean within 10% of the
         # reference's) fail on any zero-mean feature.
         column_tests[c] = ValueStatsTests(
-            missing_values_count_tests=[lte(float(allowed))], row_count_tests=[], min_tests=[], max_tests=[],
-            mean_tests=[], std_tests=[], q25_tests=[], q50_tests=[], q75_tests=[],
+            missing_values_count_tests=[lte(float(allowed))],
+            row_count_tests=[],
+            min_tests=[],
+            max_tests=[],
+            mean_tests=[],
+            std_tests=[],
+            q25_tests=[],
+            q50_tests=[],
+            q75_tests=[],
         )
         if c in DRIFT_METHODS:  # a non-stationary level (midprice) has no stable range
             low, high = ref[c].quantile(list(OUTLIER_QUANTILES))
-            metrics.append(OutRangeValueCount(column=c, left=float(low), right=float(high),
-                                              share_tests=[lte(OUTLIER_SHARE_MAX)]))
-    no_tests: dict[str, list] = {name: [] for name in (
-        "column_count_tests", "duplicated_row_count_tests", "duplicated_column_count_tests",
-        "almost_duplicated_column_count_tests", "almost_constant_column_count_tests", "empty_row_count_tests",
-        "empty_column_count_tests", "constant_columns_count_tests", "dataset_missing_value_count_tests")}
+            metrics.append(
+                OutRangeValueCount(column=c, left=float(low), right=float(high), share_tests=[lte(OUTLIER_SHARE_MAX)])
+            )
+    no_tests: dict[str, list] = {
+        name: []
+        for name in (
+            "column_count_tests",
+            "duplicated_row_count_tests",
+            "duplicated_column_count_tests",
+            "almost_duplicated_column_count_tests",
+            "almost_constant_column_count_tests",
+            "empty_row_count_tests",
+            "empty_column_count_tests",
+            "constant_columns_count_tests",
+            "dataset_missing_value_count_tests",
+        )
+    }
     preset = DataSummaryPreset(columns=columns, column_tests=column_tests, row_count_tests=[], **no_tests)
     snapshot = Report([preset, *metrics], include_tests=True).run(_dataset(cur, columns), _dataset(ref, columns))
     result = snapshot.dict()
-    outliers = {m["config"]["column"]: float(m["value"]["share"]) for m in result["metrics"]
-                if m["config"]["type"] == "evidently:metric_v2:OutRangeValueCount"}
+    outliers = {
+        m["config"]["column"]: float(m["value"]["share"])
+        for m in result["metrics"]
+        if m["config"]["type"] == "evidently:metric_v2:OutRangeValueCount"
+    }
     summary = {
         "failed": [t["name"] for t in result["tests"] if t["status"] == "FAIL"],
         "missing_share": {c: float(cur[c].isna().mean()) for c in columns},
@@ -250,10 +280,13 @@ def classification_quality(predictions: pd.DataFrame, label: str = "y") -> tuple
 
     thresholds = predictions["threshold"].dropna() if "threshold" in predictions.columns else pd.Series(dtype="float64")
     threshold = float(thresholds.iloc[0]) if len(thresholds) else None  # the model's decision threshold
-    definition = DataDefinition(numerical_columns=["probability"], classification=[
-        BinaryClassification(target=label, prediction_probas="probability", pos_label=1)])
+    definition = DataDefinition(
+        numerical_columns=["probability"],
+        classification=[BinaryClassification(target=label, prediction_probas="probability", pos_label=1)],
+    )
     snapshot = Report([ClassificationPreset(probas_threshold=threshold)]).run(
-        Dataset.from_pandas(rows, data_definition=definition), None)
+        Dataset.from_pandas(rows, data_definition=definition), None
+    )
     summary: dict[str, Any] = {"rows": len(rows), "positives": int(rows[label].sum()), "threshold": threshold}
     for metric in snapshot.dict()["metrics"]:
         if isinstance(metric["value"], (int, float)):

@@ -80,10 +80,12 @@ class Verdict:
     def summary(self) -> str:
         """One line for logs and the Airflow task."""
         drifted = ",".join(f.column for f in self.features if f.drifted) or "none"
-        return (f"date={self.report_date} model={self.model_name} version={self.model_version} "
-                f"drifted={self.drifted_count}/{len(self.features)} share={self.drift_share:.2f} "
-                f"threshold={self.share_threshold} drift_detected={self.drift_detected} action={self.action} "
-                f"retrain_requested={self.retrain_requested} drifted_features={drifted} run_id={self.mlflow_run_id}")
+        return (
+            f"date={self.report_date} model={self.model_name} version={self.model_version} "
+            f"drifted={self.drifted_count}/{len(self.features)} share={self.drift_share:.2f} "
+            f"threshold={self.share_threshold} drift_detected={self.drift_detected} action={self.action} "
+            f"retrain_requested={self.retrain_requested} drifted_features={drifted} run_id={self.mlflow_run_id}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``verdict.json``, the task's return value)."""
@@ -113,22 +115,28 @@ def enforce(verdict: Verdict) -> Verdict:
 def retrain_window(start_ns: int, end_ns: int, products: tuple[str, ...]) -> dict[str, Any]:
     """``train_nightly``'s conf for a retrain on the drifted period: the UTC days the current
     window ``[start_ns, end_ns)`` touches, and its products (docs/monitoring.md says why only those)."""
-    return {"start": day_of_ns(start_ns).isoformat(), "end": day_of_ns(end_ns - 1).isoformat(),
-            "products": list(products)}
+    return {
+        "start": day_of_ns(start_ns).isoformat(),
+        "end": day_of_ns(end_ns - 1).isoformat(),
+        "products": list(products),
+    }
 
 
-def _read_features(settings: Settings, start_ns: int, end_ns: int, products: tuple[str, ...],
-                   window: str) -> pd.DataFrame:
+def _read_features(
+    settings: Settings, start_ns: int, end_ns: int, products: tuple[str, ...], window: str
+) -> pd.DataFrame:
     path = settings.delta_table(FEATURES)
     frame = read_window(path, None, start_ns, end_ns, products).frame
     if frame.empty:
-        raise MonitoringDataError(f"{window} window is empty: table={path} start_ns={start_ns} end_ns={end_ns} "
-                                  f"products={','.join(products)}")
+        raise MonitoringDataError(
+            f"{window} window is empty: table={path} start_ns={start_ns} end_ns={end_ns} products={','.join(products)}"
+        )
     return frame
 
 
-def _scored_rows(path: Path, model_name: str, version: str, start_ns: int, end_ns: int,
-                 products: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, int]]:
+def _scored_rows(
+    path: Path, model_name: str, version: str, start_ns: int, end_ns: int, products: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Rows of ``version`` of ``model_name`` in the window, and the rows of each version of it there."""
     rows = read_window(path, PREDICTION_READ, start_ns, end_ns, products).frame
     rows = rows[rows["model_name"] == model_name]
@@ -137,8 +145,15 @@ def _scored_rows(path: Path, model_name: str, version: str, start_ns: int, end_n
 
 
 def _judge_predictions(
-    settings: Settings, table: str, model_name: str, reference: data.ReferenceWindow, products: tuple[str, ...],
-    start_ns: int, end_ns: int, labelled: pd.DataFrame, max_rows: int,
+    settings: Settings,
+    table: str,
+    model_name: str,
+    reference: data.ReferenceWindow,
+    products: tuple[str, ...],
+    start_ns: int,
+    end_ns: int,
+    labelled: pd.DataFrame,
+    max_rows: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Prediction drift and classification quality of the champion version's rows of ``table``.
 
@@ -157,15 +172,19 @@ def _judge_predictions(
         held = f": the window holds versions {versions}" if versions else ""
         return {}, {**summary, "skipped": f"no predictions of version {version} in the window{held}"}
     snapshots: dict[str, Any] = {}
-    earlier = {"training window": (reference.start_ns, reference.end_ns),
-               "previous window": (2 * start_ns - end_ns, start_ns)}
+    earlier = {
+        "training window": (reference.start_ns, reference.end_ns),
+        "previous window": (2 * start_ns - end_ns, start_ns),
+    }
     for source, (low, high) in earlier.items():
         previous = _scored_rows(path, model_name, version, low, high, products)[0]
         if not previous.empty:
             summary["reference"] = source
             snapshots[f"prediction_drift_{table}"], pred = drift.prediction_drift(
-                data.sample_rows(previous, max_rows, SAMPLE_SEED), data.sample_rows(current, max_rows, SAMPLE_SEED),
-                settings.drift_share_threshold)
+                data.sample_rows(previous, max_rows, SAMPLE_SEED),
+                data.sample_rows(current, max_rows, SAMPLE_SEED),
+                settings.drift_share_threshold,
+            )
             summary.update(share=pred.share, columns=[dataclasses.asdict(c) for c in pred.columns])
             break
     else:
@@ -177,8 +196,14 @@ def _judge_predictions(
 
 
 def run_monitoring(
-    settings: Settings, model_name: str, *, current_start_ns: int, current_end_ns: int,
-    report_date: str | None = None, products: tuple[str, ...] | None = None, max_rows: int = DEFAULT_MAX_ROWS,
+    settings: Settings,
+    model_name: str,
+    *,
+    current_start_ns: int,
+    current_end_ns: int,
+    report_date: str | None = None,
+    products: tuple[str, ...] | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> Verdict:
     """Builds the reports for ``[current_start_ns, current_end_ns)`` against the champion's training window.
 
@@ -209,28 +234,43 @@ def run_monitoring(
 
     snapshots = {}
     snapshots["data_drift"], features = drift.data_drift(
-        ref, cur, drift.drift_columns(reference.feature_columns), settings.drift_share_threshold)
+        ref, cur, drift.drift_columns(reference.feature_columns), settings.drift_share_threshold
+    )
     snapshots["data_quality"], quality = drift.data_quality(ref, cur, list(FEATURE_COLUMNS))
     # The champion's own label, on complete horizons inside the window (rows in the kernel's order).
     y = L.labels_as_trained(cur_rows, *logged_label(settings, reference.run_id))
     labelled = cur_rows[list(ROW_KEYS)].assign(y=y)
     predictions = {}
     for table in PREDICTION_TABLES:
-        found, predictions[table] = _judge_predictions(settings, table, model_name, reference, products,
-                                                       current_start_ns, current_end_ns, labelled, max_rows)
+        found, predictions[table] = _judge_predictions(
+            settings, table, model_name, reference, products, current_start_ns, current_end_ns, labelled, max_rows
+        )
         snapshots.update(found)
 
     drifted = features.share >= settings.drift_share_threshold
     retrain = drifted and settings.drift_trigger_retrain
     verdict = Verdict(
-        report_date=report_date, model_name=model_name, model_version=reference.model_version,
-        reference_run_id=reference.run_id, products=list(products),
+        report_date=report_date,
+        model_name=model_name,
+        model_version=reference.model_version,
+        reference_run_id=reference.run_id,
+        products=list(products),
         reference={"start_ns": reference.start_ns, "end_ns": reference.end_ns, "rows": len(ref_rows)},
-        current={"start_ns": current_start_ns, "end_ns": current_end_ns, "rows": len(cur_rows),
-                 "labelled_rows": int(np.isfinite(y).sum())},
-        features=features.columns, drifted_count=features.drifted_count, drift_share=features.share,
-        share_threshold=settings.drift_share_threshold, drift_detected=drifted, action=settings.drift_action,
-        retrain_requested=retrain, quality=quality, predictions=predictions,
+        current={
+            "start_ns": current_start_ns,
+            "end_ns": current_end_ns,
+            "rows": len(cur_rows),
+            "labelled_rows": int(np.isfinite(y).sum()),
+        },
+        features=features.columns,
+        drifted_count=features.drifted_count,
+        drift_share=features.share,
+        share_threshold=settings.drift_share_threshold,
+        drift_detected=drifted,
+        action=settings.drift_action,
+        retrain_requested=retrain,
+        quality=quality,
+        predictions=predictions,
         retrain_window=retrain_window(current_start_ns, current_end_ns, products) if retrain else None,
         report_dir=str(settings.reports_dir / "evidently" / report_date),
     )
@@ -239,15 +279,32 @@ def run_monitoring(
     with mlflow.start_run(run_name=f"monitoring {report_date}") as run:
         verdict.mlflow_run_id = run.info.run_id
         _write(Path(verdict.report_dir), snapshots, verdict)
-        mlflow.log_params({"model_name": model_name, "model_version": verdict.model_version,
-                           "reference_run_id": reference.run_id, "products": ",".join(products),
-                           "current_start_ns": current_start_ns, "current_end_ns": current_end_ns,
-                           "share_threshold": settings.drift_share_threshold, "action": settings.drift_action})
-        mlflow.log_metrics({"drift_share": features.share, "drifted_features": features.drifted_count,
-                            "reference_rows": len(ref_rows), "current_rows": len(cur_rows),
-                            **{f"drift_score.{c.column}": c.score for c in features.columns},
-                            **{f"prediction_drift_share.{table}": found["share"]
-                               for table, found in predictions.items() if "share" in found}})
+        mlflow.log_params(
+            {
+                "model_name": model_name,
+                "model_version": verdict.model_version,
+                "reference_run_id": reference.run_id,
+                "products": ",".join(products),
+                "current_start_ns": current_start_ns,
+                "current_end_ns": current_end_ns,
+                "share_threshold": settings.drift_share_threshold,
+                "action": settings.drift_action,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "drift_share": features.share,
+                "drifted_features": features.drifted_count,
+                "reference_rows": len(ref_rows),
+                "current_rows": len(cur_rows),
+                **{f"drift_score.{c.column}": c.score for c in features.columns},
+                **{
+                    f"prediction_drift_share.{table}": found["share"]
+                    for table, found in predictions.items()
+                    if "share" in found
+                },
+            }
+        )
         mlflow.set_tag("drift_detected", str(drifted).lower())
         mlflow.log_artifacts(verdict.report_dir, artifact_path=f"evidently/{report_date}")
     log.info("monitoring done %s", verdict.summary())
@@ -269,8 +326,14 @@ def _write(folder: Path, snapshots: dict[str, Any], verdict: Verdict) -> None:
     (folder / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2, default=str))
 
 
-def monitor_window(settings: Settings, start: str | None, end: str | None, run_after: dt.datetime | None, *,
-                   products: tuple[str, ...] | None = None) -> Verdict:
+def monitor_window(
+    settings: Settings,
+    start: str | None,
+    end: str | None,
+    run_after: dt.datetime | None,
+    *,
+    products: tuple[str, ...] | None = None,
+) -> Verdict:
     """The monitoring DAG's run: the days ``start``..``end``, or the MONITORING_WINDOW_HOURS before
     ``run_after``, against the champion's training window."""
     if start:

@@ -101,9 +101,11 @@ class Progress:
     def line(self, phase: str) -> str:
         ticks_in = _ndjson_lines(self.settings.raw_dir)
         in_delta = delta_rows(self.settings, TICKS)
-        return (f"  t={time.monotonic() - self.began:4.0f}s {phase:<12} ticks in={ticks_in}"
-                f"  features out={delta_rows(self.settings, FEATURES)}"
-                f"  predictions out={delta_rows(self.settings, PREDICTIONS_LIVE)}  stream lag={ticks_in - in_delta} ticks")
+        return (
+            f"  t={time.monotonic() - self.began:4.0f}s {phase:<12} ticks in={ticks_in}"
+            f"  features out={delta_rows(self.settings, FEATURES)}"
+            f"  predictions out={delta_rows(self.settings, PREDICTIONS_LIVE)}  stream lag={ticks_in - in_delta} ticks"
+        )
 
 
 class LiveStream:
@@ -113,10 +115,16 @@ class LiveStream:
         self.log_path = logs / "stream.log"
         with open(self.log_path, "ab") as stream_log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "spark_jobs.features_stream"], cwd=PROJECT_ROOT,
-                env={**os.environ, "PIPELINE_DATA_DIR": str(settings.data_dir),
-                     "MODEL_REFRESH_SECONDS": str(refresh_seconds)},
-                stdout=stream_log, stderr=stream_log, start_new_session=True,
+                [sys.executable, "-m", "spark_jobs.features_stream"],
+                cwd=PROJECT_ROOT,
+                env={
+                    **os.environ,
+                    "PIPELINE_DATA_DIR": str(settings.data_dir),
+                    "MODEL_REFRESH_SECONDS": str(refresh_seconds),
+                },
+                stdout=stream_log,
+                stderr=stream_log,
+                start_new_session=True,
             )
 
     def check(self) -> None:
@@ -132,8 +140,16 @@ class LiveStream:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path, phase: str, exchange_args: list[str],
-         until: Callable[[ExchangeProcess], bool], interval: float) -> dict[str, int]:
+def feed(
+    settings: Settings,
+    stream: LiveStream,
+    progress: Progress,
+    logs: Path,
+    phase: str,
+    exchange_args: list[str],
+    until: Callable[[ExchangeProcess], bool],
+    interval: float,
+) -> dict[str, int]:
     """Exchange -> ingestor until ``until(exchange)``; then stops both and waits for the stream
     to store every ticker. Returns what the exchange sent and the ingestor stored."""
     exchange = ExchangeProcess("--source", "synthetic", "--products", ",".join(settings.product_ids), *exchange_args)
@@ -164,8 +180,14 @@ def feed(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
     return {"sent": sent, "stored": stored}
 
 
-def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress | None = None,
-            timeout: float = 600, may_fail: Callable[[dict[str, str]], bool] = lambda _: False) -> tuple[str, str]:
+def run_dag(
+    client: AirflowClient,
+    dag_id: str,
+    conf: dict,
+    progress: Progress | None = None,
+    timeout: float = 600,
+    may_fail: Callable[[dict[str, str]], bool] = lambda _: False,
+) -> tuple[str, str]:
     """Triggers ``dag_id`` through the REST API as the UI's *Trigger* does, waits for it and pauses
     the DAG again, printing its state. Returns (run id, state).
 
@@ -180,21 +202,26 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict, progress: Progress |
     wait_for_dag(client, dag_id)
     run_id = client.trigger(dag_id, conf, note="make demo")
     began = time.monotonic()
-    print(f"  {dag_id}: triggered run {run_id}" + (f" with {conf}" if conf else " with the form's defaults"),
-          flush=True)
+    print(
+        f"  {dag_id}: triggered run {run_id}" + (f" with {conf}" if conf else " with the form's defaults"), flush=True
+    )
     try:
         state = client.wait_for_run(dag_id, run_id, timeout)
         # A run the scheduler made while the DAG was unpaused (its next tick came meanwhile) ends too.
         wait_until(lambda: not client.active_runs(dag_id), timeout, f"the other runs of {dag_id} to end", 2.0)
     finally:
         client.pause(dag_id)
-    print(f"  {dag_id}: {state} in {time.monotonic() - began:.0f}s"
-          + (f"\n{progress.line('')}" if progress else ""), flush=True)
+    print(
+        f"  {dag_id}: {state} in {time.monotonic() - began:.0f}s" + (f"\n{progress.line('')}" if progress else ""),
+        flush=True,
+    )
     tasks = {task["task_id"]: task["state"] for task in client.task_instances(dag_id, run_id)}
     if state != "success" and not may_fail(tasks):
         print(failed_tasks_report(client, dag_id, run_id), flush=True)
-        raise ServiceError(f"DAG {dag_id} run {run_id} ended {state}: see its task logs in the Airflow UI "
-                           f"or under {airflow_home(client.settings) / 'logs'}")
+        raise ServiceError(
+            f"DAG {dag_id} run {run_id} ended {state}: see its task logs in the Airflow UI "
+            f"or under {airflow_home(client.settings) / 'logs'}"
+        )
     return run_id, state
 
 
@@ -207,8 +234,13 @@ def failed_tasks_report(client: AirflowClient, dag_id: str, run_id: str, lines: 
         if task["state"] in ("success", "skipped"):
             continue
         report.append(f"  {dag_id}.{task['task_id']}: {task['state']} after {task['try_number']} attempt(s)")
-        folder = (airflow_home(client.settings) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-                  / f"task_id={task['task_id']}")
+        folder = (
+            airflow_home(client.settings)
+            / "logs"
+            / f"dag_id={dag_id}"
+            / f"run_id={run_id}"
+            / f"task_id={task['task_id']}"
+        )
         for path in sorted(folder.glob("attempt=*.log")):
             events = []
             for line in path.read_text(errors="replace").splitlines():
@@ -219,8 +251,11 @@ def failed_tasks_report(client: AirflowClient, dag_id: str, run_id: str, lines: 
                     continue
                 events.append(event.get("event", ""))
                 # A failed task's reason is in its exception, not its event line.
-                events += [f"{error['exc_type']}: {error['exc_value']}" for error in event.get("error_detail") or ()
-                           if not error.get("is_cause")]
+                events += [
+                    f"{error['exc_type']}: {error['exc_value']}"
+                    for error in event.get("error_detail") or ()
+                    if not error.get("is_cause")
+                ]
             report.append(f"    {path}:")
             report.extend(f"      {str(event)[:300]}" for event in events[-lines:])
     return "\n".join(report)
@@ -239,8 +274,23 @@ def history_sessions(today: dt.date, days: int, ticks: int) -> list[tuple[dt.dat
         day = today - dt.timedelta(days=days - index)
         share = ticks // days + (1 if index < ticks % days else 0)
         start = dt.datetime.combine(day, SESSION_START, tzinfo=dt.UTC).isoformat()
-        sessions.append((day, ["--speed", "0", "--keep-timestamps", "--start", start, "--seed", str(7 + index),
-                               "--max-ticks", str(share), *MARKET]))
+        sessions.append(
+            (
+                day,
+                [
+                    "--speed",
+                    "0",
+                    "--keep-timestamps",
+                    "--start",
+                    start,
+                    "--seed",
+                    str(7 + index),
+                    "--max-ticks",
+                    str(share),
+                    *MARKET,
+                ],
+            )
+        )
     return sessions
 
 
@@ -248,14 +298,28 @@ def _sent_at_least(exchange: ExchangeProcess, wanted: int) -> bool:
     return exchange.stats()["tickers_sent"] >= wanted
 
 
-def feed_history(settings: Settings, stream: LiveStream, progress: Progress, logs: Path,
-                 sessions: list[tuple[dt.date, list[str]]], interval: float) -> dict[str, int]:
+def feed_history(
+    settings: Settings,
+    stream: LiveStream,
+    progress: Progress,
+    logs: Path,
+    sessions: list[tuple[dt.date, list[str]]],
+    interval: float,
+) -> dict[str, int]:
     """Feeds each ``history_sessions`` session in turn; returns what the exchange sent and the ingestor stored."""
     history = {"sent": 0, "stored": 0}
     for day, exchange_args in sessions:
         wanted = int(exchange_args[exchange_args.index("--max-ticks") + 1])
-        fed = feed(settings, stream, progress, logs, f"history {day}", exchange_args,
-                   functools.partial(_sent_at_least, wanted=wanted), interval)
+        fed = feed(
+            settings,
+            stream,
+            progress,
+            logs,
+            f"history {day}",
+            exchange_args,
+            functools.partial(_sent_at_least, wanted=wanted),
+            interval,
+        )
         history = {key: history[key] + fed[key] for key in history}
     return history
 
@@ -274,9 +338,12 @@ def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, obje
     print(f"\nstarting the feature stream with live scoring (log: {logs / 'stream.log'}) ...", flush=True)
     stream = LiveStream(settings, logs, args.model_refresh_seconds)
     try:
-        print(f"fast-forward: {args.history_ticks} synthetic ticks over {len(settings.product_ids)} products, one "
-              f"session on each of the {args.history_days} days before today ({sessions[0][0]}..{sessions[-1][0]}), "
-              "at full speed through exchange -> ingestor -> Kafka -> stream", flush=True)
+        print(
+            f"fast-forward: {args.history_ticks} synthetic ticks over {len(settings.product_ids)} products, one "
+            f"session on each of the {args.history_days} days before today ({sessions[0][0]}..{sessions[-1][0]}), "
+            "at full speed through exchange -> ingestor -> Kafka -> stream",
+            flush=True,
+        )
         history = feed_history(settings, stream, progress, logs, sessions, args.interval)
         received = {"start": str(today), "end": str(today)}  # the replay goes by receipt day: all of it today
         print("Airflow (REST API, as the UI triggers them; each DAG paused again after its run):", flush=True)
@@ -288,18 +355,29 @@ def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, obje
         if champion:
             runs["batch_inference"], _ = run_dag(client, "batch_inference", {}, progress)
         else:
-            print("  no champion: batch_inference and monitoring_reports not run (scoring waits for a champion)",
-                  flush=True)
+            print(
+                "  no champion: batch_inference and monitoring_reports not run (scoring waits for a champion)",
+                flush=True,
+            )
         live_until = time.monotonic() + args.live_seconds
-        print(f"live: real-time ticks for at least {args.live_seconds:.0f}s"
-              + (", scored in the stream; the drift report runs meanwhile" if champion else ", no model to score them"),
-              flush=True)
+        print(
+            f"live: real-time ticks for at least {args.live_seconds:.0f}s"
+            + (", scored in the stream; the drift report runs meanwhile" if champion else ", no model to score them"),
+            flush=True,
+        )
         recent = {"start": str(sessions[-1][0]), "end": str(today)}  # the last history day and the live ticks
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-dags") as pool:
             monitoring = pool.submit(run_dag, client, "monitoring_reports", recent) if champion else None
-            live = feed(settings, stream, progress, logs, "live", ["--speed", "1", *MARKET],
-                        lambda _: (monitoring is None or monitoring.done()) and time.monotonic() >= live_until,
-                        args.interval)
+            live = feed(
+                settings,
+                stream,
+                progress,
+                logs,
+                "live",
+                ["--speed", "1", *MARKET],
+                lambda _: (monitoring is None or monitoring.done()) and time.monotonic() >= live_until,
+                args.interval,
+            )
             if monitoring is not None:
                 runs["monitoring_reports"], _ = monitoring.result()  # raises what a failed DAG raised
         if champion:
@@ -307,12 +385,18 @@ def run_pipeline(settings: Settings, args: argparse.Namespace) -> dict[str, obje
     finally:
         stream.stop()
     return {
-        "history": history, "live": live, "history_days": [str(day) for day, _ in sessions],
+        "history": history,
+        "live": live,
+        "history_days": [str(day) for day, _ in sessions],
         "replay": json.loads((settings.reports_dir / "replay" / f"{today}_{today}.json").read_text()),
         "training": training,
-        "monitoring": (client.return_value("monitoring_reports", runs["monitoring_reports"], "build_reports")
-                       if "monitoring_reports" in runs else None),
-        "runs": runs, "airflow_runs": client.dag_runs(),
+        "monitoring": (
+            client.return_value("monitoring_reports", runs["monitoring_reports"], "build_reports")
+            if "monitoring_reports" in runs
+            else None
+        ),
+        "runs": runs,
+        "airflow_runs": client.dag_runs(),
     }
 
 
@@ -333,22 +417,28 @@ def facts(settings: Settings, result: dict[str, Any]) -> dict[str, Any]:
             "stored": result["history"]["stored"] + result["live"]["stored"],
             "ndjson_lines": _ndjson_lines(settings.raw_dir),
             "kafka": topic_messages(settings, settings.kafka_input_topic),
-            "delta": delta_rows(settings, TICKS), "quarantined": delta_rows(settings, QUARANTINE),
+            "delta": delta_rows(settings, TICKS),
+            "quarantined": delta_rows(settings, QUARANTINE),
         },
         "history_days": result["history_days"],
-        "features": {"delta": delta_rows(settings, FEATURES),
-                     "kafka": topic_messages(settings, settings.kafka_output_topic)},
+        "features": {
+            "delta": delta_rows(settings, FEATURES),
+            "kafka": topic_messages(settings, settings.kafka_output_topic),
+        },
         "replay": {key: result["replay"][key] for key in ("range", "equal", "summary")},
         "training": result["training"],
         "champion": {"model": settings.model_name, "version": champion.version if champion else None},
-        "predictions": {"live_delta": delta_rows(settings, PREDICTIONS_LIVE),
-                        "live_kafka": topic_messages(settings, settings.kafka_predictions_topic),
-                        "batch_delta": delta_rows(settings, PREDICTIONS)},
+        "predictions": {
+            "live_delta": delta_rows(settings, PREDICTIONS_LIVE),
+            "live_kafka": topic_messages(settings, settings.kafka_predictions_topic),
+            "batch_delta": delta_rows(settings, PREDICTIONS),
+        },
         "monitoring": result["monitoring"],
         "demo_runs": result["runs"],
         # Every run Airflow shows (REST API, as the UI lists them), with its state.
-        "airflow_runs": [{key: run[key] for key in ("dag_id", "dag_run_id", "run_type", "state")}
-                         for run in result["airflow_runs"]],
+        "airflow_runs": [
+            {key: run[key] for key in ("dag_id", "dag_run_id", "run_type", "state")} for run in result["airflow_runs"]
+        ],
     }
 
 
@@ -370,27 +460,35 @@ def summary(settings: Settings, found: dict[str, Any]) -> str:
         f"training with the trigger form's defaults ({training['label_mode']} label, "
         f"{training['test_rows']} test rows, positive rate {training['positive_rate']['test']:.3f}):",
         f"  {'model':<24} {'val PR-AUC':>10} {'test PR-AUC':>11}",
-        *(f"  {name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
-          for name, m in training["models"].items()),
+        *(
+            f"  {name:<24} {m['validation_pr_auc']:>10.3f} {m['test_pr_auc']:>11.3f}"
+            for name, m in training["models"].items()
+        ),
         f"  promotion gate on the test rows: {training['candidate']} minus the persistence baseline "
         f"{gate['gain']:+.3f}, 95% CI [{gate['gain_ci'][0]:+.3f}, {gate['gain_ci'][1]:+.3f}] (blocks of "
         f"{gate['block_rows']} rows, {gate['samples']} resamples): {training['decision']}",
-        "  (a PR-AUC equal to the positive rate is no skill; the baseline scores rolling_vol: \"volatility persists\")",
+        '  (a PR-AUC equal to the positive rate is no skill; the baseline scores rolling_vol: "volatility persists")',
     ]
     if found["champion"]["version"]:
         lines.append(f"champion: {found['champion']['model']} v{found['champion']['version']}")
     else:
-        lines += [f"champion: NONE. {training['reason']}",
-                  f"  version {training['registered_version']} is registered with that verdict, never champion; "
-                  "live and batch scoring wait for a model that beats the baseline"]
-    lines.append(f"predictions: live (stream, Delta predictions_live) {found['predictions']['live_delta']}, Kafka "
-                 f"{settings.kafka_predictions_topic} {found['predictions']['live_kafka']}; batch (Delta predictions) "
-                 f"{found['predictions']['batch_delta']}")
+        lines += [
+            f"champion: NONE. {training['reason']}",
+            f"  version {training['registered_version']} is registered with that verdict, never champion; "
+            "live and batch scoring wait for a model that beats the baseline",
+        ]
+    lines.append(
+        f"predictions: live (stream, Delta predictions_live) {found['predictions']['live_delta']}, Kafka "
+        f"{settings.kafka_predictions_topic} {found['predictions']['live_kafka']}; batch (Delta predictions) "
+        f"{found['predictions']['batch_delta']}"
+    )
     monitoring = found["monitoring"]
     if monitoring:
-        lines.append(f"drift: {'DETECTED' if monitoring['drift_detected'] else 'none'} "
-                     f"({monitoring['drifted_count']}/{len(monitoring['features'])} features, share "
-                     f"{monitoring['drift_share']:.2f}); reports in {monitoring['report_dir']}")
+        lines.append(
+            f"drift: {'DETECTED' if monitoring['drift_detected'] else 'none'} "
+            f"({monitoring['drifted_count']}/{len(monitoring['features'])} features, share "
+            f"{monitoring['drift_share']:.2f}); reports in {monitoring['report_dir']}"
+        )
     states: dict[str, int] = {}
     for run in found["airflow_runs"]:
         states[run["state"]] = states.get(run["state"], 0) + 1
@@ -418,16 +516,24 @@ def newest_features(settings: Settings, limit: int = 5) -> str:
     from deltalake import DeltaTable
 
     dataset = DeltaTable(str(settings.delta_table(FEATURES))).to_pyarrow_dataset()
-    query = duckdb.connect().register(FEATURES, dataset).sql(
-        "SELECT product_id, ingest_seq, strftime(make_timestamp((exchange_ts_ns // 1000)::BIGINT), '%H:%M:%S.%f'), "
-        f"midprice, spread_bps, rolling_vol * 1e4, trade_intensity FROM {FEATURES} ORDER BY ingest_seq DESC "
-        f"LIMIT {int(limit)}"
+    query = (
+        duckdb.connect()
+        .register(FEATURES, dataset)
+        .sql(
+            "SELECT product_id, ingest_seq, strftime(make_timestamp((exchange_ts_ns // 1000)::BIGINT), '%H:%M:%S.%f'), "
+            f"midprice, spread_bps, rolling_vol * 1e4, trade_intensity FROM {FEATURES} ORDER BY ingest_seq DESC "
+            f"LIMIT {int(limit)}"
+        )
     )
-    lines = [f"{'product':10s} {'ingest_seq':>10s} {'exchange time':>15s} {'midprice':>12s} {'spread_bps':>10s} "
-             f"{'vol_bps':>8s} {'ticks/s':>8s}"]
+    lines = [
+        f"{'product':10s} {'ingest_seq':>10s} {'exchange time':>15s} {'midprice':>12s} {'spread_bps':>10s} "
+        f"{'vol_bps':>8s} {'ticks/s':>8s}"
+    ]
     for product, seq, when, mid, spread, vol, intensity in query.fetchall():
-        lines.append(f"{product:10s} {seq:>10d} {when:>15s} {mid:>12.3f} {spread:>10.4f} {vol:>8.4f} "
-                     f"{intensity if intensity is not None else float('nan'):>8.2f}")
+        lines.append(
+            f"{product:10s} {seq:>10d} {when:>15s} {mid:>12.3f} {spread:>10.4f} {vol:>8.4f} "
+            f"{intensity if intensity is not None else float('nan'):>8.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -438,15 +544,27 @@ def main(argv: list[str] | None = None) -> int:
         "scoring, replay validation, training, batch inference and drift reports through Airflow.",
         epilog="Products come from PRODUCT_IDS (the demo's default: BTC-USD,ETH-USD,SOL-USD).",
     )
-    parser.add_argument("--history-ticks", type=int, default=60_000,
-                        help="synthetic ticks pushed at full speed before live ticks flow (default 60000, about "
-                        "1.5 simulated hours over three products)")
-    parser.add_argument("--history-days", type=int, default=3,
-                        help="days before today the history is spread over, one session a day (default 3)")
+    parser.add_argument(
+        "--history-ticks",
+        type=int,
+        default=60_000,
+        help="synthetic ticks pushed at full speed before live ticks flow (default 60000, about "
+        "1.5 simulated hours over three products)",
+    )
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=3,
+        help="days before today the history is spread over, one session a day (default 3)",
+    )
     parser.add_argument("--live-seconds", type=float, default=60, help="real-time ticks after training (default 60)")
     parser.add_argument("--interval", type=float, default=10, help="seconds between progress lines (default 10)")
-    parser.add_argument("--model-refresh-seconds", type=float, default=5,
-                        help="how often the stream looks for a new champion (MODEL_REFRESH_SECONDS; demo default 5)")
+    parser.add_argument(
+        "--model-refresh-seconds",
+        type=float,
+        default=5,
+        help="how often the stream looks for a new champion (MODEL_REFRESH_SECONDS; demo default 5)",
+    )
     parser.add_argument("--services-only", action="store_true", help="start and check the services, run nothing")
     parser.add_argument("--down", action="store_true", help="stop every service at the end")
     parser.add_argument("--log-level", default="WARNING")

@@ -65,7 +65,9 @@ class ExchangeProcess:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest.exchange", "--port", str(self.port), *args],
-            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=self.log,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
         )
         try:
             wait_until(lambda: port_open("127.0.0.1", self.port) or self.proc.poll() is not None, 30, "exchange")
@@ -86,8 +88,9 @@ class ExchangeProcess:
         """Connections, ticks generated and sent."""
         return self.control("stats")
 
-    def drain(self, settings: Settings, raw_before: int, alive: Callable[[], bool] = lambda: True,
-              timeout: float = 120) -> int:
+    def drain(
+        self, settings: Settings, raw_before: int, alive: Callable[[], bool] = lambda: True, timeout: float = 120
+    ) -> int:
         """Stops sending (a stall), then waits until Kafka ``ticks.raw`` holds every ticker sent.
 
         Stopping the ingestor right after the exchange's last send loses what is still in the
@@ -155,8 +158,12 @@ class IngestorProcess:
 
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ingest"], cwd=PROJECT_ROOT, env={**os.environ, **env},
-                stdout=subprocess.PIPE, stderr=log, preexec_fn=functools.partial(limit_file_size, file_size_limit) if file_size_limit else None,
+                [sys.executable, "-m", "ingest"],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=log,
+                preexec_fn=functools.partial(limit_file_size, file_size_limit) if file_size_limit else None,
             )
 
     def stop(self, timeout: float = 60) -> dict:

@@ -32,8 +32,12 @@ def check_kafka(settings: Settings) -> dict[str, Any]:
         metadata = AdminClient({**client}).list_topics(timeout=10)
     except Exception as exc:  # confluent raises KafkaException and friends
         raise ServiceError(f"kafka at {bootstrap} does not answer: {exc}") from exc
-    wanted = (settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
-              settings.kafka_deadletter_topic)
+    wanted = (
+        settings.kafka_input_topic,
+        settings.kafka_output_topic,
+        settings.kafka_predictions_topic,
+        settings.kafka_deadletter_topic,
+    )
     missing = [topic for topic in wanted if topic not in metadata.topics]
     if missing:
         raise ServiceError(f"kafka at {bootstrap} lacks topics {missing}: run `make up`")
@@ -155,8 +159,11 @@ class AirflowClient:
     def return_value(self, dag_id: str, run_id: str, task_id: str) -> Any:
         """The XCom a task of a run returned (what the UI's XCom tab shows), or None."""
         try:
-            entry = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
-                                      "/xcomEntries/return_value?deserialize=true")
+            entry = self._call(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+                "/xcomEntries/return_value?deserialize=true",
+            )
         except ServiceError:
             return None
         return entry.get("value")
@@ -178,8 +185,10 @@ class AirflowClient:
             if state in ("success", "failed"):
                 return state
             time.sleep(2)
-        raise ServiceError(f"airflow run {dag_id}/{run_id} did not finish in {timeout:.0f}s"
-                           + (f" (last poll error: {problem})" if problem else ""))
+        raise ServiceError(
+            f"airflow run {dag_id}/{run_id} did not finish in {timeout:.0f}s"
+            + (f" (last poll error: {problem})" if problem else "")
+        )
 
 
 def wait_for_dag(client: AirflowClient, dag_id: str, timeout: float = 180) -> dict[str, Any]:

@@ -43,8 +43,9 @@ class StandaloneCluster:
     host: str = "127.0.0.1"
 
     @classmethod
-    def create(cls, root: Path, *, master_port: int = 0, webui_port: int = 0, cores: int = 1,
-               memory: str = "1g") -> StandaloneCluster:
+    def create(
+        cls, root: Path, *, master_port: int = 0, webui_port: int = 0, cores: int = 1, memory: str = "1g"
+    ) -> StandaloneCluster:
         """The cluster saved in ``root``, or a new one on the given (0: free) ports."""
         saved = cls.load(root)
         if saved is not None:
@@ -99,13 +100,19 @@ class StandaloneCluster:
             "PYTHONPATH": "",
         }
         return ManagedProcess(
-            name=name, argv=[str(spark_home / "bin" / "spark-class"), main_class, *args],
-            run_dir=self.root, ready=ready, env=env, start_timeout=120, stop_timeout=20,
+            name=name,
+            argv=[str(spark_home / "bin" / "spark-class"), main_class, *args],
+            run_dir=self.root,
+            ready=ready,
+            env=env,
+            start_timeout=120,
+            stop_timeout=20,
         )
 
     def master(self) -> ManagedProcess:
         return self._process(
-            "spark-master", "org.apache.spark.deploy.master.Master",
+            "spark-master",
+            "org.apache.spark.deploy.master.Master",
             ["--host", self.host, "--port", str(self.master_port), "--webui-port", str(self.webui_port)],
             ready=lambda: port_open(self.host, self.master_port) and port_open(self.host, self.webui_port),
         )
@@ -113,9 +120,21 @@ class StandaloneCluster:
     def worker(self) -> ManagedProcess:
         (self.root / "local").mkdir(parents=True, exist_ok=True)
         return self._process(
-            "spark-worker", "org.apache.spark.deploy.worker.Worker",
-            [self.master_url, "--host", self.host, "--cores", str(self.cores), "--memory", self.memory,
-             "--webui-port", str(self.worker_webui_port), "--work-dir", str(self.root / "work")],
+            "spark-worker",
+            "org.apache.spark.deploy.worker.Worker",
+            [
+                self.master_url,
+                "--host",
+                self.host,
+                "--cores",
+                str(self.cores),
+                "--memory",
+                self.memory,
+                "--webui-port",
+                str(self.worker_webui_port),
+                "--work-dir",
+                str(self.root / "work"),
+            ],
             # Registered with the master and offering its cores: an application submitted now gets an executor.
             ready=lambda: any(w["cores"] == self.cores for w in self.alive_workers()),
         )
@@ -150,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     from volpipe.logs import configure_logging
 
     parser = argparse.ArgumentParser(
-        prog="python -m volpipe.ops.spark_cluster", description=__doc__.split("\n")[0],
+        prog="python -m volpipe.ops.spark_cluster",
+        description=__doc__.split("\n")[0],
         epilog="up prints the master URL: export it as SPARK_MASTER and spark-submit the jobs as usual.",
     )
     parser.add_argument("action", choices=["up", "down", "status"])
@@ -162,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     if args.action == "up":
-        created = StandaloneCluster.create(args.dir, master_port=args.master_port, webui_port=args.webui_port,
-                                           cores=args.cores, memory=args.memory)
+        created = StandaloneCluster.create(
+            args.dir, master_port=args.master_port, webui_port=args.webui_port, cores=args.cores, memory=args.memory
+        )
         try:
             created.up()
         except PipelineError as exc:
@@ -179,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped" if cluster.down() else "not running")
         return 0
     state, workers = cluster.state(), cluster.alive_workers()
-    print(f"{cluster.master_url} workers alive: {len(workers)} "
-          f"(cores {sum(w['cores'] for w in workers)}, used {sum(w['coresused'] for w in workers)}); "
-          f"applications running: {', '.join(app['name'] for app in state.get('activeapps', [])) or 'none'}")
+    print(
+        f"{cluster.master_url} workers alive: {len(workers)} "
+        f"(cores {sum(w['cores'] for w in workers)}, used {sum(w['coresused'] for w in workers)}); "
+        f"applications running: {', '.join(app['name'] for app in state.get('activeapps', [])) or 'none'}"
+    )
     return 0 if workers else 1
 
 

@@ -29,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(name for name, _, _ in describe("storage", "logging", "kafka", "mlflow", "airflow", "supervise")),
     )
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help=f"any of {', '.join(ALL_SERVICES)} "
-                        f"(default: {' '.join(SERVICES)} for up, all for down and status)")
+    parser.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"any of {', '.join(ALL_SERVICES)} (default: {' '.join(SERVICES)} for up, all for down and status)",
+    )
     parser.add_argument("--log-level", default=None)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)

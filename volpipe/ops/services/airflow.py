@@ -102,5 +102,7 @@ def prepare(settings: Settings) -> None:
 
 def where(settings: Settings) -> str:
     """Where users reach it, where the passwords are, where it keeps its data."""
-    return (f"UI http://127.0.0.1:{settings.airflow_port} (users admin and viewer, passwords in "
-            f"{password_file(settings)}), home {airflow_home(settings)}")
+    return (
+        f"UI http://127.0.0.1:{settings.airflow_port} (users admin and viewer, passwords in "
+        f"{password_file(settings)}), home {airflow_home(settings)}"
+    )

@@ -60,8 +60,10 @@ def _client_listener(settings: Settings) -> tuple[str, list[str]]:
     if not user.replace("-", "").replace("_", "").isalnum():
         raise SetupError(f"KAFKA_SASL_USERNAME={user!r}: the embedded broker takes letters, digits, - and _ only")
     # The broker logs in to itself (inter-broker) as the one user it knows: the clients'.
-    jaas = (f"org.apache.kafka.common.security.plain.PlainLoginModule required username={jaas_quoted(user)} "
-            f"password={password} user_{user}={password};")
+    jaas = (
+        f"org.apache.kafka.common.security.plain.PlainLoginModule required username={jaas_quoted(user)} "
+        f"password={password} user_{user}={password};"
+    )
     return protocol, [
         "sasl.enabled.mechanisms=PLAIN",
         "sasl.mechanism.inter.broker.protocol=PLAIN",
@@ -198,8 +200,12 @@ def create_topics(settings: Settings) -> list[str]:
 
     admin = AdminClient({**settings.kafka_client_config()})
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [settings.kafka_input_topic, settings.kafka_output_topic, settings.kafka_predictions_topic,
-              settings.kafka_deadletter_topic]
+    wanted = [
+        settings.kafka_input_topic,
+        settings.kafka_output_topic,
+        settings.kafka_predictions_topic,
+        settings.kafka_deadletter_topic,
+    ]
     missing = [name for name in wanted if name not in existing]
     if not missing:
         return []

@@ -30,8 +30,12 @@ def state_file(settings: Settings, name: str) -> Path:
 
 def _program_running(settings: Settings, name: str, supervisor: ManagedProcess) -> bool:
     state = SupervisorState.load(state_file(settings, name))
-    return (supervisor.pid() is not None and state is not None and state.supervisor_pid == supervisor.pid()
-            and state.pid is not None)
+    return (
+        supervisor.pid() is not None
+        and state is not None
+        and state.supervisor_pid == supervisor.pid()
+        and state.pid is not None
+    )
 
 
 def program_env(settings: Settings) -> dict[str, str]:
@@ -56,8 +60,19 @@ def stream_command(settings: Settings) -> list[str]:
 def _supervised(settings: Settings, name: str, program: list[str], stop_timeout: float) -> ManagedProcess:
     supervisor = ManagedProcess(
         name=name,
-        argv=[sys.executable, "-m", "volpipe.ops.services.supervisor", "--name", name,
-              "--state", str(state_file(settings, name)), "--stop-timeout", str(stop_timeout), "--", *program],
+        argv=[
+            sys.executable,
+            "-m",
+            "volpipe.ops.services.supervisor",
+            "--name",
+            name,
+            "--state",
+            str(state_file(settings, name)),
+            "--stop-timeout",
+            str(stop_timeout),
+            "--",
+            *program,
+        ],
         run_dir=_run_dir(settings, name),
         env=program_env(settings),
         cwd=PROJECT_ROOT,
@@ -71,14 +86,16 @@ def _supervised(settings: Settings, name: str, program: list[str], stop_timeout:
 
 def ingestor(settings: Settings) -> ManagedProcess:
     """``python -m ingest`` under a supervisor (not started)."""
-    return _supervised(settings, "ingestor", [sys.executable, "-m", "ingest"],
-                       stop_timeout=settings.shutdown_flush_seconds + 20)
+    return _supervised(
+        settings, "ingestor", [sys.executable, "-m", "ingest"], stop_timeout=settings.shutdown_flush_seconds + 20
+    )
 
 
 def stream(settings: Settings) -> ManagedProcess:
     """``stream_command`` under a supervisor (not started)."""
-    return _supervised(settings, "stream", stream_command(settings),
-                       stop_timeout=settings.stream_stop_timeout_seconds + 15)
+    return _supervised(
+        settings, "stream", stream_command(settings), stop_timeout=settings.stream_stop_timeout_seconds + 15
+    )
 
 
 def _latest(folder: Path) -> tuple[int, Path] | None:
@@ -114,8 +131,9 @@ def _describe(settings: Settings, name: str, process: ManagedProcess) -> str:
     state = SupervisorState.load(state_file(settings, name))
     if process.pid() is None or state is None:
         return f"log {process.log_file}"
-    running = (f"pid {state.pid} up {time.time() - state.started_at:.0f}s" if state.pid and state.started_at
-               else "restarting")
+    running = (
+        f"pid {state.pid} up {time.time() - state.started_at:.0f}s" if state.pid and state.started_at else "restarting"
+    )
     last = f" (last exit {state.last_exit})" if state.last_exit is not None else ""
     return f"{running}, restarts {state.restarts}{last}, log {process.log_file}"
 

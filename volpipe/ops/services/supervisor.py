@@ -74,8 +74,9 @@ def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float,
     child: subprocess.Popen | None = None
     while not stopping.is_set():
         # Its own process group, away from the signals `down` sends to ours.
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, process_group=0,
-                                 preexec_fn=_stop_with_supervisor)  # preexec_fn is safe: no other thread here
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=_stop_with_supervisor
+        )  # preexec_fn is safe: no other thread here
         state.pid, state.started_at = child.pid, time.time()
         state.save(state_file)
         log.info("program=%s started pid=%d restarts=%d", name, child.pid, state.restarts)
@@ -89,8 +90,14 @@ def supervise(name: str, argv: list[str], state_file: Path, stop_timeout: float,
         state.restarts += 1
         state.pid, state.last_exit, state.last_exit_at = None, child.returncode, time.time()
         state.save(state_file)
-        log.warning("program=%s exited returncode=%s after %.1fs: restart %d in %.1fs", name, child.returncode,
-                    ran, state.restarts, wait)
+        log.warning(
+            "program=%s exited returncode=%s after %.1fs: restart %d in %.1fs",
+            name,
+            child.returncode,
+            ran,
+            state.restarts,
+            wait,
+        )
         stopping.wait(wait)
     if child is None:
         return 0
@@ -115,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Run a program and restart it with capped exponential backoff whenever it exits; "
         "SIGTERM/SIGINT stop it politely (SIGTERM to the program, then SIGKILL to its whole tree after "
         "--stop-timeout).",
-        epilog="Settings: " + ", ".join(n for n, _, _ in describe("supervise"))
+        epilog="Settings: "
+        + ", ".join(n for n, _, _ in describe("supervise"))
         + ". Example: ... supervisor --name ingestor --state data/ingestor/ingestor.state.json -- python -m ingest",
     )
     parser.add_argument("--name", required=True, help="the program's name in logs and state")
