@@ -354,7 +354,7 @@ def fold_splits(frame: pd.DataFrame, spec: L.LabelSpec, folds: int) -> Iterator[
     for k in range(1, folds + 1):
         train_mask = (segments >= 0) & (segments < k)
         y, threshold = L.labels_and_thresholds(frame, target, spec, L.training_tau(target, train_mask, spec))
-        labelled = frame.assign(y=y, **{L.THRESHOLD_COLUMN: threshold})
+        labelled = frame.assign(y=y, **{M.THRESHOLD_COLUMN: threshold})
         train = labelled[train_mask & np.isfinite(y)]
         test = labelled[(segments == k) & np.isfinite(y)]
         if train["y"].nunique() < 2 or test["y"].nunique() < 2:

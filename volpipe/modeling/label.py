@@ -37,15 +37,13 @@ import pandas as pd
 
 from volpipe.config import LABEL_MODES, Settings
 from volpipe.features import EXTRA_WINDOWS
+from volpipe.modeling.models import ALL_FEATURES
 from volpipe.tables import ROW_KEYS
 
 # Split codes; rows of an embargo (their label window reaches the next split) get EMBARGO.
 TRAIN, VALIDATION, TEST, EMBARGO = 0, 1, 2, -1
 SPLIT_NAMES = {TRAIN: "train", VALIDATION: "validation", TEST: "test"}
 NO_END = np.iinfo(np.int64).max
-# The column labelled rows carry beside ``y``: the threshold each row's forward volatility was
-# compared with. The persistence baseline compares today's volatility with the same threshold.
-THRESHOLD_COLUMN = "label_threshold"
 FITTED_TAU_MODES = ("forward", "current")  # the modes whose tau is fitted on training rows
 
 
@@ -139,8 +137,6 @@ def label_columns(spec: LabelSpec) -> list[str]:
 
 def required_columns(spec: LabelSpec) -> list[str]:
     """Columns training reads: the models' features and the label's columns."""
-    from volpipe.modeling.models import ALL_FEATURES
-
     return list(dict.fromkeys((*label_columns(spec), *ALL_FEATURES)))
 
 

@@ -7,7 +7,7 @@ functions so that importing this module costs nothing.
 
 * ``baseline``: the persistence baseline, "volatility persists": the label's own rule applied to
   the volatility of now instead of the next H ticks, y_hat = rolling_vol >= the row's label
-  threshold (``label.THRESHOLD_COLUMN``: k x vol_300t, the trailing tau_t or the fitted tau).
+  threshold (``THRESHOLD_COLUMN``: k x vol_300t, the trailing tau_t or the fitted tau).
   Its PR-AUC score is rolling_vol / threshold. Under a fixed tau that ranks as ``rolling_vol``
   alone; under a per-row threshold, ranking by ``rolling_vol`` alone would be a straw man (it
   ignores the very level the label compares with), so the models are held to the stronger rule.
@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from volpipe.modeling.label import THRESHOLD_COLUMN
-
+# The column labelled rows carry beside ``y`` (``label.labels_and_thresholds``): the threshold each
+# row's forward volatility was compared with. The persistence baseline compares today's volatility with it.
+THRESHOLD_COLUMN = "label_threshold"
 BASELINE, LOGISTIC, BOOSTING = "baseline", "logistic_regression", "hist_gradient_boosting"
 MODEL_NAMES = (BASELINE, LOGISTIC, BOOSTING)
 BASELINE_FEATURES = ("rolling_vol",)
@@ -175,7 +176,7 @@ def fit(name: str, x: pd.DataFrame, y: np.ndarray, seed: int) -> Any:
 
 def score(name: str, model: Any, x: pd.DataFrame) -> np.ndarray:
     """Ranking score of each row: P(y=1) for the models, rolling_vol over the row's label threshold
-    for the baseline (``x`` labelled: it carries ``label.THRESHOLD_COLUMN``)."""
+    for the baseline (``x`` labelled: it carries ``THRESHOLD_COLUMN``)."""
     if name == BASELINE:
         return x["rolling_vol"].to_numpy(np.float64) / x[THRESHOLD_COLUMN].to_numpy(np.float64)
     return probabilities(model, x[list(FEATURES[name])])

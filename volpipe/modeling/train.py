@@ -70,7 +70,7 @@ def prepare(frame: pd.DataFrame, spec: L.LabelSpec, min_rows: int) -> Prepared:
         raise TrainingDataError(f"no labelled rows among {len(frame)} (label_mode={spec.mode}, H={spec.horizon})")
     if keep.sum() < min_rows:
         raise TrainingDataError(f"too few labelled rows: {int(keep.sum())} < TRAIN_MIN_ROWS={min_rows}")
-    labelled = frame.assign(y=y, split=split, **{L.THRESHOLD_COLUMN: threshold})[keep]
+    labelled = frame.assign(y=y, split=split, **{M.THRESHOLD_COLUMN: threshold})[keep]
     embargoed = int((split == L.EMBARGO).sum())
     splits, bounds = {}, {"label_mode": spec.mode, "horizon": spec.horizon, "embargo_rows": embargoed}
     for code, name in L.SPLIT_NAMES.items():
