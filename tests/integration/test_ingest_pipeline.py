@@ -173,11 +173,11 @@ def test_sigterm_while_ticks_flow_keeps_everything_received_and_a_restart_resume
     exchange = ExchangeProcess("--speed", "1", "--rate", "3000")
     try:
         first = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest.log")
-        wait_until(lambda: len(ndjson_records(tmp_path / "raw")) > 3000, 180, "ticks flowing")  # CI: busy cores
+        wait_until(lambda: len(ndjson_records(tmp_path / "raw")) > 600, 180, "ticks flowing")  # CI: busy cores
         final = first.stop()
         count = len(ndjson_records(tmp_path / "raw"))
         second = IngestorProcess(ingestor_env(settings, exchange.url), tmp_path / "ingest2.log")
-        wait_until(lambda: len(ndjson_records(tmp_path / "raw")) > count + 500, 180, "ticks after restart")
+        wait_until(lambda: len(ndjson_records(tmp_path / "raw")) > count + 200, 180, "ticks after restart")
         final2 = second.stop()
     finally:
         exchange.stop()
